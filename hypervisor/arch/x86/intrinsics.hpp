@@ -1,0 +1,145 @@
+// Every x86 instruction the hypervisor issues through inline assembly lives here and only
+// here, so that the rest of the code is plain C++ and pure logic builds (and is unit
+// tested) on the build host. Host builds must not include this header; they feed pure
+// functions with values instead (capability MSR values, fake memory, ...).
+#pragma once
+
+#if !defined(GODWIT_FREESTANDING)
+#error "arch/x86/intrinsics.hpp is for the freestanding hypervisor build only"
+#endif
+
+#include "lib/types.hpp"
+
+namespace godwit::hv::x86 {
+
+struct CpuidResult {
+    u32 eax, ebx, ecx, edx;
+};
+
+inline CpuidResult cpuid(u32 leaf, u32 subleaf = 0) {
+    CpuidResult r;
+    asm volatile("cpuid" : "=a"(r.eax), "=b"(r.ebx), "=c"(r.ecx), "=d"(r.edx) : "a"(leaf), "c"(subleaf));
+    return r;
+}
+
+inline u64 rdmsr(u32 msr) {
+    u32 lo, hi;
+    asm volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+    return (static_cast<u64>(hi) << 32) | lo;
+}
+
+inline void wrmsr(u32 msr, u64 value) {
+    asm volatile("wrmsr" ::"c"(msr), "a"(static_cast<u32>(value)), "d"(static_cast<u32>(value >> 32))
+                 : "memory");
+}
+
+inline u64 rdtsc() {
+    u32 lo, hi;
+    asm volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return (static_cast<u64>(hi) << 32) | lo;
+}
+
+inline u8 inb(u16 port) {
+    u8 v;
+    asm volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+inline u16 inw(u16 port) {
+    u16 v;
+    asm volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+inline u32 inl(u16 port) {
+    u32 v;
+    asm volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+inline void outb(u16 port, u8 v) { asm volatile("outb %0, %1" ::"a"(v), "Nd"(port)); }
+inline void outw(u16 port, u16 v) { asm volatile("outw %0, %1" ::"a"(v), "Nd"(port)); }
+inline void outl(u16 port, u32 v) { asm volatile("outl %0, %1" ::"a"(v), "Nd"(port)); }
+
+inline u64 read_cr0() { u64 v; asm volatile("mov %%cr0, %0" : "=r"(v)); return v; }
+inline u64 read_cr2() { u64 v; asm volatile("mov %%cr2, %0" : "=r"(v)); return v; }
+inline u64 read_cr3() { u64 v; asm volatile("mov %%cr3, %0" : "=r"(v)); return v; }
+inline u64 read_cr4() { u64 v; asm volatile("mov %%cr4, %0" : "=r"(v)); return v; }
+inline void write_cr0(u64 v) { asm volatile("mov %0, %%cr0" ::"r"(v) : "memory"); }
+inline void write_cr3(u64 v) { asm volatile("mov %0, %%cr3" ::"r"(v) : "memory"); }
+inline void write_cr4(u64 v) { asm volatile("mov %0, %%cr4" ::"r"(v) : "memory"); }
+
+inline u64 read_rflags() { u64 v; asm volatile("pushfq; popq %0" : "=r"(v)); return v; }
+
+inline void xsetbv(u32 index, u64 value) {
+    asm volatile("xsetbv" ::"c"(index), "a"(static_cast<u32>(value)), "d"(static_cast<u32>(value >> 32)));
+}
+inline u64 xgetbv(u32 index) {
+    u32 lo, hi;
+    asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(index));
+    return (static_cast<u64>(hi) << 32) | lo;
+}
+
+inline void cli() { asm volatile("cli" ::: "memory"); }
+inline void sti() { asm volatile("sti" ::: "memory"); }
+inline void hlt() { asm volatile("hlt" ::: "memory"); }
+inline void pause() { asm volatile("pause" ::: "memory"); }
+inline void invlpg(const void* va) { asm volatile("invlpg (%0)" ::"r"(va) : "memory"); }
+inline void wbinvd() { asm volatile("wbinvd" ::: "memory"); }
+
+// Ends a Bochs run (magic_break: enabled=1 drops into the debugger, whose rc file quits).
+inline void bochs_magic_break() { asm volatile("xchg %%bx, %%bx" ::: "memory"); }
+
+// ---- VMX (Intel SDM Vol. 3C, chapter 31 "VMX instruction reference") ----
+// Each returns true on success (neither CF nor ZF set).
+inline bool vmxon(u64 region_pa) {
+    u8 ok;
+    asm volatile("vmxon %1; seta %0" : "=qm"(ok) : "m"(region_pa) : "cc", "memory");
+    return ok;
+}
+inline bool vmxoff() {
+    u8 ok;
+    asm volatile("vmxoff; seta %0" : "=qm"(ok) : : "cc", "memory");
+    return ok;
+}
+inline bool vmclear(u64 vmcs_pa) {
+    u8 ok;
+    asm volatile("vmclear %1; seta %0" : "=qm"(ok) : "m"(vmcs_pa) : "cc", "memory");
+    return ok;
+}
+inline bool vmptrld(u64 vmcs_pa) {
+    u8 ok;
+    asm volatile("vmptrld %1; seta %0" : "=qm"(ok) : "m"(vmcs_pa) : "cc", "memory");
+    return ok;
+}
+inline bool vmread(u64 field, u64& value) {
+    u8 ok;
+    asm volatile("vmread %2, %1; seta %0" : "=qm"(ok), "=rm"(value) : "r"(field) : "cc");
+    return ok;
+}
+inline bool vmwrite(u64 field, u64 value) {
+    u8 ok;
+    asm volatile("vmwrite %2, %1; seta %0" : "=qm"(ok) : "r"(field), "rm"(value) : "cc");
+    return ok;
+}
+
+struct InveptDescriptor {
+    u64 eptp;
+    u64 reserved;
+};
+struct InvvpidDescriptor {
+    u64 vpid;  // bits 15:0
+    u64 linear_address;
+};
+static_assert(sizeof(InveptDescriptor) == 16);
+static_assert(sizeof(InvvpidDescriptor) == 16);
+
+inline bool invept(u64 type, const InveptDescriptor& d) {
+    u8 ok;
+    asm volatile("invept %1, %2; seta %0" : "=qm"(ok) : "m"(d), "r"(type) : "cc", "memory");
+    return ok;
+}
+inline bool invvpid(u64 type, const InvvpidDescriptor& d) {
+    u8 ok;
+    asm volatile("invvpid %1, %2; seta %0" : "=qm"(ok) : "m"(d), "r"(type) : "cc", "memory");
+    return ok;
+}
+
+} // namespace godwit::hv::x86

@@ -1,0 +1,24 @@
+// Per-CPU data. Every CPU (the BSP and each AP the boot code started) has one PerCpu,
+// reachable through this_cpu() (GS base points at it).
+#pragma once
+
+#include "lib/types.hpp"
+
+namespace godwit::hv {
+
+inline constexpr u32 max_cpus = 64;
+
+struct PerCpu {
+    PerCpu* self;          // GS:0 holds this pointer, so this_cpu() is one load
+    u32 index;             // 0 = bootstrap processor
+    u32 apic_id;           // from the MADT / CPUID
+    u64 stack_top;         // this CPU's hypervisor stack
+    void* vmx;             // owned by arch/x86/vmx (VMXON region, current VMCS, ...)
+    volatile bool online;  // set by the CPU itself once it runs C++ code
+};
+
+PerCpu& this_cpu();
+u32 cpu_count();        // CPUs that came online (BSP + started APs)
+PerCpu& cpu(u32 index); // index < cpu_count()
+
+} // namespace godwit::hv

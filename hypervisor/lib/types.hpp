@@ -2,6 +2,7 @@
 // Builds both freestanding and on the host (pure logic is unit-tested there).
 #pragma once
 
+#include <compare>
 #include <cstddef>
 #include <cstdint>
 

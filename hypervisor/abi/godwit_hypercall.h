@@ -1,0 +1,135 @@
+/*
+ * Godwit hypercall ABI — shared by the hypervisor, the root driver (Linux kernel module,
+ * C) and root userspace (godwitd). Plain C layout, fixed-width fields, no padding holes;
+ * every struct's size and offsets are asserted below. Documented in docs/hypercall-abi.md.
+ *
+ * Discovery: CPUID leaf 0x40000000 returns EAX = highest hypervisor leaf and
+ * EBX:ECX:EDX = "GodwitGodwit" when running on Godwit. Leaf 0x40000001 EAX = ABI version
+ * (major << 16 | minor). Only then may a caller execute VMCALL.
+ *
+ * Calling convention (VMCALL from CPL 0 of the root partition; any other caller gets
+ * GODWIT_HC_DENIED):
+ *   RAX = call number, RDI = arg0, RSI = arg1, RDX = arg2
+ *   on return RAX = status (GODWIT_HC_OK or a GODWIT_HC_* error), RDX = call-specific value.
+ * Buffers are passed as guest-physical address + length. The hypervisor checks that the
+ * whole buffer lies in memory the caller owns (never hypervisor memory), that lengths are
+ * within the call's limits, and that reserved fields are zero.
+ */
+#ifndef GODWIT_HYPERCALL_H
+#define GODWIT_HYPERCALL_H
+
+#ifdef __cplusplus
+#include <cstdint>
+#define GODWIT_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#define GODWIT_OFFSETOF(type, field) __builtin_offsetof(type, field)
+#elif defined(__KERNEL__)
+#include <linux/types.h>
+#define GODWIT_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#define GODWIT_OFFSETOF(type, field) __builtin_offsetof(type, field)
+#else
+#include <stdint.h>
+#define GODWIT_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#define GODWIT_OFFSETOF(type, field) __builtin_offsetof(type, field)
+#endif
+
+#if defined(__KERNEL__) && !defined(__cplusplus)
+typedef __u8 godwit_u8;
+typedef __u16 godwit_u16;
+typedef __u32 godwit_u32;
+typedef __u64 godwit_u64;
+typedef __s64 godwit_s64;
+#else
+typedef uint8_t godwit_u8;
+typedef uint16_t godwit_u16;
+typedef uint32_t godwit_u32;
+typedef uint64_t godwit_u64;
+typedef int64_t godwit_s64;
+#endif
+
+#define GODWIT_HC_ABI_MAJOR 1u
+#define GODWIT_HC_ABI_MINOR 0u
+#define GODWIT_HC_ABI_VERSION ((GODWIT_HC_ABI_MAJOR << 16) | GODWIT_HC_ABI_MINOR)
+
+#define GODWIT_CPUID_LEAF_SIGNATURE 0x40000000u
+#define GODWIT_CPUID_LEAF_ABI 0x40000001u
+/* "GodwitGodwit" as EBX, ECX, EDX (little-endian ASCII). */
+#define GODWIT_CPUID_SIGNATURE_EBX 0x77646f47u /* "Godw" */
+#define GODWIT_CPUID_SIGNATURE_ECX 0x6f477469u /* "itGo" */
+#define GODWIT_CPUID_SIGNATURE_EDX 0x74697764u /* "dwit" */
+
+/* Call numbers. New calls get new numbers; numbers are never reused. */
+enum godwit_hc_call {
+    GODWIT_HC_VERSION = 1,      /* arg0 = gpa of struct godwit_hc_version, arg1 = its size */
+    GODWIT_HC_CPU_LIST = 2,     /* arg0 = gpa of struct godwit_hc_cpu[], arg1 = buffer bytes;
+                                   RDX = CPUs present (buffer may be smaller: truncated) */
+    GODWIT_HC_MEMORY_STATS = 3, /* arg0 = gpa of struct godwit_hc_memory_stats, arg1 = size */
+    GODWIT_HC_CONSOLE_READ = 4, /* arg0 = gpa of buffer, arg1 = buffer bytes (<= 64 KiB),
+                                   arg2 = read position (console bytes since boot); the buffer
+                                   receives struct godwit_hc_console_chunk then the text;
+                                   RDX = text bytes copied */
+};
+
+/* Status codes (RAX on return). */
+enum godwit_hc_status {
+    GODWIT_HC_OK = 0,
+    GODWIT_HC_UNKNOWN_CALL = 1,   /* no such call number */
+    GODWIT_HC_BAD_ADDRESS = 2,    /* buffer not entirely in the caller's own memory */
+    GODWIT_HC_BAD_LENGTH = 3,     /* size too small for the struct, or above the limit */
+    GODWIT_HC_BAD_ARGUMENT = 4,   /* reserved field non-zero, value out of range */
+    GODWIT_HC_DENIED = 5,         /* caller may not make this call (not root, CPL != 0) */
+    GODWIT_HC_NO_MEMORY = 6,      /* hypervisor could not allocate */
+    GODWIT_HC_BUSY = 7,           /* try again */
+};
+
+#define GODWIT_HC_CONSOLE_READ_MAX (64u * 1024u)
+
+/* VMX features the hypervisor found (godwit_hc_version.vmx_features). */
+#define GODWIT_VMX_EPT (1ull << 0)
+#define GODWIT_VMX_VPID (1ull << 1)
+#define GODWIT_VMX_UNRESTRICTED_GUEST (1ull << 2)
+#define GODWIT_VMX_EPT_AD (1ull << 3)
+#define GODWIT_VMX_PML (1ull << 4)
+#define GODWIT_VMX_PREEMPTION_TIMER (1ull << 5)
+#define GODWIT_VMX_EPT_1G (1ull << 6)
+#define GODWIT_VMX_EPT_2M (1ull << 7)
+#define GODWIT_VMX_X2APIC (1ull << 8)
+
+struct godwit_hc_version {
+    godwit_u32 abi_version;       /* GODWIT_HC_ABI_VERSION of the hypervisor */
+    godwit_u32 cpu_count;         /* CPUs running the hypervisor */
+    godwit_u64 vmx_features;      /* GODWIT_VMX_* bits */
+    godwit_u64 vmx_basic;         /* IA32_VMX_BASIC as read at boot */
+    char build[48];               /* NUL-terminated "0.1.0+gCOMMIT" */
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_version) == 72, "godwit_hc_version size");
+GODWIT_STATIC_ASSERT(GODWIT_OFFSETOF(struct godwit_hc_version, vmx_features) == 8, "offset");
+GODWIT_STATIC_ASSERT(GODWIT_OFFSETOF(struct godwit_hc_version, build) == 24, "offset");
+
+struct godwit_hc_cpu {
+    godwit_u32 index;             /* hypervisor CPU index, 0 = bootstrap processor */
+    godwit_u32 apic_id;
+    godwit_u32 flags;             /* bit 0: online, bit 1: VMX on, bit 2: runs root vCPU */
+    godwit_u32 reserved;
+    godwit_u64 exits;             /* VM exits handled on this CPU since boot */
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_cpu) == 24, "godwit_hc_cpu size");
+
+struct godwit_hc_memory_stats {
+    godwit_u64 total_bytes;       /* RAM the hypervisor found in the firmware map */
+    godwit_u64 hypervisor_bytes;  /* reserved for the hypervisor (image, tables, heap) */
+    godwit_u64 hypervisor_free_bytes; /* of which still free */
+    godwit_u64 root_bytes;        /* RAM given to the root partition */
+    godwit_u64 guest_bytes;       /* RAM currently assigned to guest partitions */
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_memory_stats) == 40, "memory stats size");
+
+/* Header of a GODWIT_HC_CONSOLE_READ buffer. The hypervisor keeps the most recent console
+ * output in a ring; when `position` is older than the ring holds, copying starts at the
+ * oldest byte still held and `start` says where (start > requested = bytes were lost). */
+struct godwit_hc_console_chunk {
+    godwit_u64 start;             /* position of the first text byte in this chunk */
+    godwit_u64 end_of_log;        /* position one past the newest byte written so far */
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_console_chunk) == 16, "console chunk size");
+
+#endif /* GODWIT_HYPERCALL_H */

@@ -2,6 +2,9 @@
 # to get them; the freestanding hypervisor never does.
 add_library(godwit_host_flags INTERFACE)
 target_compile_options(godwit_host_flags INTERFACE -Wall -Wextra)
+# Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>, which
+# GCC 12 in C++20 mode no longer pulls in transitively: pre-include it for all host code.
+target_compile_options(godwit_host_flags INTERFACE "$<$<COMPILE_LANGUAGE:CXX>:SHELL:-include utility>")
 if(GODWIT_WERROR)
   target_compile_options(godwit_host_flags INTERFACE -Werror)
 endif()

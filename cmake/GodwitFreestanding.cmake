@@ -7,8 +7,10 @@ function(godwit_freestanding_target target)
   target_compile_definitions(${target} PRIVATE GODWIT_FREESTANDING=1)
   target_compile_options(${target} PRIVATE
     -ffreestanding -fno-builtin -nostdlib -fno-stack-protector -fno-pic -fno-pie
-    -mno-red-zone -mgeneral-regs-only -mcmodel=kernel -fno-asynchronous-unwind-tables
+    -mno-red-zone -mgeneral-regs-only -mcmodel=small -fno-asynchronous-unwind-tables
+    -fno-tree-loop-distribute-patterns --param=min-pagesize=0
     -fno-omit-frame-pointer -Wall -Wextra
+    $<$<COMPILE_LANGUAGE:ASM>:-Wa,--noexecstack>
     $<$<COMPILE_LANGUAGE:CXX>:-fno-exceptions -fno-rtti -fno-threadsafe-statics -fno-use-cxa-atexit>
     $<$<BOOL:${GODWIT_WERROR}>:-Werror>)
   target_link_options(${target} PRIVATE

@@ -84,6 +84,46 @@ inline void pause() { asm volatile("pause" ::: "memory"); }
 inline void invlpg(const void* va) { asm volatile("invlpg (%0)" ::"r"(va) : "memory"); }
 inline void wbinvd() { asm volatile("wbinvd" ::: "memory"); }
 
+// ---- Descriptor tables and segments (Intel SDM Vol. 3A, chapter 3 and 7) ----
+struct [[gnu::packed]] DescriptorTablePointer {
+    u16 limit;
+    u64 base;
+};
+static_assert(sizeof(DescriptorTablePointer) == 10);
+
+inline void lgdt(const DescriptorTablePointer& p) { asm volatile("lgdt %0" ::"m"(p) : "memory"); }
+inline void lidt(const DescriptorTablePointer& p) { asm volatile("lidt %0" ::"m"(p) : "memory"); }
+inline void ltr(u16 selector) { asm volatile("ltr %0" ::"r"(selector) : "memory"); }
+inline void sgdt(DescriptorTablePointer& p) { asm volatile("sgdt %0" : "=m"(p)); }
+inline void sidt(DescriptorTablePointer& p) { asm volatile("sidt %0" : "=m"(p)); }
+inline u16 read_cs() { u16 v; asm volatile("mov %%cs, %0" : "=r"(v)); return v; }
+inline u16 read_ss() { u16 v; asm volatile("mov %%ss, %0" : "=r"(v)); return v; }
+inline u16 read_ds() { u16 v; asm volatile("mov %%ds, %0" : "=r"(v)); return v; }
+inline u16 read_es() { u16 v; asm volatile("mov %%es, %0" : "=r"(v)); return v; }
+inline u16 read_fs() { u16 v; asm volatile("mov %%fs, %0" : "=r"(v)); return v; }
+inline u16 read_gs() { u16 v; asm volatile("mov %%gs, %0" : "=r"(v)); return v; }
+inline u16 read_tr() { u16 v; asm volatile("str %0" : "=r"(v)); return v; }
+// Reloads CS with `selector` (far return) and the data segments with `data`.
+inline void reload_segments(u16 code, u16 data) {
+    asm volatile("pushq %q0\n\t"
+                 "leaq 1f(%%rip), %%rax\n\t"
+                 "pushq %%rax\n\t"
+                 "lretq\n"
+                 "1:\n\t"
+                 "mov %w1, %%ds\n\t"
+                 "mov %w1, %%es\n\t"
+                 "mov %w1, %%ss"
+                 :
+                 : "r"(static_cast<u64>(code)), "r"(data)
+                 : "rax", "memory");
+}
+// The first quadword at GS base (per-CPU data's self pointer).
+inline u64 read_gs_qword0() {
+    u64 v;
+    asm volatile("mov %%gs:0, %0" : "=r"(v));
+    return v;
+}
+
 // Ends a Bochs run (magic_break: enabled=1 drops into the debugger, whose rc file quits).
 inline void bochs_magic_break() { asm volatile("xchg %%bx, %%bx" ::: "memory"); }
 

@@ -1,0 +1,68 @@
+#include "platform/lapic.hpp"
+
+#include "arch/x86/intrinsics.hpp"
+#include "platform/pit.hpp"
+
+namespace godwit::hv {
+namespace {
+
+constexpr u32 msr_apic_base = 0x1B;
+constexpr u64 apic_base_enable = 1ull << 11;
+constexpr u64 apic_base_x2apic = 1ull << 10;
+constexpr u32 msr_x2apic_id = 0x802;
+constexpr u32 msr_x2apic_icr = 0x830;
+constexpr u32 msr_x2apic_svr = 0x80F;
+constexpr u32 xapic_id = 0x20, xapic_svr = 0xF0, xapic_icr_low = 0x300, xapic_icr_high = 0x310;
+constexpr u32 icr_init = 0x00004500;     // delivery mode INIT, level assert
+constexpr u32 icr_startup = 0x00004600;  // delivery mode STARTUP
+constexpr u32 icr_pending = 1u << 12;
+
+bool x2apic = false;
+
+volatile u32& xapic_reg(u32 offset) {
+    u64 base = x86::rdmsr(msr_apic_base) & 0xFFFFFF000ull;
+    return *reinterpret_cast<volatile u32*>(base + offset);
+}
+
+void send_ipi(u32 apic_id, u32 command) {
+    if (x2apic) {
+        x86::wrmsr(msr_x2apic_icr, (static_cast<u64>(apic_id) << 32) | command);
+        return;
+    }
+    xapic_reg(xapic_icr_high) = apic_id << 24;
+    xapic_reg(xapic_icr_low) = command;
+    for (int i = 0; i < 1000000 && (xapic_reg(xapic_icr_low) & icr_pending); ++i) x86::pause();
+}
+
+} // namespace
+
+bool lapic_enable_this_cpu() {
+    u64 base = x86::rdmsr(msr_apic_base) | apic_base_enable;
+    x2apic = (x86::cpuid(1).ecx >> 21) & 1;
+    if (x2apic) base |= apic_base_x2apic;
+    x86::wrmsr(msr_apic_base, base);
+    // Spurious-interrupt vector register: software enable (bit 8), vector 0xFF.
+    if (x2apic) {
+        x86::wrmsr(msr_x2apic_svr, 0x1FF);
+    } else {
+        xapic_reg(xapic_svr) = 0x1FF;
+    }
+    return x2apic;
+}
+
+u32 lapic_id() {
+    if (x2apic) return static_cast<u32>(x86::rdmsr(msr_x2apic_id));
+    return xapic_reg(xapic_id) >> 24;
+}
+
+bool lapic_start_ap(u32 apic_id, u8 vector) {
+    send_ipi(apic_id, icr_init);
+    pit_delay_us(10000);
+    send_ipi(apic_id, icr_startup | vector);
+    pit_delay_us(200);
+    send_ipi(apic_id, icr_startup | vector);
+    pit_delay_us(200);
+    return true;
+}
+
+} // namespace godwit::hv

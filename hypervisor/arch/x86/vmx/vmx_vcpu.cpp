@@ -1,0 +1,237 @@
+#include "arch/x86/vmx/vmx_vcpu.hpp"
+
+#include "arch/x86/intrinsics.hpp"
+#include "arch/x86/vmx/vmcs.hpp"
+#include "arch/x86/vmx/vmx_capabilities.hpp"
+#include "arch/x86/vmx/vmx_exit.hpp"
+#include "arch/x86/vmx/vmx_state.hpp"
+#include "kernel/percpu.hpp"
+#include "memory/frame_allocator.hpp"
+
+extern "C" godwit::hv::u64 vmx_enter(godwit::hv::GuestRegisters* regs, godwit::hv::u64 launched);
+extern "C" char vmx_exit_entry[];
+
+namespace godwit::hv {
+namespace {
+
+using vmx::VmcsField;
+
+constexpr u32 msr_efer = 0xC0000080;
+constexpr u32 msr_pat = 0x277;
+constexpr u32 msr_gs_base = 0xC0000101;
+constexpr u64 efer_lme = 1ull << 8, efer_lma = 1ull << 10;
+constexpr u64 cr0_pe = 1ull << 0, cr0_et = 1ull << 4, cr0_ne = 1ull << 5, cr0_pg = 1ull << 31;
+constexpr u64 cr4_pae = 1ull << 5, cr4_vmxe = 1ull << 13;
+constexpr u32 ar_unusable = 1u << 16;
+
+} // namespace
+
+bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
+    const vmx::Features& f = vmx_features();
+    const vmx::CapabilityMsrs& caps = vmx_capabilities();
+    vmcs_ = alloc_frame();
+    if (vmcs_.value == 0) {
+        *error = "no memory for the VMCS";
+        return false;
+    }
+    *static_cast<u32*>(phys_to_virt(vmcs_)) = f.vmcs_revision;
+    if (!x86::vmclear(vmcs_.value) || !x86::vmptrld(vmcs_.value)) {
+        *error = "VMCLEAR/VMPTRLD failed";
+        return false;
+    }
+    launched_ = false;
+
+    u32 pin = 0, proc = 0, proc2 = 0, exit = 0, entry = 0;
+    u32 pin_required = c.preemption_timer ? vmx::pin::preemption_timer : 0;
+    u32 proc2_required = vmx::proc2::enable_ept | vmx::proc2::enable_vpid |
+                         (c.mode == GuestMode::real_mode ? vmx::proc2::unrestricted_guest : 0) |
+                         (c.pml ? vmx::proc2::enable_pml : 0);
+    u32 entry_required = vmx::entry_ctl::load_efer | (c.mode == GuestMode::long_mode ? vmx::entry_ctl::ia32e_guest : 0);
+    if (!vmx::compute_controls(caps.pinbased, pin_required, 0, pin) ||
+        !vmx::compute_controls(caps.procbased,
+                               vmx::proc::hlt_exiting | vmx::proc::unconditional_io_exiting |
+                                   vmx::proc::activate_secondary,
+                               0, proc) ||
+        !vmx::compute_controls(caps.procbased2, proc2_required,
+                               vmx::proc2::enable_rdtscp | vmx::proc2::enable_invpcid, proc2) ||
+        !vmx::compute_controls(caps.exit,
+                               vmx::exit_ctl::host_address_space_64 | vmx::exit_ctl::save_efer |
+                                   vmx::exit_ctl::load_efer,
+                               0, exit) ||
+        !vmx::compute_controls(caps.entry, entry_required, 0, entry)) {
+        *error = "a required VM-execution control is not supported by this CPU";
+        return false;
+    }
+    // Without "use MSR bitmaps" every RDMSR/WRMSR exits: what the self-tests want.
+    proc &= ~vmx::proc::use_msr_bitmaps;
+
+    vmx::VmcsWriter w;
+    w.write(VmcsField::pin_based_controls, pin);
+    w.write(VmcsField::primary_processor_controls, proc);
+    w.write(VmcsField::secondary_processor_controls, proc2);
+    w.write(VmcsField::exit_controls, exit);
+    w.write(VmcsField::entry_controls, entry);
+    w.write(VmcsField::exception_bitmap, 0);
+    w.write(VmcsField::cr3_target_count, 0);
+    w.write(VmcsField::ept_pointer, c.eptp);
+    w.write(VmcsField::vpid, c.vpid);
+    w.write(VmcsField::vmcs_link_pointer, ~0ull);
+    if (c.pml) {
+        w.write(VmcsField::pml_address, c.pml_buffer);
+        w.write(VmcsField::guest_pml_index, 511);
+    }
+    if (c.preemption_timer) w.write(VmcsField::guest_preemption_timer, c.preemption_timer_value);
+
+    // Host state: this CPU as it is now (Vol. 3C, 25.5).
+    x86::DescriptorTablePointer gdtr{}, idtr{};
+    x86::sgdt(gdtr);
+    x86::sidt(idtr);
+    u16 tr = x86::read_tr();
+    const u8* tss_descriptor = reinterpret_cast<const u8*>(gdtr.base + tr);
+    u64 tr_base = u64{tss_descriptor[2]} | (u64{tss_descriptor[3]} << 8) | (u64{tss_descriptor[4]} << 16) |
+                  (u64{tss_descriptor[7]} << 24) | (u64{*reinterpret_cast<const u32*>(tss_descriptor + 8)} << 32);
+    w.write(VmcsField::host_cr0, x86::read_cr0());
+    w.write(VmcsField::host_cr3, x86::read_cr3());
+    w.write(VmcsField::host_cr4, x86::read_cr4());
+    w.write(VmcsField::host_cs_selector, x86::read_cs());
+    w.write(VmcsField::host_ss_selector, x86::read_ss());
+    w.write(VmcsField::host_ds_selector, x86::read_ds());
+    w.write(VmcsField::host_es_selector, x86::read_es());
+    w.write(VmcsField::host_fs_selector, 0);
+    w.write(VmcsField::host_gs_selector, 0);
+    w.write(VmcsField::host_tr_selector, tr);
+    w.write(VmcsField::host_fs_base, 0);
+    w.write(VmcsField::host_gs_base, x86::rdmsr(msr_gs_base));
+    w.write(VmcsField::host_tr_base, tr_base);
+    w.write(VmcsField::host_gdtr_base, gdtr.base);
+    w.write(VmcsField::host_idtr_base, idtr.base);
+    w.write(VmcsField::host_sysenter_cs, 0);
+    w.write(VmcsField::host_sysenter_esp, 0);
+    w.write(VmcsField::host_sysenter_eip, 0);
+    w.write(VmcsField::host_efer, x86::rdmsr(msr_efer));
+    w.write(VmcsField::host_rip, reinterpret_cast<u64>(vmx_exit_entry));
+
+    // Guest state. CR0.NE and CR4.VMXE must stay set under VMX; the read shadows hide them
+    // from the guest (guest/host masks), as a real machine would show them clear.
+    bool long_mode = c.mode == GuestMode::long_mode;
+    u64 cr0 = long_mode ? (cr0_pe | cr0_et | cr0_ne | cr0_pg) : (cr0_et | cr0_ne);
+    u64 cr4 = (long_mode ? cr4_pae : 0) | cr4_vmxe;
+    u64 fixed0_cr0 = caps.cr0_fixed0 & ~(long_mode ? 0 : (cr0_pe | cr0_pg));  // unrestricted guest
+    w.write(VmcsField::guest_cr0, vmx::apply_fixed_bits(cr0, fixed0_cr0, caps.cr0_fixed1));
+    w.write(VmcsField::guest_cr4, vmx::apply_fixed_bits(cr4, caps.cr4_fixed0, caps.cr4_fixed1));
+    w.write(VmcsField::cr0_guest_host_mask, cr0_ne);
+    w.write(VmcsField::cr0_read_shadow, cr0 & ~cr0_ne);
+    w.write(VmcsField::cr4_guest_host_mask, cr4_vmxe);
+    w.write(VmcsField::cr4_read_shadow, cr4 & ~cr4_vmxe);
+    w.write(VmcsField::guest_cr3, c.cr3);
+    w.write(VmcsField::guest_efer, long_mode ? (efer_lme | efer_lma) : 0);
+    w.write(VmcsField::guest_pat, x86::rdmsr(msr_pat));
+    w.write(VmcsField::guest_dr7, 0x400);
+    w.write(VmcsField::guest_rflags, 0x2);
+    w.write(VmcsField::guest_rip, c.rip);
+    w.write(VmcsField::guest_rsp, c.rsp);
+    w.write(VmcsField::guest_interruptibility, 0);
+    w.write(VmcsField::guest_activity_state, 0);
+    w.write(VmcsField::guest_pending_debug, 0);
+    w.write(VmcsField::guest_sysenter_cs, 0);
+    w.write(VmcsField::guest_sysenter_esp, 0);
+    w.write(VmcsField::guest_sysenter_eip, 0);
+
+    struct Segment {
+        VmcsField selector, base, limit, rights;
+    };
+    const Segment data_segments[] = {
+        {VmcsField::guest_ds_selector, VmcsField::guest_ds_base, VmcsField::guest_ds_limit, VmcsField::guest_ds_access_rights},
+        {VmcsField::guest_es_selector, VmcsField::guest_es_base, VmcsField::guest_es_limit, VmcsField::guest_es_access_rights},
+        {VmcsField::guest_ss_selector, VmcsField::guest_ss_base, VmcsField::guest_ss_limit, VmcsField::guest_ss_access_rights},
+        {VmcsField::guest_fs_selector, VmcsField::guest_fs_base, VmcsField::guest_fs_limit, VmcsField::guest_fs_access_rights},
+        {VmcsField::guest_gs_selector, VmcsField::guest_gs_base, VmcsField::guest_gs_limit, VmcsField::guest_gs_access_rights},
+    };
+    if (long_mode) {
+        w.write(VmcsField::guest_cs_selector, 0x08);
+        w.write(VmcsField::guest_cs_base, 0);
+        w.write(VmcsField::guest_cs_limit, 0xFFFFFFFF);
+        w.write(VmcsField::guest_cs_access_rights, 0xA09B);  // 64-bit code, present, accessed
+        for (const Segment& s : data_segments) {
+            w.write(s.selector, 0x10);
+            w.write(s.base, 0);
+            w.write(s.limit, 0xFFFFFFFF);
+            w.write(s.rights, 0xC093);
+        }
+        w.write(VmcsField::guest_gdtr_base, c.gdt_base);
+        w.write(VmcsField::guest_gdtr_limit, 0x17);
+    } else {
+        w.write(VmcsField::guest_cs_selector, 0);
+        w.write(VmcsField::guest_cs_base, 0);
+        w.write(VmcsField::guest_cs_limit, 0xFFFF);
+        w.write(VmcsField::guest_cs_access_rights, 0x9B);
+        for (const Segment& s : data_segments) {
+            w.write(s.selector, 0);
+            w.write(s.base, 0);
+            w.write(s.limit, 0xFFFF);
+            w.write(s.rights, 0x93);
+        }
+        w.write(VmcsField::guest_gdtr_base, 0);
+        w.write(VmcsField::guest_gdtr_limit, 0xFFFF);
+    }
+    w.write(VmcsField::guest_idtr_base, 0);
+    w.write(VmcsField::guest_idtr_limit, long_mode ? 0 : 0x3FF);
+    w.write(VmcsField::guest_ldtr_selector, 0);
+    w.write(VmcsField::guest_ldtr_base, 0);
+    w.write(VmcsField::guest_ldtr_limit, 0);
+    w.write(VmcsField::guest_ldtr_access_rights, ar_unusable);
+    w.write(VmcsField::guest_tr_selector, 0);
+    w.write(VmcsField::guest_tr_base, 0);
+    w.write(VmcsField::guest_tr_limit, 0x67);
+    w.write(VmcsField::guest_tr_access_rights, 0x8B);  // busy TSS, present
+    if (!w.ok()) {
+        *error = "VMWRITE to a VMCS field failed";
+        return false;
+    }
+    return true;
+}
+
+VmExit VmxVcpu::run() {
+    x86::vmptrld(vmcs_.value);
+    VmExit e{};
+    u64 failed = vmx_enter(&regs, launched_ ? 1 : 0);
+    if (failed != 0) {
+        e.entry_failed = true;
+        e.instruction_error = static_cast<u32>(vmx::vmcs_read(VmcsField::vm_instruction_error));
+        return e;
+    }
+    launched_ = true;
+    vmx::ExitReasonField reason = vmx::decode_exit_reason(static_cast<u32>(vmx::vmcs_read(VmcsField::exit_reason)));
+    e.reason = reason.basic;
+    e.entry_failed = reason.entry_failure;
+    e.qualification = vmx::vmcs_read(VmcsField::exit_qualification);
+    e.guest_physical = vmx::vmcs_read(VmcsField::guest_physical_address);
+    e.guest_rip = vmx::vmcs_read(VmcsField::guest_rip);
+    e.instruction_length = static_cast<u32>(vmx::vmcs_read(VmcsField::exit_instruction_length));
+    return e;
+}
+
+void VmxVcpu::skip_instruction(u32 length) {
+    x86::vmptrld(vmcs_.value);
+    x86::vmwrite(static_cast<u64>(VmcsField::guest_rip), vmx::vmcs_read(VmcsField::guest_rip) + length);
+}
+
+u64 VmxVcpu::read_field(u32 encoding) const {
+    x86::vmptrld(vmcs_.value);
+    return vmx::vmcs_read(static_cast<VmcsField>(encoding));
+}
+
+void VmxVcpu::write_field(u32 encoding, u64 value) {
+    x86::vmptrld(vmcs_.value);
+    x86::vmwrite(encoding, value);
+}
+
+void VmxVcpu::destroy() {
+    if (vmcs_.value != 0) {
+        x86::vmclear(vmcs_.value);
+        free_frame(vmcs_);
+        vmcs_ = PhysAddr{};
+    }
+}
+
+} // namespace godwit::hv

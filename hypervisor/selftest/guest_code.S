@@ -62,6 +62,38 @@ guest_increment:
     hlt
 guest_increment_end:
 
+/* Hypervisor CPUID leaf into 0x20010.., sets CR0.NE (owned by VMX: exits), reads CR0 back
+ * into RBX, reads IA32_PAT into 0x20020, VMCALL. */
+    .globl guest_cr_msr, guest_cr_msr_end
+guest_cr_msr:
+    mov $0x40000000, %eax
+    xor %ecx, %ecx
+    cpuid
+    movl %ebx, 0x20010
+    movl %ecx, 0x20014
+    movl %edx, 0x20018
+    mov %cr0, %rax
+    or $0x20, %rax
+    mov %rax, %cr0
+    mov %cr0, %rbx
+    mov $0x277, %ecx
+    rdmsr
+    movl %eax, 0x20020
+    movl %edx, 0x20024
+    mov $DONE, %eax
+    vmcall
+    hlt
+guest_cr_msr_end:
+
+/* Reads an MSR that does not exist: #GP, and with no IDT, a triple fault. */
+    .globl guest_faulting, guest_faulting_end
+guest_faulting:
+    mov $0x12345678, %ecx
+    rdmsr
+    mov $DONE, %eax
+    vmcall
+guest_faulting_end:
+
 /* Real mode (unrestricted guest): AX = 0x1234 + 0x1111, stored at 0x2000 and written to
  * port 0x81, then HLT. */
     .code16

@@ -5,6 +5,8 @@
 #include "arch/x86/intrinsics.hpp"
 #include "arch/x86/vmx/vmcs_fields.hpp"
 #include "arch/x86/vmx/vmx_exit.hpp"
+#include "arch/x86/vmx/vmx_exit_handlers.hpp"
+#include "abi/godwit_hypercall.h"
 #include "arch/x86/vmx/vmx_state.hpp"
 #include "dirty_log/dirty_bitmap.hpp"
 #include "kernel/console.hpp"
@@ -19,6 +21,8 @@ GUEST_PROGRAM(guest_dirty_pages)
 GUEST_PROGRAM(guest_spin)
 GUEST_PROGRAM(guest_increment)
 GUEST_PROGRAM(guest_real_mode)
+GUEST_PROGRAM(guest_cr_msr)
+GUEST_PROGRAM(guest_faulting)
 #undef GUEST_PROGRAM
 
 namespace godwit::hv::selftest {
@@ -46,14 +50,22 @@ void describe_unexpected(const VmExit& e) {
     }
 }
 
-// Emulates CPUID by asking the real CPU, as the hypervisor does for every guest.
-void handle_cpuid(VmxVcpu& v, const VmExit& e) {
-    x86::CpuidResult r = x86::cpuid(static_cast<u32>(v.regs.rax), static_cast<u32>(v.regs.rcx));
-    v.regs.rax = r.eax;
-    v.regs.rbx = r.ebx;
-    v.regs.rcx = r.ecx;
-    v.regs.rdx = r.edx;
-    v.skip_instruction(e.instruction_length);
+// Runs the guest until an exit its owner (the test) must handle. Exits the hypervisor
+// handles for every guest (CPUID, MSRs, CR0/CR4, INIT/SIPI) are handled on the way.
+// Returns false when the guest was stopped (triple fault, entry failure); *why says why.
+bool run_to_owner(TestGuest& g, VmExit& e, const char** why, u32* handled = nullptr) {
+    for (u32 n = 0; n < max_exits; ++n) {
+        e = g.vcpu().run();
+        ExitOutcome o = handle_exit(g.vcpu(), e);
+        if (o.action == ExitAction::to_owner) return true;
+        if (o.action == ExitAction::stop_guest) {
+            *why = o.why;
+            return false;
+        }
+        if (handled != nullptr) ++*handled;
+    }
+    *why = "guest exceeded the exit budget";
+    return false;
 }
 
 Result test_guest64() {
@@ -63,14 +75,18 @@ Result test_guest64() {
         g.destroy();
         return {false, error};
     }
-    bool saw_cpuid = false, saw_io = false, done = false;
+    bool saw_io = false, done = false;
+    u32 handled = 0;
     Result result{false, "guest never made its VMCALL"};
     for (u32 n = 0; n < max_exits && !done; ++n) {
-        VmExit e = g.vcpu().run();
-        if (is(e, ExitReason::cpuid)) {
-            saw_cpuid = true;
-            handle_cpuid(g.vcpu(), e);
-        } else if (is(e, ExitReason::io_instruction)) {
+        VmExit e;
+        const char* why = nullptr;
+        if (!run_to_owner(g, e, &why, &handled)) {
+            result = {false, why};
+            break;
+        }
+        bool saw_cpuid = handled > 0;
+        if (is(e, ExitReason::io_instruction)) {
             vmx::IoAccess io = vmx::decode_io(e.qualification);
             saw_io = io.port == 0x80 && !io.in && io.size == 1 && (g.vcpu().regs.rax & 0xFF) == 0x42;
             g.vcpu().skip_instruction(e.instruction_length);
@@ -104,7 +120,12 @@ Result test_real_mode() {
     Result result{false, "guest never halted"};
     bool saw_io = false;
     for (u32 n = 0; n < max_exits; ++n) {
-        VmExit e = g.vcpu().run();
+        VmExit e;
+        const char* why = nullptr;
+        if (!run_to_owner(g, e, &why)) {
+            result = {false, why};
+            break;
+        }
         if (is(e, ExitReason::io_instruction)) {
             vmx::IoAccess io = vmx::decode_io(e.qualification);
             saw_io = io.port == 0x81 && io.size == 2 && (g.vcpu().regs.rax & 0xFFFF) == 0x2345;
@@ -138,7 +159,12 @@ Result test_demand_map() {
     u32 violations = 0;
     Result result{false, "guest never made its VMCALL"};
     for (u32 n = 0; n < max_exits; ++n) {
-        VmExit e = g.vcpu().run();
+        VmExit e;
+        const char* why = nullptr;
+        if (!run_to_owner(g, e, &why)) {
+            result = {false, why};
+            break;
+        }
         if (is(e, ExitReason::ept_violation)) {
             u64 gpa = align_down(e.guest_physical, page_size);
             if ((gpa != 0x400000 && gpa != 0x401000) || violations >= 2) {
@@ -202,7 +228,12 @@ Result test_dirty_write_protect() {
     g.invalidate_ept();
     Result result{false, "guest never made its VMCALL"};
     for (u32 n = 0; n < max_exits; ++n) {
-        VmExit e = g.vcpu().run();
+        VmExit e;
+        const char* why = nullptr;
+        if (!run_to_owner(g, e, &why)) {
+            result = {false, why};
+            break;
+        }
         if (is(e, ExitReason::ept_violation) && vmx::decode_ept_violation(e.qualification).write) {
             u64 gpa = align_down(e.guest_physical, page_size);
             bitmap.mark(gpa);
@@ -244,7 +275,12 @@ Result test_dirty_pml() {
             g.vcpu().write_field(static_cast<u32>(vmx::VmcsField::guest_pml_index), 511);
         };
         for (u32 n = 0; n < max_exits; ++n) {
-            VmExit e = g.vcpu().run();
+            VmExit e;
+            const char* why = nullptr;
+            if (!run_to_owner(g, e, &why)) {
+                result = {false, why};
+                break;
+            }
             if (is(e, ExitReason::pml_full)) {
                 harvest();
             } else if (is(e, ExitReason::vmcall)) {
@@ -283,6 +319,73 @@ Result test_preemption_timer() {
         }
     }
     g.destroy();
+    return result;
+}
+
+Result test_cr_msr_exits() {
+    TestGuest g;
+    const char* error = nullptr;
+    if (!g.create(GuestMode::long_mode, guest_cr_msr, guest_cr_msr_end, {}, &error)) {
+        g.destroy();
+        return {false, error};
+    }
+    VmExit e;
+    const char* why = nullptr;
+    u32 handled = 0;
+    Result result{true, ""};
+    if (!run_to_owner(g, e, &why, &handled)) {
+        result = {false, why};
+    } else if (!is(e, ExitReason::vmcall)) {
+        describe_unexpected(e);
+        result = {false, "unexpected VM exit"};
+    } else {
+        auto* seen = reinterpret_cast<u32*>(g.ram(guest_data_gpa + 0x10));
+        u64 pat = *reinterpret_cast<u64*>(g.ram(guest_data_gpa + 0x20));
+        u64 shadow = g.vcpu().read_field(static_cast<u32>(vmx::VmcsField::cr0_read_shadow));
+        if (seen[0] != GODWIT_CPUID_SIGNATURE_EBX || seen[1] != GODWIT_CPUID_SIGNATURE_ECX ||
+            seen[2] != GODWIT_CPUID_SIGNATURE_EDX)
+            result = {false, "hypervisor CPUID leaf did not say GodwitGodwit"};
+        else if ((g.vcpu().regs.rbx & 0x20) == 0 || (shadow & 0x20) == 0)
+            result = {false, "CR0 write was not reflected in the read shadow"};
+        else if (pat != x86::rdmsr(0x277))
+            result = {false, "RDMSR IA32_PAT returned the wrong value"};
+        else if (handled < 3)
+            result = {false, "expected CPUID, CR access and RDMSR exits"};
+    }
+    g.destroy();
+    return result;
+}
+
+// A guest that faults with no way to handle it must stop alone; the next guest runs fine.
+Result test_faulting_guest_contained() {
+    TestGuest bad;
+    const char* error = nullptr;
+    Result result{true, ""};
+    if (!bad.create(GuestMode::long_mode, guest_faulting, guest_faulting_end, {}, &error)) {
+        bad.destroy();
+        return {false, error};
+    }
+    VmExit e;
+    const char* why = nullptr;
+    if (run_to_owner(bad, e, &why)) {
+        describe_unexpected(e);
+        result = {false, "faulting guest was not stopped"};
+    } else if (!is(e, ExitReason::triple_fault)) {
+        describe_unexpected(e);
+        result = {false, "expected the guest to triple-fault"};
+    }
+    bad.destroy();
+    if (!result.pass) return result;
+    TestGuest good;
+    if (!good.create(GuestMode::long_mode, guest_increment, guest_increment_end, {}, &error)) {
+        good.destroy();
+        return {false, error};
+    }
+    good.vcpu().regs.rbx = 41;
+    if (!run_to_owner(good, e, &why) || !is(e, ExitReason::vmcall) || good.vcpu().regs.rbx != 42) {
+        result = {false, "the next guest did not run correctly"};
+    }
+    good.destroy();
     return result;
 }
 
@@ -356,6 +459,8 @@ bool run_selftests() {
     } else {
         all &= report("preemption_timer", Result{false, "CPU has no VMX preemption timer"});
     }
+    all &= report("cr_msr_exits", test_cr_msr_exits());
+    all &= report("faulting_guest_contained", test_faulting_guest_contained());
     all &= report("smp_guests", test_smp_guests());
     console_printf("SELFTEST RESULT %s\n", all ? "PASS" : "FAIL");
     return all;

@@ -1,0 +1,23 @@
+// What a Godwit guest sees from CPUID (pure; unit-tested): the host's values, adjusted.
+//  - leaf 1: ECX.hypervisor (bit 31) set; ECX.VMX (bit 5) cleared (no nested VT-x);
+//    ECX.OSXSAVE (bit 27) mirrors the *guest's* CR4.OSXSAVE, not the host's.
+//  - leaf 7.0: ECX.OSPKE (bit 4) mirrors the guest's CR4.PKE.
+//  - leaf 0x40000000: "GodwitGodwit", highest hypervisor leaf 0x40000001;
+//    leaf 0x40000001: EAX = hypercall ABI version (hypervisor/abi/godwit_hypercall.h).
+#pragma once
+
+#include "lib/types.hpp"
+
+namespace godwit::hv {
+
+struct CpuidValues {
+    u32 eax, ebx, ecx, edx;
+};
+
+// `host` holds what the CPU returned for (leaf, subleaf); returns what the guest sees.
+CpuidValues guest_cpuid(u32 leaf, u32 subleaf, CpuidValues host, u64 guest_cr4);
+
+// True when the leaf is answered by the hypervisor itself (no need to ask the CPU).
+constexpr bool is_hypervisor_leaf(u32 leaf) { return leaf >= 0x40000000 && leaf <= 0x400000FF; }
+
+} // namespace godwit::hv

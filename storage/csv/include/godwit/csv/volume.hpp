@@ -1,0 +1,115 @@
+// A mounted cluster shared volume, as its coordinator (the metadata owner) sees it.
+//
+// Every metadata change is one journal transaction (or, for large resizes, a series of
+// transactions each of which leaves the volume consistent). Data I/O goes straight to the
+// LUN and is not journaled. Non-coordinator nodes will get block maps from the
+// coordinator (block_map) and do their data I/O themselves.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "godwit/csv/block_device.hpp"
+#include "godwit/csv/format.hpp"
+#include "godwit/csv/lease.hpp"
+
+namespace godwit::csv {
+
+struct FormatOptions {
+    std::string label;
+    std::uint64_t size_bytes = 0;     // 0 = the whole device
+    std::uint64_t journal_blocks = 0; // 0 = automatic (at most kJournalMaxTargets + 2)
+    std::uint64_t inode_count = 0;    // 0 = automatic (one per MiB, 64..65535)
+};
+
+// Writes a new, empty volume on `device` (destroying what was there).
+Superblock format_volume(BlockDevice& device, const FormatOptions& options);
+
+struct MountOptions {
+    bool read_only = false; // no lease, no replay on disk (a pending transaction is overlaid)
+    LeaseIdentity identity;
+    AcquireOptions lease;
+};
+
+struct FileInfo {
+    std::uint64_t inode = 0;
+    std::uint64_t generation = 0;
+    InodeType type = InodeType::free;
+    std::uint64_t size = 0;
+    std::uint64_t allocated_blocks = 0;
+    std::uint32_t extent_count = 0;
+    std::uint64_t mtime_unix_ns = 0;
+    std::string name;
+};
+
+struct FileHandle {
+    std::uint64_t id = 0;
+    std::uint64_t inode = 0;
+    std::uint64_t generation = 0;
+};
+
+// One contiguous piece of a file on the LUN.
+struct MapSegment {
+    std::uint64_t file_offset = 0;
+    std::uint64_t device_offset = 0;
+    std::uint64_t length = 0;
+};
+
+struct BlockMap {
+    std::uint64_t inode = 0;
+    std::uint64_t generation = 0; // the node must present it back; reuse of the inode fails
+    std::uint64_t size = 0;
+    std::vector<MapSegment> segments;
+};
+
+class Volume {
+  public:
+    static std::unique_ptr<Volume> mount(BlockDevice& device, const MountOptions& options);
+    ~Volume();
+    Volume(const Volume&) = delete;
+    Volume& operator=(const Volume&) = delete;
+
+    // Releases the lease and rewrites the backup superblock. The destructor does this too
+    // (best effort).
+    void unmount();
+
+    // Namespace. Paths are '/'-separated from the volume root ("/" is the root).
+    FileInfo stat(std::string_view path);
+    std::vector<FileInfo> list(std::string_view directory);
+    FileInfo create_file(std::string_view path, std::uint64_t size = 0);
+    FileInfo make_directory(std::string_view path);
+    void remove(std::string_view path); // files must be closed, directories empty
+    void rename(std::string_view from, std::string_view to);
+    void resize(std::string_view path, std::uint64_t size);
+
+    // Files.
+    FileHandle open(std::string_view path);
+    void close(const FileHandle& handle);
+    std::size_t read(const FileHandle& handle, std::uint64_t offset, std::span<std::byte> out);
+    void write(const FileHandle& handle, std::uint64_t offset, std::span<const std::byte> in);
+    void resize(const FileHandle& handle, std::uint64_t size);
+    // Makes data written so far durable (data I/O is not journaled: like fsync).
+    void flush();
+    BlockMap block_map(const FileHandle& handle, std::uint64_t offset, std::uint64_t length);
+
+    Superblock superblock() const;
+    std::uint64_t free_blocks() const;
+    std::uint64_t free_inodes() const;
+    std::uint64_t last_txn_seq() const;
+    // Seq of the transaction replayed at mount (0 when the journal held none).
+    std::uint64_t replayed_seq() const;
+    std::uint64_t lease_generation() const;
+    void heartbeat();
+
+    struct State;
+
+  private:
+    explicit Volume(std::unique_ptr<State> state);
+    std::unique_ptr<State> state_;
+};
+
+} // namespace godwit::csv

@@ -1,0 +1,1199 @@
+#include "godwit/csv/volume.hpp"
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <unordered_map>
+
+#include "godwit/csv/allocator.hpp"
+#include "godwit/csv/journal.hpp"
+#include "godwit/error.hpp"
+
+namespace godwit::csv {
+namespace {
+
+constexpr std::uint64_t kMaxExtentLength = 1u << 30; // blocks per extent (4 TiB)
+constexpr std::size_t kIoChunk = 1 << 20;            // bytes per data I/O
+
+// A transaction exceeded the journal: the caller retries with a smaller step.
+struct TransactionTooLarge : Error {
+    TransactionTooLarge() : Error(ErrorCode::internal, "transaction exceeds the journal") {}
+};
+
+std::vector<std::string> split_path(std::string_view path) {
+    std::vector<std::string> parts;
+    std::size_t i = 0;
+    while (i < path.size()) {
+        std::size_t j = path.find('/', i);
+        if (j == std::string_view::npos) {
+            j = path.size();
+        }
+        if (j > i) {
+            std::string part(path.substr(i, j - i));
+            if (!valid_name(part)) {
+                throw Error(ErrorCode::usage,
+                            "invalid name '" + part + "' in path " + std::string(path));
+            }
+            parts.push_back(std::move(part));
+        }
+        i = j + 1;
+    }
+    return parts;
+}
+
+std::uint64_t blocks_for(std::uint64_t bytes) {
+    return (bytes + kBlockSize - 1) / kBlockSize;
+}
+
+bool bit(const BitmapBlock& b, std::uint64_t i) {
+    return (b.bits[i / 8] >> (i % 8)) & 1u;
+}
+
+} // namespace
+
+// ------------------------------------------------------------------------------------------
+
+Superblock format_volume(BlockDevice& device, const FormatOptions& options) {
+    const std::uint64_t device_blocks = device.size() / kBlockSize;
+    std::uint64_t total = options.size_bytes == 0 ? device_blocks : options.size_bytes / kBlockSize;
+    if (total > device_blocks) {
+        throw Error(ErrorCode::usage,
+                    "volume size exceeds the device (" + std::to_string(device.size()) + " bytes)");
+    }
+    if (options.label.size() >= 64) {
+        throw Error(ErrorCode::usage, "label longer than 63 bytes");
+    }
+    std::uint64_t journal = options.journal_blocks;
+    if (journal == 0) {
+        journal = std::clamp<std::uint64_t>(total / 16, 16, kJournalMaxTargets + 2);
+    }
+    if (journal < 8 || journal > kJournalMaxTargets + 2) {
+        throw Error(ErrorCode::usage,
+                    "journal must be 8.." + std::to_string(kJournalMaxTargets + 2) + " blocks");
+    }
+    std::uint64_t inodes = options.inode_count;
+    if (inodes == 0) {
+        inodes = std::clamp<std::uint64_t>(total / 256, 64, 65535);
+    }
+    Superblock sb{};
+    sb.version_major = kVersionMajor;
+    sb.version_minor = kVersionMinor;
+    sb.block_size = kBlockSize;
+    sb.total_blocks = total;
+    std::random_device rd;
+    for (auto& b : sb.uuid) {
+        b = static_cast<std::uint8_t>(rd());
+    }
+    std::memcpy(sb.label.data(), options.label.data(), options.label.size());
+    sb.lease_block = 1;
+    sb.journal_start = 2;
+    sb.journal_blocks = journal;
+    sb.bitmap_start = sb.journal_start + journal;
+    sb.bitmap_blocks = (total + kBitsPerBitmapBlock - 1) / kBitsPerBitmapBlock;
+    sb.inode_table_start = sb.bitmap_start + sb.bitmap_blocks;
+    sb.inode_table_blocks = (inodes + kInodesPerBlock - 1) / kInodesPerBlock;
+    sb.inode_count = sb.inode_table_blocks * kInodesPerBlock;
+    sb.data_start = sb.inode_table_start + sb.inode_table_blocks;
+    sb.data_end = total - 1;
+    sb.root_inode = kRootInode;
+    sb.created_unix_ns = now_unix_ns();
+    if (total < 16 || sb.data_start + 4 > sb.data_end) {
+        throw Error(ErrorCode::usage,
+                    "device too small for a CSV volume (" + std::to_string(total) + " blocks)");
+    }
+    sb.free_blocks = sb.data_end - sb.data_start;
+    sb.free_inodes = sb.inode_count - 2; // inode 0 is reserved, 1 is the root
+
+    // Journal first: an old transaction must never replay onto the new volume.
+    Block zero{};
+    for (std::uint64_t b = sb.journal_start; b < sb.journal_start + journal; ++b) {
+        write_block(device, b, zero);
+    }
+    write_block(device, sb.lease_block, initial_lease_block(sb.lease_block));
+    for (std::uint64_t k = 0; k < sb.bitmap_blocks; ++k) {
+        Block block{};
+        BitmapBlock bm{};
+        bm.first_block = k * kBitsPerBitmapBlock;
+        bm.bit_count = static_cast<std::uint32_t>(
+            std::min<std::uint64_t>(kBitsPerBitmapBlock, total - bm.first_block));
+        for (std::uint32_t i = 0; i < bm.bit_count; ++i) {
+            std::uint64_t b = bm.first_block + i;
+            if (b < sb.data_start || b >= sb.data_end) {
+                bm.bits[i / 8] |= static_cast<std::uint8_t>(1u << (i % 8));
+            }
+        }
+        store(block, bm);
+        seal_block(block, BlockKind::bitmap, sb.bitmap_start + k, 1);
+        write_block(device, sb.bitmap_start + k, block);
+    }
+    const std::uint64_t now = now_unix_ns();
+    for (std::uint64_t k = 0; k < sb.inode_table_blocks; ++k) {
+        Block block{};
+        InodeTableBlock table{};
+        if (k == 0) {
+            Inode& root = table.inodes[kRootInode];
+            root.type = static_cast<std::uint16_t>(InodeType::directory);
+            root.generation = 1;
+            root.parent = kRootInode;
+            root.ctime_unix_ns = now;
+            root.mtime_unix_ns = now;
+        }
+        store(block, table);
+        seal_block(block, BlockKind::inode_table, sb.inode_table_start + k, 1);
+        write_block(device, sb.inode_table_start + k, block);
+    }
+    Block backup{};
+    store(backup, sb);
+    seal_block(backup, BlockKind::superblock, sb.data_end, 1);
+    write_block(device, sb.data_end, backup);
+    device.flush();
+    Block primary{};
+    store(primary, sb);
+    seal_block(primary, BlockKind::superblock, 0, 1);
+    write_block(device, 0, primary);
+    device.flush();
+    return load<Superblock>(primary);
+}
+
+// ------------------------------------------------------------------------------------------
+
+struct Volume::State {
+    BlockDevice& device;
+    MountOptions options;
+    Superblock sb{}; // as of the last commit
+    JournalLayout journal;
+    std::unordered_map<std::uint64_t, Block> cache; // committed metadata blocks
+    ExtentAllocator allocator;
+    std::set<std::uint64_t> free_inodes;
+    std::uint64_t last_seq = 0;
+    std::uint64_t replayed = 0;
+    std::uint64_t lease_generation = 0;
+    bool mounted = true;
+    bool broken = false; // an I/O error during a commit: only a remount may continue
+    std::uint64_t next_handle = 1;
+    std::map<std::uint64_t, FileHandle> handles;
+    std::map<std::uint64_t, std::uint32_t> open_counts;
+
+    explicit State(BlockDevice& d) : device(d) {}
+
+    struct Txn {
+        std::map<std::uint64_t, Block> dirty;
+        bool data_written = false; // zeroed data blocks must be durable before the commit
+    };
+
+    // ---- blocks
+    const Block& cached(std::uint64_t b, BlockKind kind) {
+        auto it = cache.find(b);
+        if (it != cache.end()) {
+            if (header_of(it->second).kind != static_cast<std::uint16_t>(kind)) {
+                throw Error(ErrorCode::invalid_input, "block " + std::to_string(b) + " is not a " +
+                                                          std::string(to_string(kind)) + " block");
+            }
+            return it->second;
+        }
+        if (b >= sb.total_blocks) {
+            throw Error(ErrorCode::invalid_input,
+                        "metadata pointer to block " + std::to_string(b) + " beyond the volume");
+        }
+        Block block = read_block(device, b);
+        validate_block(block, kind, b);
+        return cache.emplace(b, block).first->second;
+    }
+    const Block& view(Txn* t, std::uint64_t b, BlockKind kind) {
+        if (t != nullptr) {
+            auto it = t->dirty.find(b);
+            if (it != t->dirty.end()) {
+                return it->second;
+            }
+        }
+        return cached(b, kind);
+    }
+    Block& modify(Txn& t, std::uint64_t b, BlockKind kind) {
+        auto it = t.dirty.find(b);
+        if (it != t.dirty.end()) {
+            return it->second;
+        }
+        Block copy = cached(b, kind);
+        return t.dirty.emplace(b, copy).first->second;
+    }
+    Block& fresh(Txn& t, std::uint64_t b, BlockKind kind) {
+        Block block{};
+        seal_block(block, kind, b, 0);
+        return t.dirty.insert_or_assign(b, block).first->second;
+    }
+
+    // ---- inodes
+    void check_inode_number(std::uint64_t ino) const {
+        if (ino == 0 || ino >= sb.inode_count) {
+            throw Error(ErrorCode::invalid_input,
+                        "inode number " + std::to_string(ino) + " out of range");
+        }
+    }
+    std::uint64_t inode_block(std::uint64_t ino) const {
+        return sb.inode_table_start + ino / kInodesPerBlock;
+    }
+    Inode get_inode(Txn* t, std::uint64_t ino) {
+        check_inode_number(ino);
+        auto table = load<InodeTableBlock>(view(t, inode_block(ino), BlockKind::inode_table));
+        Inode inode = table.inodes[ino % kInodesPerBlock];
+        if (inode.type > static_cast<std::uint16_t>(InodeType::directory)) {
+            throw Error(ErrorCode::invalid_input,
+                        "inode " + std::to_string(ino) + ": unknown type");
+        }
+        return inode;
+    }
+    void put_inode(Txn& t, std::uint64_t ino, const Inode& inode) {
+        Block& block = modify(t, inode_block(ino), BlockKind::inode_table);
+        std::memcpy(block.data() + offsetof(InodeTableBlock, inodes) +
+                        (ino % kInodesPerBlock) * sizeof(Inode),
+                    &inode, sizeof(Inode));
+    }
+
+    // ---- bitmap
+    void set_bits(Txn& t, std::uint64_t start, std::uint64_t length, bool value) {
+        for (std::uint64_t b = start; b < start + length; ++b) {
+            const std::uint64_t k = b / kBitsPerBitmapBlock;
+            const std::uint64_t i = b % kBitsPerBitmapBlock;
+            Block& block = modify(t, sb.bitmap_start + k, BlockKind::bitmap);
+            auto* byte =
+                reinterpret_cast<std::uint8_t*>(block.data() + offsetof(BitmapBlock, bits) + i / 8);
+            const auto mask = static_cast<std::uint8_t>(1u << (i % 8));
+            if (((*byte & mask) != 0) == value) {
+                throw Error(ErrorCode::internal, "bitmap: block " + std::to_string(b) +
+                                                     " already " + (value ? "allocated" : "free"));
+            }
+            *byte = value ? static_cast<std::uint8_t>(*byte | mask)
+                          : static_cast<std::uint8_t>(*byte & ~mask);
+        }
+    }
+    std::vector<Run> allocate(Txn& t, std::uint64_t count, std::uint64_t goal) {
+        auto runs = allocator.allocate(count, goal);
+        for (const Run& r : runs) {
+            set_bits(t, r.start, r.length, true);
+        }
+        return runs;
+    }
+    void release(Txn& t, std::uint64_t start, std::uint64_t length) {
+        set_bits(t, start, length, false);
+        allocator.release(start, length);
+    }
+
+    // Rebuilds the in-memory indexes from the committed blocks (after an aborted change).
+    void rebuild_indexes() {
+        allocator.clear();
+        for (std::uint64_t k = 0; k < sb.bitmap_blocks; ++k) {
+            auto bm = load<BitmapBlock>(cached(sb.bitmap_start + k, BlockKind::bitmap));
+            if (bm.first_block != k * kBitsPerBitmapBlock ||
+                bm.bit_count != std::min<std::uint64_t>(kBitsPerBitmapBlock,
+                                                        sb.total_blocks - bm.first_block)) {
+                throw Error(ErrorCode::invalid_input,
+                            "bitmap block " + std::to_string(k) + ": wrong coverage");
+            }
+            std::uint64_t run_start = 0;
+            std::uint64_t run_length = 0;
+            for (std::uint32_t i = 0; i < bm.bit_count; ++i) {
+                const std::uint64_t b = bm.first_block + i;
+                const bool used = bit(bm, i);
+                const bool metadata_area = b < sb.data_start || b >= sb.data_end;
+                if (metadata_area && !used) {
+                    throw Error(ErrorCode::invalid_input, "bitmap: fixed metadata block " +
+                                                              std::to_string(b) + " marked free");
+                }
+                if (!used) {
+                    if (run_length == 0) {
+                        run_start = b;
+                    }
+                    ++run_length;
+                } else if (run_length > 0) {
+                    allocator.release(run_start, run_length);
+                    run_length = 0;
+                }
+            }
+            if (run_length > 0) {
+                allocator.release(run_start, run_length);
+            }
+        }
+        free_inodes.clear();
+        for (std::uint64_t ino = 1; ino < sb.inode_count; ++ino) {
+            if (get_inode(nullptr, ino).type == static_cast<std::uint16_t>(InodeType::free)) {
+                free_inodes.insert(ino);
+            }
+        }
+    }
+
+    // ---- extents
+    std::vector<Extent> load_extents(Txn* t, std::uint64_t ino, const Inode& inode,
+                                     std::vector<std::uint64_t>* chain = nullptr) {
+        std::vector<Extent> extents;
+        const std::uint32_t count = inode.extent_count;
+        const std::uint64_t max_chain = (count + kExtentsPerMapBlock - 1) / kExtentsPerMapBlock;
+        for (std::uint32_t i = 0; i < std::min<std::uint32_t>(count, kInlineExtents); ++i) {
+            extents.push_back(inode.extents[i]);
+        }
+        std::uint64_t next = inode.extent_block;
+        std::uint64_t hops = 0;
+        while (extents.size() < count) {
+            if (next == 0 || ++hops > max_chain || next < sb.data_start || next >= sb.data_end) {
+                throw Error(ErrorCode::invalid_input,
+                            "inode " + std::to_string(ino) + ": broken extent-map chain");
+            }
+            auto map = load<ExtentMapBlock>(view(t, next, BlockKind::extent_map));
+            if (map.owner_inode != ino || map.count == 0 || map.count > kExtentsPerMapBlock ||
+                map.count > count - extents.size()) {
+                throw Error(ErrorCode::invalid_input,
+                            "inode " + std::to_string(ino) + ": extent-map block " +
+                                std::to_string(next) + " is inconsistent");
+            }
+            if (chain != nullptr) {
+                chain->push_back(next);
+            }
+            for (std::uint32_t i = 0; i < map.count; ++i) {
+                extents.push_back(map.extents[i]);
+            }
+            next = map.next_block;
+        }
+        if (next != 0 && count > kInlineExtents) {
+            throw Error(ErrorCode::invalid_input, "inode " + std::to_string(ino) +
+                                                      ": extent-map chain longer than its count");
+        }
+        std::uint64_t logical = 0;
+        for (const Extent& e : extents) {
+            if (e.length == 0 || e.logical != logical || e.physical < sb.data_start ||
+                e.physical > sb.data_end || e.length > sb.data_end - e.physical) {
+                throw Error(ErrorCode::invalid_input,
+                            "inode " + std::to_string(ino) + ": extent outside the data area");
+            }
+            logical += e.length;
+        }
+        if (logical != inode.allocated_blocks) {
+            throw Error(ErrorCode::invalid_input,
+                        "inode " + std::to_string(ino) + ": extents do not match its block count");
+        }
+        return extents;
+    }
+
+    void store_extents(Txn& t, std::uint64_t ino, Inode& inode,
+                       const std::vector<Extent>& extents) {
+        std::vector<std::uint64_t> chain;
+        const Inode old = get_inode(&t, ino); // as stored: its chain is the one to reuse
+        load_extents(&t, ino, old, &chain);
+        const std::size_t overflow =
+            extents.size() > kInlineExtents ? extents.size() - kInlineExtents : 0;
+        const std::size_t needed = (overflow + kExtentsPerMapBlock - 1) / kExtentsPerMapBlock;
+        while (chain.size() > needed) {
+            release(t, chain.back(), 1);
+            t.dirty.erase(chain.back());
+            chain.pop_back();
+        }
+        std::vector<bool> is_new(chain.size(), false);
+        while (chain.size() < needed) {
+            std::uint64_t goal = chain.empty() ? 0 : chain.back() + 1;
+            chain.push_back(allocate(t, 1, goal).front().start);
+            is_new.push_back(true);
+        }
+        inode.extents = {};
+        for (std::size_t i = 0; i < std::min(extents.size(), kInlineExtents); ++i) {
+            inode.extents[i] = extents[i];
+        }
+        inode.extent_count = static_cast<std::uint32_t>(extents.size());
+        inode.extent_block = chain.empty() ? 0 : chain.front();
+        for (std::size_t c = 0; c < chain.size(); ++c) {
+            ExtentMapBlock map{};
+            map.owner_inode = ino;
+            map.next_block = c + 1 < chain.size() ? chain[c + 1] : 0;
+            const std::size_t first = kInlineExtents + c * kExtentsPerMapBlock;
+            const std::size_t n = std::min(kExtentsPerMapBlock, extents.size() - first);
+            map.count = static_cast<std::uint32_t>(n);
+            std::copy_n(extents.begin() + static_cast<std::ptrdiff_t>(first), n,
+                        map.extents.begin());
+            Block content{};
+            store(content, map);
+            if (!is_new[c]) {
+                // Rewrite only the chain blocks whose extents changed.
+                const Block& old = view(&t, chain[c], BlockKind::extent_map);
+                if (std::memcmp(old.data() + sizeof(BlockHeader),
+                                content.data() + sizeof(BlockHeader), kPayloadSize) == 0) {
+                    continue;
+                }
+            }
+            Block& block = is_new[c] ? fresh(t, chain[c], BlockKind::extent_map)
+                                     : modify(t, chain[c], BlockKind::extent_map);
+            std::memcpy(block.data() + sizeof(BlockHeader), content.data() + sizeof(BlockHeader),
+                        kPayloadSize);
+        }
+    }
+
+    // Physical block of file block `logical` (extents are sorted and contiguous).
+    static std::uint64_t physical_of(const std::vector<Extent>& extents, std::uint64_t logical) {
+        auto it = std::upper_bound(extents.begin(), extents.end(), logical,
+                                   [](std::uint64_t l, const Extent& e) { return l < e.logical; });
+        --it;
+        return it->physical + (logical - it->logical);
+    }
+
+    void zero_runs(const std::vector<Run>& runs) {
+        AlignedBuffer zeros(kIoChunk);
+        for (const Run& r : runs) {
+            std::uint64_t offset = r.start * kBlockSize;
+            std::uint64_t left = r.length * kBlockSize;
+            while (left > 0) {
+                std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, kIoChunk));
+                device.write(offset, zeros.span().first(n));
+                offset += n;
+                left -= n;
+            }
+        }
+    }
+
+    // Grows or shrinks the allocation of `ino` to `target` blocks within transaction t.
+    void set_allocation(Txn& t, std::uint64_t ino, Inode& inode, std::uint64_t target,
+                        bool zero_data) {
+        auto extents = load_extents(&t, ino, inode);
+        std::uint64_t have = inode.allocated_blocks;
+        if (target > have) {
+            std::uint64_t goal =
+                extents.empty() ? 0 : extents.back().physical + extents.back().length;
+            auto runs = allocate(t, target - have, goal);
+            if (zero_data) {
+                zero_runs(runs);
+                t.data_written = true;
+            }
+            for (const Run& r : runs) {
+                std::uint64_t start = r.start;
+                std::uint64_t left = r.length;
+                while (left > 0) {
+                    if (!extents.empty() &&
+                        extents.back().physical + extents.back().length == start &&
+                        extents.back().length < kMaxExtentLength) {
+                        auto n =
+                            std::min<std::uint64_t>(left, kMaxExtentLength - extents.back().length);
+                        extents.back().length += static_cast<std::uint32_t>(n);
+                        start += n;
+                        left -= n;
+                        have += n;
+                        continue;
+                    }
+                    auto n = std::min<std::uint64_t>(left, kMaxExtentLength);
+                    extents.push_back({have, start, static_cast<std::uint32_t>(n), 0});
+                    start += n;
+                    left -= n;
+                    have += n;
+                }
+            }
+        } else {
+            while (have > target) {
+                Extent& last = extents.back();
+                std::uint64_t cut = std::min<std::uint64_t>(last.length, have - target);
+                release(t, last.physical + last.length - cut, cut);
+                last.length -= static_cast<std::uint32_t>(cut);
+                have -= cut;
+                if (last.length == 0) {
+                    extents.pop_back();
+                }
+            }
+        }
+        inode.allocated_blocks = target;
+        store_extents(t, ino, inode, extents);
+    }
+
+    // ---- transactions
+    void check_writable() const {
+        if (!mounted) {
+            throw Error(ErrorCode::conflict, "the volume is not mounted");
+        }
+        if (options.read_only) {
+            throw Error(ErrorCode::conflict, "the volume is mounted read-only");
+        }
+        if (broken) {
+            throw Error(ErrorCode::io,
+                        "an earlier commit failed: remount the volume to replay its journal");
+        }
+    }
+
+    void commit(Txn& t) {
+        if (t.dirty.empty()) {
+            return;
+        }
+        Superblock next = sb;
+        next.free_blocks = allocator.free_blocks();
+        next.free_inodes = free_inodes.size();
+        Block& sb_block = modify(t, 0, BlockKind::superblock);
+        std::memcpy(sb_block.data() + sizeof(BlockHeader),
+                    reinterpret_cast<const std::byte*>(&next) + sizeof(BlockHeader),
+                    sizeof(Superblock) - sizeof(BlockHeader));
+        if (t.dirty.size() > journal.capacity()) {
+            throw TransactionTooLarge();
+        }
+        // The fence: a coordinator that lost its lease must not write metadata.
+        verify_lease(device, sb.lease_block, options.identity, lease_generation);
+        const std::uint64_t seq = last_seq + 1;
+        JournalTransaction jt;
+        jt.seq = seq;
+        for (auto& [b, block] : t.dirty) {
+            BlockHeader h = header_of(block);
+            h.txn_seq = seq;
+            store(block, h);
+            reseal_block(block);
+            jt.blocks.emplace(b, block);
+        }
+        try {
+            if (t.data_written) {
+                device.flush();
+            }
+            journal_commit(device, journal, jt);
+        } catch (...) {
+            broken = true;
+            throw;
+        }
+        last_seq = seq;
+        for (auto& [b, block] : jt.blocks) {
+            cache[b] = block;
+        }
+        sb = load<Superblock>(cache.at(0));
+    }
+
+    template <typename F>
+    auto mutate(F&& body) {
+        check_writable();
+        Txn t;
+        try {
+            if constexpr (std::is_void_v<decltype(body(t))>) {
+                body(t);
+                commit(t);
+            } else {
+                auto result = body(t);
+                commit(t);
+                return result;
+            }
+        } catch (...) {
+            if (!broken) {
+                rebuild_indexes();
+            }
+            throw;
+        }
+    }
+
+    // ---- directories
+    struct Slot {
+        std::uint64_t block = 0;
+        std::size_t index = 0;
+        DirectoryEntry entry{};
+    };
+
+    std::vector<std::uint64_t> directory_blocks(Txn* t, std::uint64_t ino, const Inode& inode) {
+        std::vector<std::uint64_t> blocks;
+        for (const Extent& e : load_extents(t, ino, inode)) {
+            for (std::uint32_t i = 0; i < e.length; ++i) {
+                blocks.push_back(e.physical + i);
+            }
+        }
+        return blocks;
+    }
+
+    std::vector<Slot> entries(Txn* t, std::uint64_t dir) {
+        Inode inode = get_inode(t, dir);
+        if (inode.type != static_cast<std::uint16_t>(InodeType::directory)) {
+            throw Error(ErrorCode::invalid_input,
+                        "inode " + std::to_string(dir) + " is not a directory");
+        }
+        std::vector<Slot> slots;
+        for (std::uint64_t b : directory_blocks(t, dir, inode)) {
+            auto db = load<DirectoryBlock>(view(t, b, BlockKind::directory));
+            if (db.owner_inode != dir) {
+                throw Error(ErrorCode::invalid_input,
+                            "directory block " + std::to_string(b) + " belongs to another inode");
+            }
+            for (std::size_t i = 0; i < kEntriesPerDirectoryBlock; ++i) {
+                const DirectoryEntry& e = db.entries[i];
+                if (e.inode == 0) {
+                    slots.push_back({b, i, DirectoryEntry{}});
+                    continue;
+                }
+                if (e.name_length == 0 || e.name_length > kMaxNameLength ||
+                    !valid_name(entry_name(e))) {
+                    throw Error(ErrorCode::invalid_input,
+                                "directory block " + std::to_string(b) + ": malformed entry name");
+                }
+                check_inode_number(e.inode);
+                slots.push_back({b, i, e});
+            }
+        }
+        return slots;
+    }
+
+    std::optional<Slot> lookup(Txn* t, std::uint64_t dir, std::string_view name) {
+        for (const Slot& s : entries(t, dir)) {
+            if (s.entry.inode != 0 && entry_name(s.entry) == name) {
+                return s;
+            }
+        }
+        return std::nullopt;
+    }
+
+    void write_slot(Txn& t, std::uint64_t block, std::size_t index, const DirectoryEntry& entry) {
+        Block& b = modify(t, block, BlockKind::directory);
+        std::memcpy(b.data() + offsetof(DirectoryBlock, entries) + index * sizeof(DirectoryEntry),
+                    &entry, sizeof entry);
+    }
+
+    void add_entry(Txn& t, std::uint64_t dir, std::string_view name, std::uint64_t ino,
+                   InodeType type) {
+        DirectoryEntry entry{};
+        entry.inode = ino;
+        entry.name_length = static_cast<std::uint16_t>(name.size());
+        entry.type = static_cast<std::uint8_t>(type);
+        std::memcpy(entry.name.data(), name.data(), name.size());
+        for (const Slot& s : entries(&t, dir)) {
+            if (s.entry.inode == 0) {
+                write_slot(t, s.block, s.index, entry);
+                touch(t, dir);
+                return;
+            }
+        }
+        Inode inode = get_inode(&t, dir);
+        set_allocation(t, dir, inode, inode.allocated_blocks + 1, false);
+        inode.size = inode.allocated_blocks * kBlockSize;
+        inode.mtime_unix_ns = now_unix_ns();
+        put_inode(t, dir, inode);
+        auto extents = load_extents(&t, dir, inode);
+        std::uint64_t block = physical_of(extents, inode.allocated_blocks - 1);
+        Block& b = fresh(t, block, BlockKind::directory);
+        DirectoryBlock db{};
+        db.owner_inode = dir;
+        db.entries[0] = entry;
+        std::memcpy(b.data() + sizeof(BlockHeader),
+                    reinterpret_cast<const std::byte*>(&db) + sizeof(BlockHeader),
+                    sizeof(DirectoryBlock) - sizeof(BlockHeader));
+    }
+
+    void touch(Txn& t, std::uint64_t ino) {
+        Inode inode = get_inode(&t, ino);
+        inode.mtime_unix_ns = now_unix_ns();
+        put_inode(t, ino, inode);
+    }
+
+    // ---- paths
+    std::uint64_t resolve(Txn* t, std::string_view path) {
+        std::uint64_t ino = kRootInode;
+        for (const std::string& part : split_path(path)) {
+            auto slot = lookup(t, ino, part);
+            if (!slot) {
+                throw Error(ErrorCode::not_found,
+                            "no such file or directory: " + std::string(path));
+            }
+            ino = slot->entry.inode;
+            if (get_inode(t, ino).type == static_cast<std::uint16_t>(InodeType::free)) {
+                throw Error(ErrorCode::invalid_input,
+                            "directory entry " + part + " names a free inode");
+            }
+        }
+        return ino;
+    }
+
+    std::pair<std::uint64_t, std::string> resolve_parent(Txn* t, std::string_view path) {
+        auto parts = split_path(path);
+        if (parts.empty()) {
+            throw Error(ErrorCode::usage, "the root directory cannot be the target");
+        }
+        std::string leaf = parts.back();
+        std::uint64_t dir = kRootInode;
+        for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+            auto slot = lookup(t, dir, parts[i]);
+            if (!slot) {
+                throw Error(ErrorCode::not_found,
+                            "no such directory: " + parts[i] + " in " + std::string(path));
+            }
+            dir = slot->entry.inode;
+        }
+        if (get_inode(t, dir).type != static_cast<std::uint16_t>(InodeType::directory)) {
+            throw Error(ErrorCode::conflict, "not a directory on the way to " + std::string(path));
+        }
+        return {dir, leaf};
+    }
+
+    FileInfo info(Txn* t, std::uint64_t ino, std::string name) {
+        Inode inode = get_inode(t, ino);
+        FileInfo fi;
+        fi.inode = ino;
+        fi.generation = inode.generation;
+        fi.type = static_cast<InodeType>(inode.type);
+        fi.size = inode.size;
+        fi.allocated_blocks = inode.allocated_blocks;
+        fi.extent_count = inode.extent_count;
+        fi.mtime_unix_ns = inode.mtime_unix_ns;
+        fi.name = std::move(name);
+        return fi;
+    }
+
+    std::uint64_t new_inode(Txn& t, InodeType type, std::uint64_t parent) {
+        if (free_inodes.empty()) {
+            throw Error(ErrorCode::failed, "no free inodes on the volume");
+        }
+        std::uint64_t ino = *free_inodes.begin();
+        free_inodes.erase(free_inodes.begin());
+        Inode old = get_inode(&t, ino);
+        Inode inode{};
+        inode.type = static_cast<std::uint16_t>(type);
+        inode.generation = old.generation + 1;
+        inode.parent = parent;
+        inode.ctime_unix_ns = inode.mtime_unix_ns = now_unix_ns();
+        put_inode(t, ino, inode);
+        return ino;
+    }
+
+    FileInfo create(std::string_view path, InodeType type) {
+        return mutate([&](Txn& t) {
+            auto [dir, leaf] = resolve_parent(&t, path);
+            if (lookup(&t, dir, leaf)) {
+                throw Error(ErrorCode::conflict, std::string(path) + " already exists");
+            }
+            std::uint64_t ino = new_inode(t, type, dir);
+            add_entry(t, dir, leaf, ino, type);
+            return info(&t, ino, leaf);
+        });
+    }
+
+    // One step of a resize: returns true when `size` was reached.
+    bool resize_step(std::uint64_t ino, std::uint64_t generation, std::uint64_t size,
+                     std::uint64_t max_step) {
+        return mutate([&](Txn& t) {
+            Inode inode = get_inode(&t, ino);
+            if (inode.type != static_cast<std::uint16_t>(InodeType::file) ||
+                inode.generation != generation) {
+                throw Error(ErrorCode::not_found, "the file was deleted");
+            }
+            const std::uint64_t target = blocks_for(size);
+            std::uint64_t have = inode.allocated_blocks;
+            std::uint64_t next = target;
+            if (target > have && target - have > max_step) {
+                next = have + max_step;
+            } else if (target < have && have - target > max_step) {
+                next = have - max_step;
+            }
+            if (size < inode.size && size % kBlockSize != 0) {
+                // Zero the tail of the new last block: a later grow must read zeros there.
+                zero_tail(ino, inode, size);
+            }
+            set_allocation(t, ino, inode, next, true);
+            inode.size = next == target ? size : std::min(inode.size, next * kBlockSize);
+            inode.mtime_unix_ns = now_unix_ns();
+            put_inode(t, ino, inode);
+            return next == target;
+        });
+    }
+
+    void zero_tail(std::uint64_t ino, const Inode& inode, std::uint64_t size) {
+        auto extents = load_extents(nullptr, ino, inode);
+        std::uint64_t block = physical_of(extents, size / kBlockSize);
+        AlignedBuffer buffer(kBlockSize);
+        device.read(block * kBlockSize, buffer.span());
+        std::memset(buffer.data() + size % kBlockSize, 0, kBlockSize - size % kBlockSize);
+        device.write(block * kBlockSize, buffer.span());
+    }
+
+    void resize_inode(std::uint64_t ino, std::uint64_t size) {
+        const std::uint64_t generation = get_inode(nullptr, ino).generation;
+        // Large resizes are a series of transactions (each consistent), small enough for
+        // the journal; a step that still does not fit is halved.
+        std::uint64_t step = 8 * kBitsPerBitmapBlock;
+        for (;;) {
+            try {
+                if (resize_step(ino, generation, size, step)) {
+                    return;
+                }
+            } catch (const TransactionTooLarge&) {
+                if (step == 1) {
+                    throw Error(ErrorCode::failed, "the journal is too small for this resize");
+                }
+                step /= 2;
+            }
+        }
+    }
+
+    const FileHandle& handle_of(const FileHandle& h) {
+        auto it = handles.find(h.id);
+        if (it == handles.end() || it->second.inode != h.inode) {
+            throw Error(ErrorCode::usage, "invalid or closed file handle");
+        }
+        return it->second;
+    }
+
+    Inode open_inode(const FileHandle& h) {
+        handle_of(h);
+        Inode inode = get_inode(nullptr, h.inode);
+        if (inode.generation != h.generation) {
+            throw Error(ErrorCode::internal, "open file changed generation");
+        }
+        return inode;
+    }
+};
+
+// ------------------------------------------------------------------------------------------
+
+Volume::Volume(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+Volume::~Volume() {
+    try {
+        unmount();
+    } catch (...) {
+        // Best effort: a lease we could not release expires by itself.
+    }
+}
+
+std::unique_ptr<Volume> Volume::mount(BlockDevice& device, const MountOptions& options) {
+    auto s = std::make_unique<State>(device);
+    s->options = options;
+    const std::uint64_t device_blocks = device.size() / kBlockSize;
+    if (device_blocks < 16) {
+        throw Error(ErrorCode::invalid_input, "device too small to hold a CSV volume");
+    }
+    // Layout from the primary superblock, or the backup at the end of the device when the
+    // primary is torn (a crash while it was written home) or damaged.
+    std::string problem;
+    Superblock layout{};
+    for (std::uint64_t location : {std::uint64_t{0}, device_blocks - 1}) {
+        Block block = read_block(device, location);
+        std::string p = block_problem(block, BlockKind::superblock, location);
+        if (p.empty()) {
+            layout = load<Superblock>(block);
+            p = superblock_problem(layout, device_blocks);
+        }
+        if (p.empty()) {
+            problem.clear();
+            break;
+        }
+        problem += (problem.empty() ? "" : "; ") + p;
+    }
+    if (!problem.empty()) {
+        throw Error(ErrorCode::invalid_input, "not a usable CSV volume: " + problem);
+    }
+    s->journal = {layout.journal_start, layout.journal_blocks, layout.total_blocks};
+    s->sb = layout; // enough for block reads until the real superblock is loaded
+    // The lease comes first: only the coordinator may replay the journal or write metadata.
+    if (!options.read_only) {
+        s->lease_generation =
+            acquire_lease(device, layout.lease_block, options.identity, options.lease);
+    }
+    try {
+        if (options.read_only) {
+            if (auto txn = journal_read(device, s->journal)) {
+                for (auto& [b, block] : txn->blocks) {
+                    s->cache[b] = block; // overlay: what replay would write
+                }
+                s->replayed = txn->seq;
+            }
+        } else {
+            s->replayed = journal_replay(device, s->journal).value_or(0);
+        }
+        Block sb_block = s->cache.count(0) ? s->cache.at(0) : read_block(device, 0);
+        validate_block(sb_block, BlockKind::superblock, 0);
+        s->sb = load<Superblock>(sb_block);
+        if (std::string p = superblock_problem(s->sb, device_blocks); !p.empty()) {
+            throw Error(ErrorCode::invalid_input, p);
+        }
+        if (s->sb.journal_start != layout.journal_start ||
+            s->sb.journal_blocks != layout.journal_blocks) {
+            throw Error(ErrorCode::invalid_input,
+                        "primary and backup superblocks disagree on the journal");
+        }
+        s->cache[0] = sb_block;
+        s->last_seq = std::max(s->sb.header.txn_seq, s->replayed);
+        s->rebuild_indexes();
+        if (s->allocator.free_blocks() != s->sb.free_blocks ||
+            s->free_inodes.size() != s->sb.free_inodes) {
+            throw Error(
+                ErrorCode::invalid_input,
+                "superblock free counts disagree with the bitmap and inode table (run check)");
+        }
+    } catch (...) {
+        if (!options.read_only) {
+            try {
+                release_lease(device, layout.lease_block, options.identity, s->lease_generation);
+            } catch (...) {
+                // The lease expires by itself.
+            }
+        }
+        throw;
+    }
+    return std::unique_ptr<Volume>(new Volume(std::move(s)));
+}
+
+void Volume::unmount() {
+    State& s = *state_;
+    if (!s.mounted) {
+        return;
+    }
+    s.mounted = false;
+    if (s.options.read_only || s.broken) {
+        return;
+    }
+    // The backup superblock follows the primary at clean unmount (layout never changes in
+    // v1.0, so a stale backup's counts only matter to `check`, which reads the primary).
+    Block backup = s.cache.at(0);
+    BlockHeader h = header_of(backup);
+    h.block_number = s.sb.data_end;
+    store(backup, h);
+    reseal_block(backup);
+    verify_lease(s.device, s.sb.lease_block, s.options.identity, s.lease_generation);
+    write_block(s.device, s.sb.data_end, backup);
+    s.device.flush();
+    release_lease(s.device, s.sb.lease_block, s.options.identity, s.lease_generation);
+}
+
+FileInfo Volume::stat(std::string_view path) {
+    auto parts = split_path(path);
+    std::uint64_t ino = state_->resolve(nullptr, path);
+    return state_->info(nullptr, ino, parts.empty() ? "/" : parts.back());
+}
+
+std::vector<FileInfo> Volume::list(std::string_view directory) {
+    std::uint64_t dir = state_->resolve(nullptr, directory);
+    if (state_->get_inode(nullptr, dir).type != static_cast<std::uint16_t>(InodeType::directory)) {
+        throw Error(ErrorCode::conflict, std::string(directory) + " is not a directory");
+    }
+    std::vector<FileInfo> out;
+    for (const auto& slot : state_->entries(nullptr, dir)) {
+        if (slot.entry.inode != 0) {
+            out.push_back(state_->info(nullptr, slot.entry.inode, entry_name(slot.entry)));
+        }
+    }
+    std::sort(out.begin(), out.end(),
+              [](const FileInfo& a, const FileInfo& b) { return a.name < b.name; });
+    return out;
+}
+
+FileInfo Volume::create_file(std::string_view path, std::uint64_t size) {
+    FileInfo fi = state_->create(path, InodeType::file);
+    if (size > 0) {
+        state_->resize_inode(fi.inode, size);
+        fi = stat(path);
+    }
+    return fi;
+}
+
+FileInfo Volume::make_directory(std::string_view path) {
+    return state_->create(path, InodeType::directory);
+}
+
+void Volume::remove(std::string_view path) {
+    State& s = *state_;
+    s.mutate([&](State::Txn& t) {
+        auto [dir, leaf] = s.resolve_parent(&t, path);
+        auto slot = s.lookup(&t, dir, leaf);
+        if (!slot) {
+            throw Error(ErrorCode::not_found, "no such file or directory: " + std::string(path));
+        }
+        const std::uint64_t ino = slot->entry.inode;
+        Inode inode = s.get_inode(&t, ino);
+        if (inode.type == static_cast<std::uint16_t>(InodeType::directory)) {
+            for (const auto& e : s.entries(&t, ino)) {
+                if (e.entry.inode != 0) {
+                    throw Error(ErrorCode::conflict, std::string(path) + " is not empty");
+                }
+            }
+            for (std::uint64_t b : s.directory_blocks(&t, ino, inode)) {
+                t.dirty.erase(b);
+            }
+        } else if (s.open_counts.count(ino) != 0) {
+            throw Error(ErrorCode::conflict, std::string(path) + " is open");
+        }
+        s.set_allocation(t, ino, inode, 0, false);
+        Inode freed{};
+        freed.generation = inode.generation; // the next user bumps it
+        s.put_inode(t, ino, freed);
+        s.free_inodes.insert(ino);
+        s.write_slot(t, slot->block, slot->index, DirectoryEntry{});
+        s.touch(t, dir);
+    });
+}
+
+void Volume::rename(std::string_view from, std::string_view to) {
+    State& s = *state_;
+    s.mutate([&](State::Txn& t) {
+        auto [from_dir, from_leaf] = s.resolve_parent(&t, from);
+        auto slot = s.lookup(&t, from_dir, from_leaf);
+        if (!slot) {
+            throw Error(ErrorCode::not_found, "no such file or directory: " + std::string(from));
+        }
+        auto [to_dir, to_leaf] = s.resolve_parent(&t, to);
+        if (s.lookup(&t, to_dir, to_leaf)) {
+            throw Error(ErrorCode::conflict, std::string(to) + " already exists");
+        }
+        const std::uint64_t ino = slot->entry.inode;
+        // A directory may not move below itself.
+        for (std::uint64_t d = to_dir, hops = 0;; d = s.get_inode(&t, d).parent) {
+            if (d == ino) {
+                throw Error(ErrorCode::usage, "cannot move " + std::string(from) + " into itself");
+            }
+            if (d == kRootInode || ++hops > s.sb.inode_count) {
+                break;
+            }
+        }
+        s.write_slot(t, slot->block, slot->index, DirectoryEntry{});
+        s.touch(t, from_dir);
+        Inode inode = s.get_inode(&t, ino);
+        inode.parent = to_dir;
+        s.put_inode(t, ino, inode);
+        s.add_entry(t, to_dir, to_leaf, ino, static_cast<InodeType>(inode.type));
+    });
+}
+
+void Volume::resize(std::string_view path, std::uint64_t size) {
+    std::uint64_t ino = state_->resolve(nullptr, path);
+    if (state_->get_inode(nullptr, ino).type != static_cast<std::uint16_t>(InodeType::file)) {
+        throw Error(ErrorCode::conflict, std::string(path) + " is not a file");
+    }
+    state_->resize_inode(ino, size);
+}
+
+FileHandle Volume::open(std::string_view path) {
+    State& s = *state_;
+    if (!s.mounted) {
+        throw Error(ErrorCode::conflict, "the volume is not mounted");
+    }
+    std::uint64_t ino = s.resolve(nullptr, path);
+    Inode inode = s.get_inode(nullptr, ino);
+    if (inode.type != static_cast<std::uint16_t>(InodeType::file)) {
+        throw Error(ErrorCode::conflict, std::string(path) + " is not a file");
+    }
+    FileHandle h{s.next_handle++, ino, inode.generation};
+    s.handles[h.id] = h;
+    s.open_counts[ino] += 1;
+    return h;
+}
+
+void Volume::close(const FileHandle& handle) {
+    State& s = *state_;
+    s.handle_of(handle);
+    s.handles.erase(handle.id);
+    if (--s.open_counts[handle.inode] == 0) {
+        s.open_counts.erase(handle.inode);
+    }
+}
+
+std::size_t Volume::read(const FileHandle& handle, std::uint64_t offset, std::span<std::byte> out) {
+    State& s = *state_;
+    Inode inode = s.open_inode(handle);
+    if (offset >= inode.size) {
+        return 0;
+    }
+    const std::size_t total =
+        static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), inode.size - offset));
+    auto extents = s.load_extents(nullptr, handle.inode, inode);
+    AlignedBuffer buffer(kIoChunk);
+    std::size_t done = 0;
+    while (done < total) {
+        const std::uint64_t pos = offset + done;
+        const std::uint64_t logical = pos / kBlockSize;
+        const std::uint64_t in_block = pos % kBlockSize;
+        auto it = std::upper_bound(extents.begin(), extents.end(), logical,
+                                   [](std::uint64_t l, const Extent& e) { return l < e.logical; });
+        --it;
+        const std::uint64_t run_blocks =
+            std::min<std::uint64_t>(it->logical + it->length - logical, kIoChunk / kBlockSize);
+        const std::size_t n = static_cast<std::size_t>(
+            std::min<std::uint64_t>(run_blocks * kBlockSize - in_block, total - done));
+        const std::size_t io = static_cast<std::size_t>(blocks_for(in_block + n) * kBlockSize);
+        s.device.read((it->physical + (logical - it->logical)) * kBlockSize,
+                      buffer.span().first(io));
+        std::memcpy(out.data() + done, buffer.data() + in_block, n);
+        done += n;
+    }
+    return total;
+}
+
+void Volume::write(const FileHandle& handle, std::uint64_t offset, std::span<const std::byte> in) {
+    State& s = *state_;
+    Inode inode = s.open_inode(handle);
+    if (in.empty()) {
+        return;
+    }
+    if (s.options.read_only) {
+        throw Error(ErrorCode::conflict, "the volume is mounted read-only");
+    }
+    if (offset + in.size() > inode.size) {
+        s.resize_inode(handle.inode, offset + in.size());
+        inode = s.get_inode(nullptr, handle.inode);
+    }
+    auto extents = s.load_extents(nullptr, handle.inode, inode);
+    AlignedBuffer buffer(kIoChunk);
+    std::size_t done = 0;
+    while (done < in.size()) {
+        const std::uint64_t pos = offset + done;
+        const std::uint64_t logical = pos / kBlockSize;
+        const std::uint64_t in_block = pos % kBlockSize;
+        auto it = std::upper_bound(extents.begin(), extents.end(), logical,
+                                   [](std::uint64_t l, const Extent& e) { return l < e.logical; });
+        --it;
+        const std::uint64_t run_blocks =
+            std::min<std::uint64_t>(it->logical + it->length - logical, kIoChunk / kBlockSize);
+        const std::size_t n = static_cast<std::size_t>(
+            std::min<std::uint64_t>(run_blocks * kBlockSize - in_block, in.size() - done));
+        const std::size_t io = static_cast<std::size_t>(blocks_for(in_block + n) * kBlockSize);
+        const std::uint64_t device_offset = (it->physical + (logical - it->logical)) * kBlockSize;
+        // Partial first/last blocks: read-modify-write.
+        if (in_block != 0 || (in_block + n) % kBlockSize != 0) {
+            s.device.read(device_offset, buffer.span().first(io));
+        }
+        std::memcpy(buffer.data() + in_block, in.data() + done, n);
+        s.device.write(device_offset, buffer.span().first(io));
+        done += n;
+    }
+}
+
+void Volume::resize(const FileHandle& handle, std::uint64_t size) {
+    state_->open_inode(handle);
+    state_->resize_inode(handle.inode, size);
+}
+
+BlockMap Volume::block_map(const FileHandle& handle, std::uint64_t offset, std::uint64_t length) {
+    State& s = *state_;
+    Inode inode = s.open_inode(handle);
+    BlockMap map{handle.inode, inode.generation, inode.size, {}};
+    const std::uint64_t allocated = inode.allocated_blocks * kBlockSize;
+    const std::uint64_t end =
+        offset + std::min(length, allocated > offset ? allocated - offset : 0);
+    for (const Extent& e : s.load_extents(nullptr, handle.inode, inode)) {
+        const std::uint64_t e_start = e.logical * kBlockSize;
+        const std::uint64_t e_end = e_start + std::uint64_t{e.length} * kBlockSize;
+        const std::uint64_t a = std::max(offset, e_start);
+        const std::uint64_t b = std::min(end, e_end);
+        if (a < b) {
+            map.segments.push_back({a, e.physical * kBlockSize + (a - e_start), b - a});
+        }
+    }
+    return map;
+}
+
+void Volume::flush() {
+    state_->device.flush();
+}
+
+Superblock Volume::superblock() const {
+    return state_->sb;
+}
+std::uint64_t Volume::free_blocks() const {
+    return state_->allocator.free_blocks();
+}
+std::uint64_t Volume::free_inodes() const {
+    return state_->free_inodes.size();
+}
+std::uint64_t Volume::last_txn_seq() const {
+    return state_->last_seq;
+}
+std::uint64_t Volume::replayed_seq() const {
+    return state_->replayed;
+}
+std::uint64_t Volume::lease_generation() const {
+    return state_->lease_generation;
+}
+
+void Volume::heartbeat() {
+    state_->check_writable();
+    heartbeat_lease(state_->device, state_->sb.lease_block, state_->options.identity,
+                    state_->lease_generation);
+}
+
+} // namespace godwit::csv

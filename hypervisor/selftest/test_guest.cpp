@@ -1,7 +1,9 @@
 #include "selftest/test_guest.hpp"
 
 #include "arch/x86/intrinsics.hpp"
+#include "arch/x86/mtrr_read.hpp"
 #include "arch/x86/vmx/vmx_state.hpp"
+#include "kernel/console.hpp"
 
 extern "C" void* memcpy(void*, const void*, godwit::hv::usize);
 
@@ -18,8 +20,11 @@ bool TestGuest::create(GuestMode mode, const char* code, const char* code_end, V
         *error = "no memory for the EPT";
         return false;
     }
+    // The guest's RAM gets the memory type the MTRRs give the host memory behind it.
+    u8 type = mtrr_type_of_range(host_mtrrs(), ram_.value, guest_ram_bytes);
+    if (type == mtrr_mixed) type = mtrr_uc;
     for (u64 gpa = 0; gpa < guest_ram_bytes; gpa += page_size) {
-        if (ept_.map(gpa, ram_.value + gpa, ept::PageSize::size_4k, ept::access_rwx, ept::memory_type_wb) !=
+        if (ept_.map(gpa, ram_.value + gpa, ept::PageSize::size_4k, ept::access_rwx, type) !=
             ept::Status::ok) {
             *error = "EPT map failed";
             return false;
@@ -41,6 +46,7 @@ bool TestGuest::create(GuestMode mode, const char* code, const char* code_end, V
         config.gdt_base = guest_gdt_gpa;
     }
     config.mode = mode;
+    vpid_ = config.vpid;
     config.rip = guest_code_gpa;
     config.rsp = guest_stack_gpa;
     eptp_ = ept_.eptp(config.pml);
@@ -56,6 +62,9 @@ void TestGuest::invalidate_ept() {
 }
 
 void TestGuest::destroy() {
+    // Drop the guest's cached translations: its VPID may be reused by the next guest.
+    if (vmx_features().invvpid_single) x86::invvpid(1, x86::InvvpidDescriptor{vpid_, 0});
+    else if (vmx_features().invvpid_all) x86::invvpid(2, x86::InvvpidDescriptor{0, 0});
     vcpu_.destroy();
     ept_.destroy();
     if (ram_.value != 0) free_frames(ram_, guest_ram_bytes / page_size);

@@ -41,6 +41,7 @@ private:
     VmxVcpu vcpu_;
     PhysAddr ram_{};
     u64 eptp_ = 0;
+    u16 vpid_ = 1;
 };
 
 } // namespace godwit::hv::selftest

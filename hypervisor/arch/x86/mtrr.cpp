@@ -1,0 +1,60 @@
+#include "arch/x86/mtrr.hpp"
+
+namespace godwit::hv {
+namespace {
+
+u8 fixed_type(const MtrrState& s, u64 a) {
+    // 0-512 KiB: 8 x 64 KiB; 512-768 KiB: 16 x 16 KiB; 768 KiB-1 MiB: 64 x 4 KiB.
+    u32 msr, byte;
+    if (a < 0x80000) {
+        msr = 0;
+        byte = static_cast<u32>(a >> 16);
+    } else if (a < 0xC0000) {
+        u32 i = static_cast<u32>((a - 0x80000) >> 14);
+        msr = 1 + i / 8;
+        byte = i % 8;
+    } else {
+        u32 i = static_cast<u32>((a - 0xC0000) >> 12);
+        msr = 3 + i / 8;
+        byte = i % 8;
+    }
+    return static_cast<u8>(s.fixed[msr] >> (8 * byte));
+}
+
+} // namespace
+
+u8 mtrr_type_of(const MtrrState& s, u64 address) {
+    if (!s.enabled) return mtrr_uc;
+    if (s.fixed_enabled && address < 0x100000) return fixed_type(s, address);
+    bool matched = false;
+    u8 type = 0;
+    for (u32 i = 0; i < s.variable_count && i < 16; ++i) {
+        u64 mask = s.variable_mask[i];
+        if ((mask & (1ull << 11)) == 0) continue;
+        u64 m = mask & s.physical_address_mask & ~0xFFFull;
+        if ((address & m) != (s.variable_base[i] & m)) continue;
+        u8 t = static_cast<u8>(s.variable_base[i] & 0xFF);
+        if (!matched) {
+            type = t;
+            matched = true;
+        } else if (t == mtrr_uc || type == mtrr_uc) {
+            type = mtrr_uc;
+        } else if ((t == mtrr_wt && type == mtrr_wb) || (t == mtrr_wb && type == mtrr_wt)) {
+            type = mtrr_wt;
+        } else if (t != type) {
+            type = mtrr_uc;  // undefined combination: be safe
+        }
+    }
+    return matched ? type : s.default_type;
+}
+
+u8 mtrr_type_of_range(const MtrrState& s, u64 address, u64 length) {
+    // Types change at 4 KiB granularity at most; sample every page boundary in the range.
+    u8 first = mtrr_type_of(s, address);
+    for (u64 a = align_down(address, page_size) + page_size; a < address + length; a += page_size) {
+        if (mtrr_type_of(s, a) != first) return mtrr_mixed;
+    }
+    return first;
+}
+
+} // namespace godwit::hv

@@ -193,6 +193,11 @@ class Checker {
         const std::string who = "inode " + std::to_string(ino);
         std::vector<Extent> extents;
         const std::uint32_t count = inode.extent_count;
+        if (inode.allocated_blocks > sb_.data_end - sb_.data_start ||
+            count > inode.allocated_blocks) {
+            problem(who + ": block or extent count exceeds the volume");
+            return extents;
+        }
         for (std::uint32_t i = 0; i < std::min<std::uint32_t>(count, kInlineExtents); ++i) {
             extents.push_back(inode.extents[i]);
         }

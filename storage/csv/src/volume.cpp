@@ -47,6 +47,12 @@ std::uint64_t blocks_for(std::uint64_t bytes) {
     return (bytes + kBlockSize - 1) / kBlockSize;
 }
 
+// Bounce buffer for a data transfer: whole blocks around it, at most kIoChunk.
+std::size_t io_buffer_size(std::uint64_t offset, std::uint64_t length) {
+    return static_cast<std::size_t>(
+        std::min<std::uint64_t>(blocks_for(offset % kBlockSize + length) * kBlockSize, kIoChunk));
+}
+
 bool bit(const BitmapBlock& b, std::uint64_t i) {
     return (b.bits[i / 8] >> (i % 8)) & 1u;
 }
@@ -328,6 +334,13 @@ struct Volume::State {
                                      std::vector<std::uint64_t>* chain = nullptr) {
         std::vector<Extent> extents;
         const std::uint32_t count = inode.extent_count;
+        const std::uint64_t data_blocks = sb.data_end - sb.data_start;
+        // Bounds first: every extent holds at least one block of the data area.
+        if (inode.allocated_blocks > data_blocks || count > inode.allocated_blocks ||
+            inode.size > inode.allocated_blocks * kBlockSize) {
+            throw Error(ErrorCode::invalid_input, "inode " + std::to_string(ino) +
+                                                      ": size or extent count exceeds the volume");
+        }
         const std::uint64_t max_chain = (count + kExtentsPerMapBlock - 1) / kExtentsPerMapBlock;
         for (std::uint32_t i = 0; i < std::min<std::uint32_t>(count, kInlineExtents); ++i) {
             extents.push_back(inode.extents[i]);
@@ -434,7 +447,11 @@ struct Volume::State {
     }
 
     void zero_runs(const std::vector<Run>& runs) {
-        AlignedBuffer zeros(kIoChunk);
+        std::uint64_t largest = 0;
+        for (const Run& r : runs) {
+            largest = std::max(largest, r.length * kBlockSize);
+        }
+        AlignedBuffer zeros(static_cast<std::size_t>(std::min<std::uint64_t>(largest, kIoChunk)));
         for (const Run& r : runs) {
             std::uint64_t offset = r.start * kBlockSize;
             std::uint64_t left = r.length * kBlockSize;
@@ -1082,7 +1099,7 @@ std::size_t Volume::read(const FileHandle& handle, std::uint64_t offset, std::sp
     const std::size_t total =
         static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), inode.size - offset));
     auto extents = s.load_extents(nullptr, handle.inode, inode);
-    AlignedBuffer buffer(kIoChunk);
+    AlignedBuffer buffer(io_buffer_size(offset, total));
     std::size_t done = 0;
     while (done < total) {
         const std::uint64_t pos = offset + done;
@@ -1118,7 +1135,7 @@ void Volume::write(const FileHandle& handle, std::uint64_t offset, std::span<con
         inode = s.get_inode(nullptr, handle.inode);
     }
     auto extents = s.load_extents(nullptr, handle.inode, inode);
-    AlignedBuffer buffer(kIoChunk);
+    AlignedBuffer buffer(io_buffer_size(offset, in.size()));
     std::size_t done = 0;
     while (done < in.size()) {
         const std::uint64_t pos = offset + done;

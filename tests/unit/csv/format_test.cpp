@@ -20,6 +20,7 @@ TEST(CsvFormat, Crc32cMatchesTheCastagnoliCheckValue) {
 TEST(CsvFormat, StructureLayoutIsFixed) {
     EXPECT_EQ(offsetof(BlockHeader, crc32c), 24u);
     EXPECT_EQ(offsetof(Superblock, total_blocks), 40u);
+    EXPECT_EQ(offsetof(Superblock, journal_blocks), 144u); // tests/csv/cli_test.sh reads it
     EXPECT_EQ(offsetof(Superblock, free_blocks), 248u);
     EXPECT_EQ(offsetof(Inode, extents), 72u);
     EXPECT_EQ(offsetof(DirectoryEntry, name), 16u);

@@ -1,0 +1,240 @@
+// A coordinator process and two node processes on 127.0.0.1 share one image file opened
+// with O_DIRECT. Each node writes its own VHD-sized file directly on the LUN through block
+// maps; both write disjoint regions of one shared file while one of them keeps growing it,
+// so the coordinator must revoke the other's block-map lease before each change. At the end
+// every byte is checked against a model and the volume checker must pass.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "godwit/csv/checker.hpp"
+#include "godwit/csv/coordinator.hpp"
+#include "godwit/csv/node_client.hpp"
+#include "godwit/csv/volume.hpp"
+#include "godwit/error.hpp"
+#include "volume_model.hpp"
+
+using namespace godwit::csv;
+namespace model = godwit::csv::testing;
+
+namespace {
+
+constexpr std::uint64_t kSharedHalf = 256 * 1024;
+
+struct Write {
+    std::uint64_t offset;
+    std::size_t length;
+    std::uint32_t seed;
+};
+
+// Node `id`'s writes to its own file: aligned and unaligned, some past the end (growing it).
+std::vector<Write> own_writes(int id) {
+    std::mt19937_64 rng(id * 7919);
+    std::vector<Write> writes;
+    for (int i = 0; i < 60; ++i) {
+        std::uint64_t offset = rng() % (4 << 20);
+        if (i % 2 == 0) {
+            offset &= ~std::uint64_t{4095};
+        }
+        writes.push_back({offset, 1 + static_cast<std::size_t>(rng() % (200 * 1024)),
+                          static_cast<std::uint32_t>(rng())});
+    }
+    return writes;
+}
+
+void apply(std::vector<std::byte>& content, const Write& w) {
+    if (content.size() < w.offset + w.length) {
+        content.resize(w.offset + w.length);
+    }
+    auto data = model::pattern(w.seed, w.length);
+    std::copy(data.begin(), data.end(), content.begin() + static_cast<std::ptrdiff_t>(w.offset));
+}
+
+std::vector<std::byte> expected_own(int id) {
+    std::vector<std::byte> content(1 << 20);
+    for (const Write& w : own_writes(id)) {
+        apply(content, w);
+    }
+    return content;
+}
+
+// Shared file: node 1 writes [0, kSharedHalf) over and over; node 2 grows the file by 64 KiB
+// at a time and writes each new piece.
+constexpr int kSharedRounds = 24;
+
+[[noreturn]] void node_main(const std::string& image, std::uint16_t port, int id, int result_fd) {
+    try {
+        PosixBlockDevice lun(image, PosixBlockDevice::Access::read_write, true);
+        NodeClient node("127.0.0.1", port, lun, static_cast<std::uint64_t>(id),
+                        "node" + std::to_string(id), std::chrono::milliseconds(500));
+        const std::string own = "/node" + std::to_string(id) + ".vhd";
+        node.create(own, 1 << 20);
+        auto h = node.open(own);
+        std::vector<std::byte> content(1 << 20);
+        auto shared = node.open("/shared");
+        int round = 0;
+        for (const Write& w : own_writes(id)) {
+            node.write(h, w.offset, model::pattern(w.seed, w.length));
+            apply(content, w);
+            if (round < kSharedRounds) {
+                if (id == 1) {
+                    node.write(shared, (round % 4) * (kSharedHalf / 4),
+                               model::pattern(1000 + round, kSharedHalf / 4));
+                } else {
+                    node.write(shared, kSharedHalf + round * 65536u,
+                               model::pattern(2000 + round, 65536));
+                }
+                ++round;
+            }
+        }
+        std::vector<std::byte> back(content.size());
+        if (node.size(h) != content.size() || node.read(h, 0, back) != content.size() ||
+            back != content) {
+            std::fprintf(stderr, "node %d: read-back differs\n", id);
+            _exit(4);
+        }
+        node.close(h);
+        node.close(shared);
+        std::uint64_t stats[2] = {node.revocations_received(), node.maps_fetched()};
+        if (::write(result_fd, stats, sizeof stats) != sizeof stats) {
+            _exit(5);
+        }
+        _exit(0);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "node %d: %s\n", id, e.what());
+        _exit(3);
+    }
+}
+
+[[noreturn]] void coordinator_main(const std::string& image, int port_fd, int stop_fd) {
+    try {
+        PosixBlockDevice lun(image, PosixBlockDevice::Access::read_write, true);
+        MountOptions o;
+        o.identity = {100, "coordinator"};
+        o.lease.lease_duration_ms = 10;
+        auto volume = Volume::mount(lun, o);
+        Coordinator coordinator(*volume, "127.0.0.1", 0, std::chrono::milliseconds(500));
+        std::uint16_t port = coordinator.port();
+        std::thread server([&] { coordinator.run(); });
+        if (::write(port_fd, &port, sizeof port) != sizeof port) {
+            _exit(5);
+        }
+        char c;
+        (void)::read(stop_fd, &c, 1); // the test says stop (or dies: EOF)
+        coordinator.stop();
+        server.join();
+        std::uint64_t revocations = coordinator.revocations_sent();
+        if (::write(port_fd, &revocations, sizeof revocations) != sizeof revocations) {
+            _exit(5);
+        }
+        volume->unmount();
+        _exit(0);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "coordinator: %s\n", e.what());
+        _exit(3);
+    }
+}
+
+int wait_exit(pid_t pid) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+} // namespace
+
+TEST(CsvCluster, TwoNodesWriteDirectlyThroughCoordinatorMaps) {
+    const std::string image = (std::filesystem::path(GODWIT_CSV_TEST_DIR) /
+                               ("cluster-" + std::to_string(::getpid()) + ".img"))
+                                  .string();
+    PosixBlockDevice::create_image(image, 128ull << 20);
+    {
+        PosixBlockDevice lun(image, PosixBlockDevice::Access::read_write, true);
+        format_volume(lun, FormatOptions{"Volume1", 0, 0, 0});
+        MountOptions o;
+        o.identity = {100, "setup"};
+        Volume::mount(lun, o)->create_file("/shared", kSharedHalf);
+    }
+    int port_pipe[2];
+    int stop_pipe[2];
+    int result_pipe[2];
+    ASSERT_EQ(::pipe(port_pipe), 0);
+    ASSERT_EQ(::pipe(stop_pipe), 0);
+    ASSERT_EQ(::pipe(result_pipe), 0);
+    pid_t coordinator = ::fork();
+    if (coordinator == 0) {
+        ::close(stop_pipe[1]);
+        coordinator_main(image, port_pipe[1], stop_pipe[0]);
+    }
+    ::close(stop_pipe[0]);
+    std::uint16_t port = 0;
+    ASSERT_EQ(::read(port_pipe[0], &port, sizeof port), static_cast<ssize_t>(sizeof port));
+    pid_t nodes[2];
+    for (int id = 1; id <= 2; ++id) {
+        nodes[id - 1] = ::fork();
+        if (nodes[id - 1] == 0) {
+            node_main(image, port, id, result_pipe[1]);
+        }
+    }
+    EXPECT_EQ(wait_exit(nodes[0]), 0) << "node 1";
+    EXPECT_EQ(wait_exit(nodes[1]), 0) << "node 2";
+    ASSERT_EQ(::write(stop_pipe[1], "x", 1), 1);
+    std::uint64_t revocations_sent = 0;
+    ASSERT_EQ(::read(port_pipe[0], &revocations_sent, sizeof revocations_sent),
+              static_cast<ssize_t>(sizeof revocations_sent));
+    EXPECT_EQ(wait_exit(coordinator), 0) << "coordinator";
+    std::uint64_t stats[2][2] = {};
+    ASSERT_EQ(::read(result_pipe[0], stats[0], sizeof stats[0]),
+              static_cast<ssize_t>(sizeof stats[0]));
+    ASSERT_EQ(::read(result_pipe[0], stats[1], sizeof stats[1]),
+              static_cast<ssize_t>(sizeof stats[1]));
+    // Node 2 grew /shared kSharedRounds times while node 1 held maps of it.
+    EXPECT_GT(revocations_sent, 0u);
+    EXPECT_GT(stats[0][0] + stats[1][0], 0u) << "no node saw a revocation";
+    std::printf("cluster test: coordinator sent %llu revocations; maps fetched %llu + %llu\n",
+                static_cast<unsigned long long>(revocations_sent),
+                static_cast<unsigned long long>(stats[0][1]),
+                static_cast<unsigned long long>(stats[1][1]));
+
+    // Every byte against the model, then the checker.
+    PosixBlockDevice lun(image, PosixBlockDevice::Access::read_write, true);
+    {
+        MountOptions o;
+        o.read_only = true;
+        auto v = Volume::mount(lun, o);
+        for (int id = 1; id <= 2; ++id) {
+            auto h = v->open("/node" + std::to_string(id) + ".vhd");
+            auto want = expected_own(id);
+            std::vector<std::byte> got(want.size() + 10);
+            ASSERT_EQ(v->read(h, 0, got), want.size()) << "node " << id;
+            got.resize(want.size());
+            EXPECT_TRUE(got == want) << "node " << id << " file differs";
+        }
+        std::vector<std::byte> shared(kSharedHalf + kSharedRounds * 65536u);
+        auto h = v->open("/shared");
+        ASSERT_EQ(v->read(h, 0, shared), shared.size());
+        for (int round = kSharedRounds - 4; round < kSharedRounds; ++round) {
+            auto piece = model::pattern(1000 + round, kSharedHalf / 4);
+            EXPECT_TRUE(std::equal(
+                piece.begin(), piece.end(),
+                shared.begin() + static_cast<std::ptrdiff_t>((round % 4) * (kSharedHalf / 4))))
+                << "node 1's region, round " << round;
+        }
+        for (int round = 0; round < kSharedRounds; ++round) {
+            auto piece = model::pattern(2000 + round, 65536);
+            EXPECT_TRUE(std::equal(piece.begin(), piece.end(),
+                                   shared.begin() +
+                                       static_cast<std::ptrdiff_t>(kSharedHalf + round * 65536u)))
+                << "node 2's region, round " << round;
+        }
+    }
+    auto report = check_volume(lun);
+    EXPECT_TRUE(report.clean()) << (report.problems.empty() ? "" : report.problems.front());
+    std::filesystem::remove(image);
+}

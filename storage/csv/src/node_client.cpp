@@ -179,8 +179,9 @@ struct NodeClient::State {
     // edges (O_DIRECT needs 4 KiB alignment).
     void transfer(const pb::BlockMapReply& map, std::uint64_t offset, std::byte* data,
                   std::size_t length, bool writing) {
+        constexpr std::size_t kBounce = 1 << 20;
         std::size_t done = 0;
-        AlignedBuffer buffer(1 << 20);
+        AlignedBuffer buffer; // only for pieces that are not whole blocks
         while (done < length) {
             const std::uint64_t pos = offset + done;
             const pb::Segment* seg = nullptr;
@@ -196,12 +197,28 @@ struct NodeClient::State {
             }
             const std::uint64_t in_block = pos % kBlockSize;
             const std::uint64_t seg_left = seg->file_offset() + seg->length() - pos;
-            const std::size_t n = static_cast<std::size_t>(
-                std::min<std::uint64_t>({seg_left, length - done, buffer.size() - in_block}));
-            const std::size_t io =
-                static_cast<std::size_t>((in_block + n + kBlockSize - 1) / kBlockSize * kBlockSize);
             const std::uint64_t device =
                 seg->device_offset() + (pos - seg->file_offset()) - in_block;
+            const std::uint64_t want = std::min<std::uint64_t>(seg_left, length - done);
+            if (in_block == 0 && want >= kBlockSize) {
+                // Whole blocks straight from/to the caller's buffer (the device bounces only
+                // when the memory itself is not aligned for O_DIRECT).
+                const std::size_t n = static_cast<std::size_t>(want / kBlockSize * kBlockSize);
+                if (writing) {
+                    lun.write(device, std::span<const std::byte>(data + done, n));
+                } else {
+                    lun.read(device, std::span<std::byte>(data + done, n));
+                }
+                done += n;
+                continue;
+            }
+            if (buffer.size() == 0) {
+                buffer = AlignedBuffer(kBounce);
+            }
+            const std::size_t n =
+                static_cast<std::size_t>(std::min<std::uint64_t>(want, kBounce - in_block));
+            const std::size_t io =
+                static_cast<std::size_t>((in_block + n + kBlockSize - 1) / kBlockSize * kBlockSize);
             if (writing) {
                 if (in_block != 0 || (in_block + n) % kBlockSize != 0) {
                     lun.read(device, buffer.span().first(io));

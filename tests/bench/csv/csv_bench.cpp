@@ -27,7 +27,7 @@ double seconds_since(Clock::time_point start) {
 
 } // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     const std::filesystem::path dir = argc > 1 ? argv[1] : std::filesystem::temp_directory_path();
     const std::uint64_t mib = argc > 2 ? std::stoull(argv[2]) : 256;
     const std::uint64_t bytes = mib << 20;
@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
     FormatOptions f;
     f.size_bytes = bytes + (32 << 20);
     f.label = "bench";
+    f.inode_count = 1024;
     format_volume(raw, f);
     MountOptions o;
     o.identity = {1, "coordinator"};
@@ -114,4 +115,13 @@ int main(int argc, char** argv) {
          "redirected-mode and failover figures arrive with those features"}};
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
+}
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "csv_bench: %s\n", e.what());
+        return 1;
+    }
 }

@@ -238,3 +238,37 @@ TEST(CsvCluster, TwoNodesWriteDirectlyThroughCoordinatorMaps) {
     EXPECT_TRUE(report.clean()) << (report.problems.empty() ? "" : report.problems.front());
     std::filesystem::remove(image);
 }
+
+TEST(CsvCluster, RunningCoordinatorKeepsItsLease) {
+    const std::string image = (std::filesystem::path(GODWIT_CSV_TEST_DIR) /
+                               ("lease-" + std::to_string(::getpid()) + ".img"))
+                                  .string();
+    PosixBlockDevice::create_image(image, 32ull << 20);
+    PosixBlockDevice lun(image, PosixBlockDevice::Access::read_write, true);
+    format_volume(lun, FormatOptions{"Volume1", 0, 0, 0});
+    MountOptions first;
+    first.identity = {1, "coordinator"};
+    first.lease.lease_duration_ms = 90;
+    auto volume = Volume::mount(lun, first);
+    MountOptions second;
+    second.identity = {2, "usurper"};
+    second.lease.lease_duration_ms = 90;
+    {
+        Coordinator coordinator(*volume, "127.0.0.1", 0);
+        std::thread server([&] { coordinator.run(); });
+        // The heartbeat moves within the lease duration: no takeover without force.
+        PosixBlockDevice other(image, PosixBlockDevice::Access::read_write, true);
+        try {
+            Volume::mount(other, second);
+            ADD_FAILURE() << "a second coordinator took a live volume";
+        } catch (const godwit::Error& e) {
+            EXPECT_EQ(e.code(), godwit::ErrorCode::conflict) << e.what();
+        }
+        coordinator.stop();
+        server.join();
+    }
+    volume->unmount();
+    PosixBlockDevice other(image, PosixBlockDevice::Access::read_write, true);
+    EXPECT_NO_THROW(Volume::mount(other, second)); // released: free to take
+    std::filesystem::remove(image);
+}

@@ -1,5 +1,6 @@
 #include "godwit/csv/coordinator.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <list>
@@ -47,6 +48,9 @@ struct Coordinator::State {
     asio::io_context io;
     tcp::acceptor acceptor{io};
     std::atomic<bool> stopping{false};
+    std::thread heartbeat;
+    std::mutex stop_mutex;
+    std::condition_variable stop_cv;
     std::atomic<std::uint64_t> revocations{0};
 
     std::mutex volume_mutex; // never held while waiting for a node
@@ -62,6 +66,21 @@ struct Coordinator::State {
     std::set<std::uint64_t> revoking; // inodes whose map is being changed
 
     explicit State(Volume& v, std::chrono::milliseconds lease) : volume(v), map_lease(lease) {}
+
+    // Keeps the on-disk coordinator lease alive (a third of its duration apart).
+    void heartbeat_loop() {
+        const auto interval =
+            std::chrono::milliseconds(std::max(1u, volume.lease_duration_ms() / 3));
+        std::unique_lock lock(stop_mutex);
+        while (!stop_cv.wait_for(lock, interval, [&] { return stopping.load(); })) {
+            try {
+                std::lock_guard volume_lock(volume_mutex);
+                volume.heartbeat();
+            } catch (const Error& e) {
+                spdlog::error("csv coordinator: heartbeat failed: {}", e.what());
+            }
+        }
+    }
 
     // Takes every map lease on `inode` back (the requester's own are simply dropped).
     void revoke_inode(std::uint64_t inode, Session* requester) {
@@ -268,6 +287,7 @@ Coordinator::Coordinator(Volume& volume, const std::string& address, std::uint16
     state_->acceptor.set_option(tcp::acceptor::reuse_address(true));
     state_->acceptor.bind(endpoint);
     state_->acceptor.listen();
+    state_->heartbeat = std::thread([st = state_.get()] { st->heartbeat_loop(); });
 }
 
 Coordinator::~Coordinator() {
@@ -307,8 +327,15 @@ void Coordinator::run() {
 
 void Coordinator::stop() {
     State& st = *state_;
-    if (st.stopping.exchange(true)) {
-        return;
+    {
+        std::lock_guard lock(st.stop_mutex);
+        if (st.stopping.exchange(true)) {
+            return;
+        }
+    }
+    st.stop_cv.notify_all();
+    if (st.heartbeat.joinable()) {
+        st.heartbeat.join();
     }
     boost::system::error_code ec;
     st.acceptor.cancel(ec);

@@ -1206,6 +1206,9 @@ std::uint64_t Volume::replayed_seq() const {
 std::uint64_t Volume::lease_generation() const {
     return state_->lease_generation;
 }
+std::uint32_t Volume::lease_duration_ms() const {
+    return state_->options.lease.lease_duration_ms;
+}
 
 void Volume::heartbeat() {
     state_->check_writable();

@@ -7,6 +7,7 @@
 
 #include "godwit/csv/checker.hpp"
 #include "godwit/csv/journal.hpp"
+#include "godwit/csv/lease.hpp"
 #include "godwit/csv/volume.hpp"
 #include "godwit/error.hpp"
 #include "volume_model.hpp"
@@ -331,4 +332,62 @@ TEST(CsvVolume, RandomOperationsMatchTheModel) {
             ASSERT_TRUE(diffs.empty()) << diffs[0];
         }
     }
+}
+
+TEST(CsvLease, StaleLeaseIsTakenOverAfterOneDuration) {
+    MemoryBlockDevice dev(kDeviceBytes);
+    format_volume(dev, {});
+    LeaseIdentity a{1, "a"};
+    LeaseIdentity b{2, "b"};
+    AcquireOptions opts;
+    opts.lease_duration_ms = 30;
+    const std::uint64_t ga = acquire_lease(dev, 1, a, opts);
+    heartbeat_lease(dev, 1, a, ga);
+    EXPECT_EQ(read_lease(dev, 1).heartbeat_counter, 1u);
+    // Node a stops heartbeating (it crashed, or is partitioned): b waits and takes over.
+    auto t0 = std::chrono::steady_clock::now();
+    const std::uint64_t gb = acquire_lease(dev, 1, b, opts);
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(30));
+    EXPECT_EQ(gb, ga + 1);
+    EXPECT_EQ(read_lease(dev, 1).owner_node_id, 2u);
+    EXPECT_EQ(code_of([&] { verify_lease(dev, 1, a, ga); }), ErrorCode::conflict);
+    EXPECT_EQ(code_of([&] { heartbeat_lease(dev, 1, a, ga); }), ErrorCode::conflict);
+    release_lease(dev, 1, a, ga); // not a's any more: no effect
+    EXPECT_EQ(read_lease(dev, 1).owner_node_id, 2u);
+    release_lease(dev, 1, b, gb);
+    EXPECT_EQ(read_lease(dev, 1).state, static_cast<std::uint32_t>(LeaseState::free));
+}
+
+TEST(CsvVolume, CheckerFindsDirectoryTreeProblems) {
+    MemoryBlockDevice dev(kDeviceBytes);
+    Superblock sb = format_volume(dev, {});
+    {
+        auto v = Volume::mount(dev, node(1));
+        v->make_directory("/d");
+        v->create_file("/d/f", 4096);
+    }
+    write_block(dev, sb.journal_start, Block{});
+    // Clear the root's entry for /d: /d and /d/f become unreachable.
+    Block table = read_block(dev, sb.inode_table_start);
+    auto t = load<InodeTableBlock>(table);
+    const std::uint64_t root_dir_block = t.inodes[kRootInode].extents[0].physical;
+    Block dir = read_block(dev, root_dir_block);
+    auto d = load<DirectoryBlock>(dir);
+    ASSERT_EQ(entry_name(d.entries[0]), "d");
+    d.entries[0] = DirectoryEntry{};
+    store(dir, d);
+    reseal_block(dir);
+    write_block(dev, root_dir_block, dir);
+    auto r = check_volume(dev);
+    EXPECT_NE(problems(r).find("not in the directory tree"), std::string::npos) << problems(r);
+    // A hostile entry name with a slash.
+    d = load<DirectoryBlock>(dir);
+    d.entries[0].inode = 2;
+    d.entries[0].name_length = 3;
+    std::memcpy(d.entries[0].name.data(), "a/b", 3);
+    store(dir, d);
+    reseal_block(dir);
+    write_block(dev, root_dir_block, dir);
+    EXPECT_NE(problems(check_volume(dev)).find("malformed entry name"), std::string::npos);
+    EXPECT_EQ(code_of([&] { Volume::mount(dev, node(1))->list("/"); }), ErrorCode::invalid_input);
 }

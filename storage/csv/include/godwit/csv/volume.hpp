@@ -103,6 +103,9 @@ class Volume {
     // Seq of the transaction replayed at mount (0 when the journal held none).
     std::uint64_t replayed_seq() const;
     std::uint64_t lease_generation() const;
+    std::uint32_t lease_duration_ms() const;
+    // Bumps the lease heartbeat; the holder must do so well within the lease duration, or
+    // another node may take the volume over. Throws Error(conflict) once fenced.
     void heartbeat();
 
     struct State;

@@ -365,3 +365,53 @@ TEST(CsvCluster, CoordinatorKilledDuringMetadataWork) {
                 completed[1], completed[2]);
     std::filesystem::remove(image);
 }
+
+TEST(CsvCluster, NodeNamespaceOperationsGoThroughTheCoordinator) {
+    const std::string image =
+        (std::filesystem::path(GODWIT_CSV_TEST_DIR) / ("ns-" + std::to_string(::getpid()) + ".img"))
+            .string();
+    PosixBlockDevice::create_image(image, 32ull << 20);
+    PosixBlockDevice lun(image, PosixBlockDevice::Access::read_write, true);
+    format_volume(lun, FormatOptions{"Volume1", 0, 0, 0});
+    MountOptions o;
+    o.identity = {1, "coordinator"};
+    auto volume = Volume::mount(lun, o);
+    Coordinator coordinator(*volume, "127.0.0.1", 0);
+    std::thread server([&] { coordinator.run(); });
+    {
+        PosixBlockDevice node_lun(image, PosixBlockDevice::Access::read_write, true);
+        NodeClient node("127.0.0.1", coordinator.port(), node_lun, 2, "node2");
+        node.make_directory("/vms");
+        node.create("/vms/a.vhd", 8192);
+        node.rename("/vms/a.vhd", "/b.vhd");
+        auto entries = node.list("/");
+        ASSERT_EQ(entries.size(), 2u);
+        EXPECT_EQ(entries[0].name, "b.vhd");
+        EXPECT_FALSE(entries[0].directory);
+        EXPECT_EQ(entries[0].size, 8192u);
+        EXPECT_EQ(entries[1].name, "vms");
+        EXPECT_TRUE(entries[1].directory);
+        EXPECT_EQ(node.stat("/b.vhd").inode, entries[0].inode);
+        auto h = node.open("/b.vhd");
+        try {
+            node.remove("/b.vhd");
+            ADD_FAILURE() << "an open file was removed";
+        } catch (const godwit::Error& e) {
+            EXPECT_EQ(e.code(), godwit::ErrorCode::conflict) << e.what();
+        }
+        node.close(h);
+        node.remove("/b.vhd");
+        try {
+            node.stat("/b.vhd");
+            ADD_FAILURE() << "removed file still there";
+        } catch (const godwit::Error& e) {
+            EXPECT_EQ(e.code(), godwit::ErrorCode::not_found) << e.what();
+        }
+        EXPECT_EQ(node.list("/").size(), 1u);
+    }
+    coordinator.stop();
+    server.join();
+    volume.reset();
+    EXPECT_TRUE(check_volume(lun).clean());
+    std::filesystem::remove(image);
+}

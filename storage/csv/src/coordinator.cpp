@@ -147,6 +147,8 @@ struct Coordinator::State {
         reply->set_inode(fi.inode);
         reply->set_generation(fi.generation);
         reply->set_size(fi.size);
+        reply->set_directory(fi.type == InodeType::directory);
+        reply->set_name(fi.name);
     }
 
     const FileHandle& handle_of(Session& s, std::uint64_t id) {
@@ -171,6 +173,37 @@ struct Coordinator::State {
             std::lock_guard lock(volume_mutex);
             fill_file(reply.mutable_file(), 0,
                       volume.create_file(request.create().path(), request.create().size()));
+            break;
+        }
+        case pb::NodeMessage::kMkdir: {
+            std::lock_guard lock(volume_mutex);
+            fill_file(reply.mutable_file(), 0, volume.make_directory(request.mkdir().path()));
+            break;
+        }
+        case pb::NodeMessage::kRemove: {
+            // Open files cannot be removed, so no node holds a map of what goes away.
+            std::lock_guard lock(volume_mutex);
+            volume.remove(request.remove().path());
+            reply.set_ok(true);
+            break;
+        }
+        case pb::NodeMessage::kRename: {
+            std::lock_guard lock(volume_mutex);
+            volume.rename(request.rename().from(), request.rename().to());
+            reply.set_ok(true);
+            break;
+        }
+        case pb::NodeMessage::kStat: {
+            std::lock_guard lock(volume_mutex);
+            fill_file(reply.mutable_file(), 0, volume.stat(request.stat().path()));
+            break;
+        }
+        case pb::NodeMessage::kList: {
+            std::lock_guard lock(volume_mutex);
+            auto* list = reply.mutable_list();
+            for (const FileInfo& fi : volume.list(request.list().path())) {
+                fill_file(list->add_entries(), 0, fi);
+            }
             break;
         }
         case pb::NodeMessage::kOpen: {

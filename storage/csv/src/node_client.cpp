@@ -269,6 +269,48 @@ void NodeClient::create(const std::string& path, std::uint64_t size) {
     state_->call(request);
 }
 
+namespace {
+NodeEntry entry_of(const pb::FileReply& f) {
+    return NodeEntry{f.name(), f.inode(), f.size(), f.directory()};
+}
+} // namespace
+
+void NodeClient::make_directory(const std::string& path) {
+    pb::NodeMessage request;
+    request.mutable_mkdir()->set_path(path);
+    state_->call(request);
+}
+
+void NodeClient::remove(const std::string& path) {
+    pb::NodeMessage request;
+    request.mutable_remove()->set_path(path);
+    state_->call(request);
+}
+
+void NodeClient::rename(const std::string& from, const std::string& to) {
+    pb::NodeMessage request;
+    request.mutable_rename()->set_from(from);
+    request.mutable_rename()->set_to(to);
+    state_->call(request);
+}
+
+NodeEntry NodeClient::stat(const std::string& path) {
+    pb::NodeMessage request;
+    request.mutable_stat()->set_path(path);
+    return entry_of(state_->call(request).file());
+}
+
+std::vector<NodeEntry> NodeClient::list(const std::string& directory) {
+    pb::NodeMessage request;
+    request.mutable_list()->set_path(directory);
+    std::vector<NodeEntry> out;
+    const pb::CoordinatorMessage reply = state_->call(request);
+    for (const auto& f : reply.list().entries()) {
+        out.push_back(entry_of(f));
+    }
+    return out;
+}
+
 std::uint64_t NodeClient::open(const std::string& path) {
     pb::NodeMessage request;
     request.mutable_open()->set_path(path);

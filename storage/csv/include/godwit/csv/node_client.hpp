@@ -9,10 +9,18 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "godwit/csv/block_device.hpp"
 
 namespace godwit::csv {
+
+struct NodeEntry {
+    std::string name;
+    std::uint64_t inode = 0;
+    std::uint64_t size = 0;
+    bool directory = false;
+};
 
 class NodeClient {
   public:
@@ -24,6 +32,11 @@ class NodeClient {
     NodeClient& operator=(const NodeClient&) = delete;
 
     void create(const std::string& path, std::uint64_t size);
+    void make_directory(const std::string& path);
+    void remove(const std::string& path);
+    void rename(const std::string& from, const std::string& to);
+    NodeEntry stat(const std::string& path);
+    std::vector<NodeEntry> list(const std::string& directory);
     std::uint64_t open(const std::string& path); // returns a handle
     void close(std::uint64_t handle);
     void resize(std::uint64_t handle, std::uint64_t size);

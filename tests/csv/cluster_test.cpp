@@ -249,11 +249,11 @@ TEST(CsvCluster, RunningCoordinatorKeepsItsLease) {
     format_volume(lun, FormatOptions{"Volume1", 0, 0, 0});
     MountOptions first;
     first.identity = {1, "coordinator"};
-    first.lease.lease_duration_ms = 90;
+    first.lease.lease_duration_ms = 300;
     auto volume = Volume::mount(lun, first);
     MountOptions second;
     second.identity = {2, "usurper"};
-    second.lease.lease_duration_ms = 90;
+    second.lease.lease_duration_ms = 300;
     {
         Coordinator coordinator(*volume, "127.0.0.1", 0);
         std::thread server([&] { coordinator.run(); });

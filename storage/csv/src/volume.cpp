@@ -588,6 +588,10 @@ struct Volume::State {
     std::uint64_t resolve(Txn* t, std::string_view path) {
         std::uint64_t ino = kRootInode;
         for (const std::string& part : split_path(path)) {
+            if (get_inode(t, ino).type != static_cast<std::uint16_t>(InodeType::directory)) {
+                throw Error(ErrorCode::not_found,
+                            "not a directory on the way to " + std::string(path));
+            }
             auto slot = lookup(t, ino, part);
             if (!slot) {
                 throw Error(ErrorCode::not_found,
@@ -610,6 +614,10 @@ struct Volume::State {
         std::string leaf = parts.back();
         std::uint64_t dir = kRootInode;
         for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+            if (get_inode(t, dir).type != static_cast<std::uint16_t>(InodeType::directory)) {
+                throw Error(ErrorCode::not_found,
+                            "not a directory on the way to " + std::string(path));
+            }
             auto slot = lookup(t, dir, parts[i]);
             if (!slot) {
                 throw Error(ErrorCode::not_found,
@@ -618,7 +626,7 @@ struct Volume::State {
             dir = slot->entry.inode;
         }
         if (get_inode(t, dir).type != static_cast<std::uint16_t>(InodeType::directory)) {
-            throw Error(ErrorCode::conflict, "not a directory on the way to " + std::string(path));
+            throw Error(ErrorCode::not_found, "not a directory on the way to " + std::string(path));
         }
         return {dir, leaf};
     }

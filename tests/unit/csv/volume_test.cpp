@@ -61,6 +61,8 @@ TEST(CsvVolume, FormatMountAndNamespaceOperations) {
         EXPECT_EQ(fi.extent_count, 1u); // one contiguous extent
         EXPECT_EQ(code_of([&] { v->create_file("/vms/web/disk.vhd"); }), ErrorCode::conflict);
         EXPECT_EQ(code_of([&] { v->create_file("/nope/x"); }), ErrorCode::not_found);
+        EXPECT_EQ(code_of([&] { v->create_file("/vms/web/disk.vhd/x"); }), ErrorCode::not_found);
+        EXPECT_EQ(code_of([&] { v->stat("/vms/web/disk.vhd/x"); }), ErrorCode::not_found);
         EXPECT_EQ(code_of([&] { v->remove("/vms"); }), ErrorCode::conflict); // not empty
         auto h = v->open("/vms/web/disk.vhd");
         auto data = model::pattern(7, 100000);

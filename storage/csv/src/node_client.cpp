@@ -30,6 +30,7 @@ namespace {
 
 struct NodeFile {
     std::uint64_t inode = 0;
+    std::uint64_t generation = 0; // a map for another generation is for a reused inode
     std::uint64_t size = 0;
     std::shared_mutex io; // shared: data I/O with the map; exclusive: dropping the map
     std::optional<pb::BlockMapReply> map;
@@ -156,6 +157,10 @@ struct NodeClient::State {
                 std::lock_guard files_lock(files_mutex);
                 if (revoked.count(reply.map().lease_id())) {
                     continue; // revoked before it arrived: ask again
+                }
+                if (reply.map().inode() != f.inode || reply.map().generation() != f.generation) {
+                    throw Error(ErrorCode::protocol,
+                                "the coordinator sent the map of another file");
                 }
                 f.map = reply.map();
                 f.size = reply.map().size();
@@ -317,6 +322,7 @@ std::uint64_t NodeClient::open(const std::string& path) {
     auto reply = state_->call(request);
     auto f = std::make_shared<NodeFile>();
     f->inode = reply.file().inode();
+    f->generation = reply.file().generation();
     f->size = reply.file().size();
     std::lock_guard lock(state_->files_mutex);
     state_->files[reply.file().handle()] = f;

@@ -1,0 +1,148 @@
+// Engine pieces on their own: CRC32C, framing, XBZRLE, and whole migrations over an
+// in-process pipe (the two-process tests do the same over real TCP/TLS).
+#include <unistd.h>
+
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "godwit/error.hpp"
+#include "godwit/migration/migration.hpp"
+#include "godwit/migration/stream_format.hpp"
+#include "godwit/migration/xbzrle.hpp"
+#include "synthetic_guest.hpp"
+
+namespace godwit::migration {
+namespace {
+
+TEST(Crc32c, KnownVector) {
+    const char* s = "123456789";
+    EXPECT_EQ(crc32c(reinterpret_cast<const std::uint8_t*>(s), 9), 0xE3069283u);  // RFC 3720 check value
+    EXPECT_EQ(crc32c(nullptr, 0), 0u);
+}
+
+TEST(Xbzrle, RoundTripAndLimits) {
+    std::vector<std::uint8_t> before(4096), now(4096);
+    std::mt19937 rng(1);
+    for (auto& b : before) b = static_cast<std::uint8_t>(rng());
+    now = before;
+    now[10] ^= 1;
+    for (int i = 2000; i < 2100; ++i) now[i] = 0xEE;
+    now[4095] ^= 0xFF;
+    std::vector<std::uint8_t> enc;
+    ASSERT_TRUE(xbzrle::encode(before.data(), now.data(), 4096, 2048, enc));
+    EXPECT_LT(enc.size(), 140u);
+    auto page = before;
+    ASSERT_TRUE(xbzrle::decode(enc.data(), enc.size(), page.data(), 4096));
+    EXPECT_EQ(page, now);
+    // Unchanged page: empty encoding.
+    ASSERT_TRUE(xbzrle::encode(before.data(), before.data(), 4096, 2048, enc));
+    EXPECT_TRUE(enc.empty());
+    // Entirely different: over the limit.
+    std::vector<std::uint8_t> other(4096);
+    for (auto& b : other) b = static_cast<std::uint8_t>(rng() | 1);
+    for (std::size_t i = 0; i < 4096; ++i) other[i] = static_cast<std::uint8_t>(before[i] ^ 0x80);
+    EXPECT_FALSE(xbzrle::encode(before.data(), other.data(), 4096, 2048, enc));
+}
+
+TEST(Xbzrle, RejectsMalformedEncodings) {
+    std::vector<std::uint8_t> page(4096, 0);
+    const std::uint8_t overrun[] = {0x80, 0x20, 0x01, 0x00};  // skip 4096, then 1 more byte: past the end
+    EXPECT_FALSE(xbzrle::decode(overrun, sizeof overrun, page.data(), 4096));
+    const std::uint8_t short_literal[] = {0x00, 0x05, 0x01};  // 5 literal bytes promised, 1 given
+    EXPECT_FALSE(xbzrle::decode(short_literal, sizeof short_literal, page.data(), 4096));
+    const std::uint8_t bad_varint[] = {0x80, 0x80, 0x80, 0x80, 0x80};
+    EXPECT_FALSE(xbzrle::decode(bad_varint, sizeof bad_varint, page.data(), 4096));
+}
+
+// An in-process full-duplex pipe: two Channels backed by two byte queues.
+class PipeEnd final : public Channel {
+public:
+    struct Queue {
+        std::mutex m;
+        std::condition_variable cv;
+        std::deque<std::uint8_t> bytes;
+        bool closed = false;
+    };
+    PipeEnd(std::shared_ptr<Queue> in, std::shared_ptr<Queue> out) : in_(std::move(in)), out_(std::move(out)) {}
+    void write_all(const void* data, std::size_t n) override {
+        std::lock_guard l(out_->m);
+        if (out_->closed) throw Error(ErrorCode::io, "pipe closed");
+        auto* p = static_cast<const std::uint8_t*>(data);
+        out_->bytes.insert(out_->bytes.end(), p, p + n);
+        bytes_written += n;
+        out_->cv.notify_all();
+    }
+    void read_exact(void* data, std::size_t n) override {
+        std::unique_lock l(in_->m);
+        in_->cv.wait(l, [&] { return in_->bytes.size() >= n || in_->closed; });
+        if (in_->bytes.size() < n) throw Error(ErrorCode::protocol, "pipe closed");
+        std::copy_n(in_->bytes.begin(), n, static_cast<std::uint8_t*>(data));
+        in_->bytes.erase(in_->bytes.begin(), in_->bytes.begin() + static_cast<std::ptrdiff_t>(n));
+        bytes_read += n;
+    }
+    void close() override {
+        for (auto& q : {in_, out_}) {
+            std::lock_guard l(q->m);
+            q->closed = true;
+            q->cv.notify_all();
+        }
+    }
+    std::string peer() const override { return "pipe"; }
+
+private:
+    std::shared_ptr<Queue> in_, out_;
+};
+
+TEST(Migration, InProcessLiveMigrationWithDirtying) {
+    auto a = std::make_shared<PipeEnd::Queue>(), b = std::make_shared<PipeEnd::Queue>();
+    PipeEnd src(a, b), dst(b, a);
+    testing::SyntheticGuest guest(2048, 0.3, 5);  // 8 MiB, 30% zero pages
+    guest.start_writers(2, 20000);
+    testing::SyntheticIncomingVm incoming;
+    IncomingResult in;
+    std::thread receiver([&] { in = migrate_in(dst, incoming); });
+    SourceOptions o;
+    std::vector<double> percents;
+    o.on_progress = [&](const Progress& p) { percents.push_back(p.percent); };
+    Report r = migrate_out(src, guest, guest, guest, guest, o);
+    receiver.join();
+    ASSERT_TRUE(r.ok) << r.error;
+    ASSERT_TRUE(in.ok) << in.error;
+    EXPECT_TRUE(incoming.started_);
+    EXPECT_GT(r.pages_zero, 400u);
+    EXPECT_EQ(incoming.guest()->restored_.size(), 2u);
+    // Same memory: the engine's digest check passed; verify independently too.
+    std::vector<std::uint8_t> x(page_size), y(page_size);
+    for (std::uint64_t p = 0; p < guest.page_count(); ++p) {
+        guest.read_page(p, x.data());
+        incoming.guest()->read_page(p, y.data());
+        ASSERT_EQ(x, y) << "page " << p;
+    }
+    EXPECT_TRUE(std::is_sorted(percents.begin(), percents.end())) << "progress went backwards";
+    EXPECT_EQ(percents.back(), 100.0);
+    guest.stop_writers();
+}
+
+TEST(Migration, DestinationRefusalRollsBackTheSource) {
+    auto a = std::make_shared<PipeEnd::Queue>(), b = std::make_shared<PipeEnd::Queue>();
+    PipeEnd src(a, b), dst(b, a);
+    testing::SyntheticGuest guest(1024, 0, 5);
+    testing::SyntheticIncomingVm too_small(100);  // destination has no room
+    IncomingResult in;
+    std::thread receiver([&] { in = migrate_in(dst, too_small); });
+    Report r = migrate_out(src, guest, guest, guest, guest, SourceOptions{});
+    receiver.join();
+    EXPECT_FALSE(r.ok);
+    EXPECT_FALSE(in.ok);
+    EXPECT_NE(in.error.find("not enough memory"), std::string::npos) << in.error;
+    EXPECT_FALSE(guest.paused());
+    EXPECT_FALSE(too_small.started_);
+}
+
+} // namespace
+} // namespace godwit::migration

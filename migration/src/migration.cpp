@@ -56,14 +56,24 @@ std::string serialize(const google::protobuf::MessageLite& m) {
 // Sends pages, choosing per page: zero run, XBZRLE delta or raw; paces to the bandwidth cap.
 class PageSender {
 public:
-    PageSender(RecordWriter& w, Channel& ch, const GuestMemory& m, const SourceOptions& o, Report& r)
-        : writer_(w), channel_(ch), memory_(m), options_(o), report_(r) {
+    PageSender(RecordWriter& w, const GuestMemory& m, const SourceOptions& o, Report& r)
+        : writer_(w), memory_(m), options_(o), report_(r) {
         page_.resize(page_size);
+        batch_.resize(batch_header + batch_pages * page_size);
     }
 
+    // The first pass sends every page once: caching them all for XBZRLE would cost a copy of
+    // guest RAM for pages that mostly never change again (QEMU skips its "bulk stage" too).
+    void set_first_pass(bool first) { first_pass_ = first; }
+    // During stop-and-copy nothing will be re-sent after this pass: deltas against pages
+    // already cached still help, but caching more pages would only spend downtime.
+    void set_final_pass(bool final) { final_pass_ = final; }
+
     void send(std::uint64_t pfn) {
-        memory_.read_page(pfn, page_.data());
-        if (is_zero(page_.data())) {
+        // Read straight into the next slot of the raw batch; most pages leave it there.
+        std::uint8_t* slot = batch_.data() + batch_header + raw_count_ * page_size;
+        memory_.read_page(pfn, slot);
+        if (is_zero(slot)) {
             if (!zero_start_.empty() && zero_start_.back() + zero_length_.back() == pfn) {
                 ++zero_length_.back();
             } else {
@@ -75,26 +85,29 @@ public:
             if (zero_start_.size() >= 4096) flush_zero();
             return;
         }
-        if (options_.xbzrle) {
+        if (options_.xbzrle && !first_pass_) {
             auto it = cache_.find(pfn);
-            if (it != cache_.end() && xbzrle::encode(it->second.data(), page_.data(), page_size, page_size / 2, delta_)) {
+            if (it != cache_.end() && xbzrle::encode(it->second.data(), slot, page_size, page_size / 2, delta_)) {
                 std::uint8_t h[12];
                 for (int i = 0; i < 8; ++i) h[i] = static_cast<std::uint8_t>(pfn >> (8 * i));
                 for (int i = 0; i < 4; ++i) h[8 + i] = static_cast<std::uint8_t>(delta_.size() >> (8 * i));
                 xbzrle_.insert(xbzrle_.end(), h, h + 12);
                 xbzrle_.insert(xbzrle_.end(), delta_.begin(), delta_.end());
-                std::memcpy(it->second.data(), page_.data(), page_size);
+                std::memcpy(it->second.data(), slot, page_size);
                 ++report_.pages_xbzrle;
                 if (xbzrle_.size() >= (1u << 20)) flush_xbzrle();
                 return;
             }
-            if (cache_.size() < options_.xbzrle_cache_pages) cache_[pfn] = page_;
-            else if (it != cache_.end()) std::memcpy(it->second.data(), page_.data(), page_size);
+            if (it != cache_.end()) std::memcpy(it->second.data(), slot, page_size);
+            else if (!final_pass_ && cache_.size() < options_.xbzrle_cache_pages) {
+                cache_.emplace(pfn, std::vector<std::uint8_t>(slot, slot + page_size));
+            }
         }
-        raw_pfns_.push_back(pfn);
-        raw_data_.insert(raw_data_.end(), page_.begin(), page_.end());
+        std::uint8_t* index = batch_.data() + 4 + raw_count_ * 8;
+        for (int i = 0; i < 8; ++i) index[i] = static_cast<std::uint8_t>(pfn >> (8 * i));
+        ++raw_count_;
         ++report_.pages_raw;
-        if (raw_pfns_.size() == batch_pages) flush_raw();
+        if (raw_count_ == batch_pages) flush_raw();
     }
 
     void flush() {
@@ -116,18 +129,18 @@ private:
         }
     }
     void flush_raw() {
-        if (raw_pfns_.empty()) return;
-        std::vector<std::uint8_t> payload(4 + raw_pfns_.size() * 8);
-        std::uint32_t n = static_cast<std::uint32_t>(raw_pfns_.size());
-        for (int i = 0; i < 4; ++i) payload[i] = static_cast<std::uint8_t>(n >> (8 * i));
-        for (std::size_t k = 0; k < raw_pfns_.size(); ++k) {
-            for (int i = 0; i < 8; ++i) payload[4 + 8 * k + i] = static_cast<std::uint8_t>(raw_pfns_[k] >> (8 * i));
+        if (raw_count_ == 0) return;
+        std::uint32_t n = static_cast<std::uint32_t>(raw_count_);
+        for (int i = 0; i < 4; ++i) batch_[i] = static_cast<std::uint8_t>(n >> (8 * i));
+        // A partial batch: close the gap between its index and its pages.
+        std::size_t index_end = 4 + raw_count_ * 8;
+        if (raw_count_ < batch_pages) {
+            std::memmove(batch_.data() + index_end, batch_.data() + batch_header, raw_count_ * page_size);
         }
-        payload.insert(payload.end(), raw_data_.begin(), raw_data_.end());
-        writer_.write(RecordType::pages, payload.data(), payload.size());
-        pace(payload.size());
-        raw_pfns_.clear();
-        raw_data_.clear();
+        std::size_t length = index_end + raw_count_ * page_size;
+        writer_.write(RecordType::pages, batch_.data(), length);
+        pace(length);
+        raw_count_ = 0;
     }
     void flush_xbzrle() {
         if (xbzrle_.empty()) return;
@@ -147,13 +160,16 @@ private:
         zero_length_.clear();
     }
 
+    static constexpr std::size_t batch_header = 4 + batch_pages * 8;  // count + pfn index
     RecordWriter& writer_;
-    Channel& channel_;
     const GuestMemory& memory_;
     const SourceOptions& options_;
     Report& report_;
-    std::vector<std::uint8_t> page_, delta_, raw_data_, xbzrle_;
-    std::vector<std::uint64_t> raw_pfns_, zero_start_, zero_length_;
+    std::vector<std::uint8_t> page_, delta_, batch_, xbzrle_;
+    std::size_t raw_count_ = 0;
+    bool first_pass_ = true;
+    bool final_pass_ = false;
+    std::vector<std::uint64_t> zero_start_, zero_length_;
     std::unordered_map<std::uint64_t, std::vector<std::uint8_t>> cache_;
     clock_type::time_point window_start_ = clock_type::now();
     std::uint64_t sent_in_window_ = 0;
@@ -226,7 +242,7 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
         dirty.enable();
         logging = true;
         report.setup_time_ms = ms_since(start);
-        PageSender sender(writer, channel, memory, o, report);
+        PageSender sender(writer, memory, o, report);
 
         std::vector<std::uint64_t> to_send((pages + 63) / 64, ~0ull);
         if (pages % 64) to_send.back() = (1ull << (pages % 64)) - 1;
@@ -237,6 +253,7 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
             auto t0 = clock_type::now();
             std::uint64_t bytes0 = channel.bytes_written;
             progress.iteration = iteration;
+            sender.set_first_pass(iteration == 0);
             for (std::uint64_t w = 0; w < to_send.size(); ++w) {
                 for (std::uint64_t bits = to_send[w]; bits != 0; bits &= bits - 1) {
                     sender.send(w * 64 + static_cast<std::uint64_t>(__builtin_ctzll(bits)));
@@ -289,6 +306,8 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
             paused = true;
         }
         publish(Phase::stop_and_copy);
+        sender.set_first_pass(!o.live);
+        sender.set_final_pass(true);
         if (o.live) {
             // Still to send: the last pass's dirty set plus whatever was dirtied since.
             std::vector<std::uint64_t> since;
@@ -322,7 +341,7 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
         // (file) is complete once written and synced.
         if (channel.has_peer()) {
             RecordReader reader(channel);
-            Record ack_record = reader.next();
+            const Record& ack_record = reader.next();
             wire::Ack ack;
             if (ack_record.type != static_cast<std::uint16_t>(RecordType::ack) ||
                 !ack.ParseFromArray(ack_record.payload.data(), static_cast<int>(ack_record.payload.size()))) {
@@ -384,7 +403,7 @@ IncomingResult migrate_in(Channel& channel, IncomingVm& vm, const std::atomic<bo
         RecordReader reader(channel);
         while (stage != Stage::done) {
             if (cancel != nullptr && cancel->load()) throw Error(ErrorCode::cancelled, "incoming migration cancelled");
-            Record r = reader.next();
+            const Record& r = reader.next();
             auto type = static_cast<RecordType>(r.type);
             const int size = static_cast<int>(r.payload.size());
             switch (type) {

@@ -85,11 +85,11 @@ void RecordWriter::write(RecordType type, const std::uint8_t* payload, std::size
     if (length > 0) channel_.write_all(payload, length);
 }
 
-Record RecordReader::next() {
+const Record& RecordReader::next() {
     std::uint8_t h[16];
     channel_.read_exact(h, sizeof h);
     if (get_le(h, 4) != stream_magic) throw Error(ErrorCode::protocol, "migration stream: bad record magic (not a Godwit stream, or corrupted)");
-    Record r;
+    Record& r = record_;
     r.type = static_cast<std::uint16_t>(get_le(h + 4, 2));
     r.flags = static_cast<std::uint16_t>(get_le(h + 6, 2));
     std::uint64_t length = get_le(h + 8, 4);

@@ -57,10 +57,13 @@ class RecordReader {
 public:
     explicit RecordReader(Channel& channel) : channel_(channel) {}
     // Next record, validated: magic, length limit, CRC. Throws Error(protocol) otherwise.
-    Record next();
+    // The reference stays valid until the next call (the payload buffer is reused: a fresh
+    // megabyte per record would cost page faults on every record).
+    const Record& next();
 
 private:
     Channel& channel_;
+    Record record_;
 };
 
 // Parses a `pages` payload into pfns and a pointer to the page data; Error(protocol) when

@@ -18,20 +18,25 @@ bool percpu_ready = false;
 
 constexpr usize ring_size = 64 * 1024;
 char ring[ring_size];
-u64 ring_written = 0;  // bytes since boot
+u64 ring_written = 0; // bytes since boot
 
 void emit_locked(const char* text, usize length) {
     serial_write(text, length);
-    for (usize i = 0; i < length; ++i) ring[(ring_written + i) % ring_size] = text[i];
+    for (usize i = 0; i < length; ++i)
+        ring[(ring_written + i) % ring_size] = text[i];
     ring_written += length;
 }
 
 const char* level_name(LogLevel level) {
     switch (level) {
-    case LogLevel::error: return "ERROR";
-    case LogLevel::warn: return "WARN";
-    case LogLevel::info: return "info";
-    case LogLevel::debug: return "debug";
+    case LogLevel::error:
+        return "ERROR";
+    case LogLevel::warn:
+        return "WARN";
+    case LogLevel::info:
+        return "info";
+    case LogLevel::debug:
+        return "debug";
     }
     return "?";
 }
@@ -47,19 +52,26 @@ void console_init(const char* cmdline) {
         const char* rest = nullptr;
         if (parse_u64(value, p, &rest) && p <= 0xFFFF) {
             port = static_cast<u16>(p);
-            if (*rest == ',' && parse_u64(rest + 1, b) && b > 0 && b <= 115200) baud = static_cast<u32>(b);
+            if (*rest == ',' && parse_u64(rest + 1, b) && b > 0 && b <= 115200)
+                baud = static_cast<u32>(b);
         }
     }
     serial_init(port, baud);
     if (cmdline_value(cmdline, "loglevel", value, sizeof value)) {
-        if (str_equal(value, "error")) verbosity = LogLevel::error;
-        else if (str_equal(value, "warn")) verbosity = LogLevel::warn;
-        else if (str_equal(value, "info")) verbosity = LogLevel::info;
-        else if (str_equal(value, "debug")) verbosity = LogLevel::debug;
+        if (str_equal(value, "error"))
+            verbosity = LogLevel::error;
+        else if (str_equal(value, "warn"))
+            verbosity = LogLevel::warn;
+        else if (str_equal(value, "info"))
+            verbosity = LogLevel::info;
+        else if (str_equal(value, "debug"))
+            verbosity = LogLevel::debug;
     }
 }
 
-void console_percpu_ready() { percpu_ready = true; }
+void console_percpu_ready() {
+    percpu_ready = true;
+}
 
 void console_printf(const char* fmt, ...) {
     char line[512];
@@ -67,21 +79,24 @@ void console_printf(const char* fmt, ...) {
     va_start(args, fmt);
     usize n = format_to(line, sizeof line, fmt, args);
     va_end(args);
-    if (n >= sizeof line) n = sizeof line - 1;
+    if (n >= sizeof line)
+        n = sizeof line - 1;
     SpinLockGuard guard(console_lock);
     emit_locked(line, n);
 }
 
 void log(LogLevel level, const char* fmt, ...) {
-    if (static_cast<u8>(level) > static_cast<u8>(verbosity)) return;
+    if (static_cast<u8>(level) > static_cast<u8>(verbosity))
+        return;
     char line[512];
-    usize prefix = format_to(line, sizeof line, "[cpu%u] %s: ", percpu_ready ? this_cpu().index : 0u,
-                             level_name(level));
+    usize prefix = format_to(
+        line, sizeof line, "[cpu%u] %s: ", percpu_ready ? this_cpu().index : 0u, level_name(level));
     va_list args;
     va_start(args, fmt);
     usize n = prefix + format_to(line + prefix, sizeof line - prefix - 1, fmt, args);
     va_end(args);
-    if (n > sizeof line - 2) n = sizeof line - 2;
+    if (n > sizeof line - 2)
+        n = sizeof line - 2;
     line[n++] = '\n';
     SpinLockGuard guard(console_lock);
     emit_locked(line, n);

@@ -10,7 +10,8 @@ void DirtyBitmap::init(u64* storage, u64 base_gpa, u64 pages) {
 }
 
 void DirtyBitmap::clear() {
-    for (u64 i = 0; i < (pages_ + 63) / 64; ++i) bits_[i] = 0;
+    for (u64 i = 0; i < (pages_ + 63) / 64; ++i)
+        bits_[i] = 0;
     out_of_range_ = 0;
 }
 
@@ -24,20 +25,23 @@ void DirtyBitmap::mark(u64 gpa) {
 }
 
 bool DirtyBitmap::test(u64 gpa) const {
-    if (gpa < base_ || (gpa - base_) / page_size >= pages_) return false;
+    if (gpa < base_ || (gpa - base_) / page_size >= pages_)
+        return false;
     u64 page = (gpa - base_) / page_size;
     return (bits_[page / 64] >> (page % 64)) & 1;
 }
 
 u64 DirtyBitmap::count() const {
     u64 n = 0;
-    for (u64 i = 0; i < (pages_ + 63) / 64; ++i) n += static_cast<u64>(__builtin_popcountll(bits_[i]));
+    for (u64 i = 0; i < (pages_ + 63) / 64; ++i)
+        n += static_cast<u64>(__builtin_popcountll(bits_[i]));
     return n;
 }
 
 u32 harvest_pml(const u64* buffer, u16 pml_index, DirtyBitmap& bitmap) {
     u32 first = pml_index >= pml_entries ? 0 : u32{pml_index} + 1;
-    for (u32 i = first; i < pml_entries; ++i) bitmap.mark(buffer[i] & ~(page_size - 1));
+    for (u32 i = first; i < pml_entries; ++i)
+        bitmap.mark(buffer[i] & ~(page_size - 1));
     return pml_entries - first;
 }
 

@@ -8,7 +8,7 @@ namespace godwit::hv::dirty_log {
 
 // One bit per 4 KiB guest page in [base_gpa, base_gpa + pages * 4 KiB).
 class DirtyBitmap {
-public:
+  public:
     void init(u64* storage, u64 base_gpa, u64 pages);
     // Marks the page holding gpa; addresses outside the range are counted and ignored.
     void mark(u64 gpa);
@@ -19,7 +19,7 @@ public:
     u64 pages() const { return pages_; }
     u64 base() const { return base_; }
 
-private:
+  private:
     u64* bits_ = nullptr;
     u64 base_ = 0;
     u64 pages_ = 0;

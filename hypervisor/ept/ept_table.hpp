@@ -14,11 +14,13 @@ namespace godwit::hv::ept {
 inline constexpr u8 access_read = 1, access_write = 2, access_execute = 4;
 inline constexpr u8 access_rwx = access_read | access_write | access_execute;
 
-inline constexpr u8 memory_type_uc = 0, memory_type_wc = 1, memory_type_wt = 4,
-                    memory_type_wp = 5, memory_type_wb = 6;
+inline constexpr u8 memory_type_uc = 0, memory_type_wc = 1, memory_type_wt = 4, memory_type_wp = 5,
+                    memory_type_wb = 6;
 
-enum class PageSize : u8 { size_4k = 1, size_2m = 2, size_1g = 3 };  // = leaf level
-constexpr u64 bytes_of(PageSize s) { return 1ull << (12 + 9 * (static_cast<u8>(s) - 1)); }
+enum class PageSize : u8 { size_4k = 1, size_2m = 2, size_1g = 3 }; // = leaf level
+constexpr u64 bytes_of(PageSize s) {
+    return 1ull << (12 + 9 * (static_cast<u8>(s) - 1));
+}
 
 // EPT entry bits (Table 29-1 ... 29-6).
 namespace bits {
@@ -32,33 +34,33 @@ inline constexpr u64 address_mask = 0x000FFFFFFFFFF000ull;
 } // namespace bits
 
 class TableMemory {
-public:
+  public:
     // A zeroed 4 KiB page for a table: its host-physical address, or 0 when out of memory.
     virtual u64 allocate_table() = 0;
     virtual void free_table(u64 physical) = 0;
     // The 512 entries of the table at `physical`.
     virtual u64* table(u64 physical) = 0;
 
-protected:
+  protected:
     ~TableMemory() = default;
 };
 
 enum class Status : u8 {
     ok,
     no_memory,
-    misaligned,      // gpa/hpa not aligned to the page size
-    out_of_range,    // beyond the 48-bit guest-physical space
+    misaligned,   // gpa/hpa not aligned to the page size
+    out_of_range, // beyond the 48-bit guest-physical space
     not_mapped,
-    conflict,        // a larger mapping over existing smaller tables
+    conflict, // a larger mapping over existing smaller tables
 };
 
 const char* to_string(Status s);
 
 class EptTable {
-public:
+  public:
     explicit EptTable(TableMemory& memory) : memory_(memory) {}
-    Status init();        // allocates the PML4
-    void destroy();       // frees every table (not the mapped frames)
+    Status init();  // allocates the PML4
+    void destroy(); // frees every table (not the mapped frames)
 
     u64 root() const { return root_; }
     // EPTP: write-back paging structures, 4-level walk, A/D flags when asked (29.3.5 / 25.6.11).
@@ -79,7 +81,7 @@ public:
 
     u64 tables_in_use() const { return tables_; }
 
-private:
+  private:
     u64* walk_to(u64 gpa, u8 level, bool create, Status& status);
     Status split(u64& entry, u8 level);
     void free_subtree(u64 physical, u8 level);

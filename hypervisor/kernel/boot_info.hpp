@@ -12,8 +12,8 @@ struct BootModule {
 };
 
 struct BootInfo {
-    const char* cmdline;          // Multiboot2 command line ("" when none)
-    PhysAddr rsdp;                // real RSDP in low memory (0 when not found)
+    const char* cmdline; // Multiboot2 command line ("" when none)
+    PhysAddr rsdp;       // real RSDP in low memory (0 when not found)
     PhysAddr image_start, image_end;
     u32 module_count;
     BootModule modules[8];

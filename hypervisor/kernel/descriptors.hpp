@@ -24,7 +24,7 @@ static_assert(sizeof(Tss64) == 104);
 static_assert(__builtin_offsetof(Tss64, ist) == 36);
 
 struct alignas(16) CpuDescriptors {
-    u64 gdt[5];  // null, code64, data, TSS (two slots)
+    u64 gdt[5]; // null, code64, data, TSS (two slots)
     Tss64 tss;
     alignas(16) u8 fault_stack[8192];
 };

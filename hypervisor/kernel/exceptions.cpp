@@ -9,22 +9,45 @@ namespace godwit::hv {
 struct ExceptionFrame {
     u64 r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax;
     u64 vector, error_code;
-    u64 rip, cs, rflags, rsp, ss;  // pushed by the CPU
+    u64 rip, cs, rflags, rsp, ss; // pushed by the CPU
 };
 static_assert(sizeof(ExceptionFrame) == 22 * 8);
 
 namespace {
 
 const char* exception_name(u64 vector) {
-    static const char* const names[32] = {
-        "#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
-        "#BR bound range", "#UD invalid opcode", "#NM device not available", "#DF double fault",
-        "coprocessor overrun", "#TS invalid TSS", "#NP segment not present", "#SS stack fault",
-        "#GP general protection", "#PF page fault", "reserved", "#MF x87 error",
-        "#AC alignment check", "#MC machine check", "#XM SIMD error", "#VE virtualization",
-        "#CP control protection", "reserved", "reserved", "reserved", "reserved", "reserved",
-        "reserved", "#HV hypervisor injection", "#VC VMM communication", "#SX security",
-        "reserved"};
+    static const char* const names[32] = {"#DE divide error",
+                                          "#DB debug",
+                                          "NMI",
+                                          "#BP breakpoint",
+                                          "#OF overflow",
+                                          "#BR bound range",
+                                          "#UD invalid opcode",
+                                          "#NM device not available",
+                                          "#DF double fault",
+                                          "coprocessor overrun",
+                                          "#TS invalid TSS",
+                                          "#NP segment not present",
+                                          "#SS stack fault",
+                                          "#GP general protection",
+                                          "#PF page fault",
+                                          "reserved",
+                                          "#MF x87 error",
+                                          "#AC alignment check",
+                                          "#MC machine check",
+                                          "#XM SIMD error",
+                                          "#VE virtualization",
+                                          "#CP control protection",
+                                          "reserved",
+                                          "reserved",
+                                          "reserved",
+                                          "reserved",
+                                          "reserved",
+                                          "reserved",
+                                          "#HV hypervisor injection",
+                                          "#VC VMM communication",
+                                          "#SX security",
+                                          "reserved"};
     return vector < 32 ? names[vector] : "unknown";
 }
 
@@ -39,8 +62,8 @@ extern "C" [[noreturn]] void exception_handler(ExceptionFrame* f) {
     console_printf("RSI=%016lx RDI=%016lx RBP=%016lx R8 =%016lx\n", f->rsi, f->rdi, f->rbp, f->r8);
     console_printf("R9 =%016lx R10=%016lx R11=%016lx R12=%016lx\n", f->r9, f->r10, f->r11, f->r12);
     console_printf("R13=%016lx R14=%016lx R15=%016lx\n", f->r13, f->r14, f->r15);
-    console_printf("CR0=%016lx CR2=%016lx CR3=%016lx CR4=%016lx\n", x86::read_cr0(), x86::read_cr2(),
-                   x86::read_cr3(), x86::read_cr4());
+    console_printf("CR0=%016lx CR2=%016lx CR3=%016lx CR4=%016lx\n", x86::read_cr0(),
+                   x86::read_cr2(), x86::read_cr3(), x86::read_cr4());
     end_run("fatal exception");
 }
 

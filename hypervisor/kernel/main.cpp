@@ -33,9 +33,10 @@ MadtInfo madt;
 
 // All RAM is identity-mapped, so a physical address is directly readable.
 class IdentityReader final : public PhysicalMemoryReader {
-public:
+  public:
     const u8* read(u64 address, u64 length) const override {
-        if (address == 0 || address + length < address || address + length > (4ull << 30)) return nullptr;
+        if (address == 0 || address + length < address || address + length > (4ull << 30))
+            return nullptr;
         return reinterpret_cast<const u8*>(address);
     }
 };
@@ -44,19 +45,25 @@ u64 find_rsdp(const IdentityReader& memory) {
     // The EBDA's first KiB, then the BIOS area (ACPI 6.x, 5.2.5.1).
     u64 ebda = static_cast<u64>(*reinterpret_cast<const volatile u16*>(0x40E)) << 4;
     if (ebda >= 0x80000 && ebda < 0xA0000) {
-        if (u64 r = rsdp_scan(memory, ebda, 1024)) return r;
+        if (u64 r = rsdp_scan(memory, ebda, 1024))
+            return r;
     }
     return rsdp_scan(memory, 0xE0000, 0x20000);
 }
 
 void vmx_enable_work(void* failures) {
-    if (!vmx_enable_on_this_cpu()) __atomic_fetch_add(static_cast<u32*>(failures), 1, __ATOMIC_RELAXED);
+    if (!vmx_enable_on_this_cpu())
+        __atomic_fetch_add(static_cast<u32*>(failures), 1, __ATOMIC_RELAXED);
 }
 
 } // namespace
 
-const BootInfo& boot_info() { return info; }
-bool cmdline_has(const char* word) { return cmdline_has_word(info.cmdline, word); }
+const BootInfo& boot_info() {
+    return info;
+}
+bool cmdline_has(const char* word) {
+    return cmdline_has_word(info.cmdline, word);
+}
 
 [[noreturn]] void end_run(const char* why) {
     console_printf("godwit: halted (%s)\n", why);
@@ -69,11 +76,14 @@ bool cmdline_has(const char* word) { return cmdline_has_word(info.cmdline, word)
 }
 
 extern "C" [[noreturn]] void kernel_main(u32 magic, u32 info_address) {
-    for (auto* ctor = __init_array_start; ctor != __init_array_end; ++ctor) (*ctor)();
+    for (auto* ctor = __init_array_start; ctor != __init_array_end; ++ctor)
+        (*ctor)();
 
-    const char* parse_error = magic == multiboot2_bootloader_magic
-        ? parse_multiboot2(reinterpret_cast<const u8*>(static_cast<u64>(info_address)), 1u << 20, mb2)
-        : "not started by a Multiboot2 loader";
+    const char* parse_error =
+        magic == multiboot2_bootloader_magic
+            ? parse_multiboot2(reinterpret_cast<const u8*>(static_cast<u64>(info_address)),
+                               1u << 20, mb2)
+            : "not started by a Multiboot2 loader";
     console_init(parse_error == nullptr ? mb2.cmdline : "");
     console_printf("\ngodwit %s: hypervisor starting\n", GODWIT_VERSION);
     if (parse_error != nullptr) {
@@ -84,12 +94,14 @@ extern "C" [[noreturn]] void kernel_main(u32 magic, u32 info_address) {
     info.image_start = PhysAddr{reinterpret_cast<u64>(__image_start)};
     info.image_end = PhysAddr{reinterpret_cast<u64>(__image_end)};
     for (u32 i = 0; i < mb2.module_count && i < 8; ++i) {
-        info.modules[i] = BootModule{PhysAddr{mb2.modules[i].start}, u64{mb2.modules[i].end} - mb2.modules[i].start,
-                                     mb2.modules[i].cmdline};
+        info.modules[i] =
+            BootModule{PhysAddr{mb2.modules[i].start},
+                       u64{mb2.modules[i].end} - mb2.modules[i].start, mb2.modules[i].cmdline};
     }
     info.module_count = mb2.module_count < 8 ? mb2.module_count : 8;
     log(LogLevel::info, "command line: '%s'", info.cmdline);
-    log(LogLevel::info, "image %p-%p, %u boot modules", __image_start, __image_end, info.module_count);
+    log(LogLevel::info, "image %p-%p, %u boot modules", __image_start, __image_end,
+        info.module_count);
 
     lapic_enable_this_cpu();
     percpu_init_this_cpu(0, lapic_id(), reinterpret_cast<u64>(boot_stack_top));
@@ -113,7 +125,8 @@ extern "C" [[noreturn]] void kernel_main(u32 magic, u32 info_address) {
         log(LogLevel::info, "acpi: RSDP at 0x%lx, MADT lists %u CPUs, %u I/O APICs", rsdp,
             madt.cpu_count, madt.ioapic_count);
     } else {
-        log(LogLevel::warn, "acpi: %s (RSDP 0x%lx); running on the boot CPU only", madt_error, rsdp);
+        log(LogLevel::warn, "acpi: %s (RSDP 0x%lx); running on the boot CPU only", madt_error,
+            rsdp);
     }
 
     const char* reason = nullptr;
@@ -135,7 +148,8 @@ extern "C" [[noreturn]] void kernel_main(u32 magic, u32 info_address) {
         bool ok = run_selftests();
         end_run(ok ? "self-tests passed" : "self-tests failed");
     }
-    console_printf("godwit: ready (%u CPUs, %lu MiB free)\n", online, (stats.free_frames * page_size) >> 20);
+    console_printf("godwit: ready (%u CPUs, %lu MiB free)\n", online,
+                   (stats.free_frames * page_size) >> 20);
     end_run("no root partition yet");
 }
 

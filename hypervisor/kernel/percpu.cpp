@@ -14,9 +14,15 @@ u32 online_count = 0;
 
 } // namespace
 
-PerCpu& this_cpu() { return *reinterpret_cast<PerCpu*>(x86::read_gs_qword0()); }
-u32 cpu_count() { return __atomic_load_n(&online_count, __ATOMIC_ACQUIRE); }
-PerCpu& cpu(u32 index) { return cpus[index]; }
+PerCpu& this_cpu() {
+    return *reinterpret_cast<PerCpu*>(x86::read_gs_qword0());
+}
+u32 cpu_count() {
+    return __atomic_load_n(&online_count, __ATOMIC_ACQUIRE);
+}
+PerCpu& cpu(u32 index) {
+    return cpus[index];
+}
 
 void percpu_init_this_cpu(u32 index, u32 apic_id, u64 stack_top) {
     PerCpu& c = cpus[index];

@@ -9,12 +9,12 @@ namespace godwit::hv {
 inline constexpr u32 max_cpus = 64;
 
 struct PerCpu {
-    PerCpu* self;          // GS:0 holds this pointer, so this_cpu() is one load
-    u32 index;             // 0 = bootstrap processor
-    u32 apic_id;           // from the MADT / CPUID
-    u64 stack_top;         // this CPU's hypervisor stack
-    void* vmx;             // owned by arch/x86/vmx (VMXON region, current VMCS, ...)
-    volatile bool online;  // set by the CPU itself once it runs C++ code
+    PerCpu* self;         // GS:0 holds this pointer, so this_cpu() is one load
+    u32 index;            // 0 = bootstrap processor
+    u32 apic_id;          // from the MADT / CPUID
+    u64 stack_top;        // this CPU's hypervisor stack
+    void* vmx;            // owned by arch/x86/vmx (VMXON region, current VMCS, ...)
+    volatile bool online; // set by the CPU itself once it runs C++ code
 };
 
 PerCpu& this_cpu();

@@ -19,13 +19,13 @@ namespace godwit::hv {
 namespace {
 
 constexpr u64 trampoline_base = 0x8000;
-constexpr usize ap_stack_pages = 4;  // 16 KiB per AP
+constexpr usize ap_stack_pages = 4; // 16 KiB per AP
 
 struct Mailbox {
     CpuWork fn;
     void* arg;
-    u64 requested;  // incremented by the poster
-    u64 done;       // set to `requested` by the CPU when fn returned
+    u64 requested; // incremented by the poster
+    u64 done;      // set to `requested` by the CPU when fn returned
 };
 Mailbox mailboxes[max_cpus];
 
@@ -42,7 +42,8 @@ void post(u32 index, CpuWork fn, void* arg) {
 
 void wait_done(u32 index) {
     Mailbox& m = mailboxes[index];
-    while (__atomic_load_n(&m.done, __ATOMIC_ACQUIRE) != __atomic_load_n(&m.requested, __ATOMIC_RELAXED)) {
+    while (__atomic_load_n(&m.done, __ATOMIC_ACQUIRE) !=
+           __atomic_load_n(&m.requested, __ATOMIC_RELAXED)) {
         x86::pause();
     }
 }
@@ -73,18 +74,21 @@ u32 smp_start_aps(const u32* apic_ids, u32 count) {
     u32 bsp_apic = this_cpu().apic_id;
     u32 next_index = 1;
     for (u32 i = 0; i < count && next_index < max_cpus; ++i) {
-        if (apic_ids[i] == bsp_apic) continue;
+        if (apic_ids[i] == bsp_apic)
+            continue;
         PhysAddr stack = alloc_frames(ap_stack_pages);
         if (stack.value == 0) {
             log(LogLevel::error, "smp: no memory for the stack of apic %u", apic_ids[i]);
             break;
         }
         u32 before = cpu_count();
-        *reinterpret_cast<volatile u64*>(trampoline_slot(ap_stack_slot)) = stack.value + ap_stack_pages * page_size;
+        *reinterpret_cast<volatile u64*>(trampoline_slot(ap_stack_slot)) =
+            stack.value + ap_stack_pages * page_size;
         *reinterpret_cast<volatile u64*>(trampoline_slot(ap_index_slot)) = next_index;
         lapic_start_ap(apic_ids[i], static_cast<u8>(trampoline_base >> 12));
         // Wait up to ~1 s for the AP to come online before giving up on it.
-        for (int waited = 0; cpu_count() == before && waited < 1000; ++waited) pit_delay_us(1000);
+        for (int waited = 0; cpu_count() == before && waited < 1000; ++waited)
+            pit_delay_us(1000);
         if (cpu_count() == before) {
             log(LogLevel::warn, "smp: apic %u did not start", apic_ids[i]);
             free_frames(stack, ap_stack_pages);
@@ -108,11 +112,13 @@ void run_on_all_cpus(CpuWork fn, void* arg) {
     u32 self = this_cpu().index;
     u32 n = cpu_count();
     for (u32 i = 0; i < n; ++i) {
-        if (i != self) post(i, fn, arg);
+        if (i != self)
+            post(i, fn, arg);
     }
     fn(arg);
     for (u32 i = 0; i < n; ++i) {
-        if (i != self) wait_done(i);
+        if (i != self)
+            wait_done(i);
     }
 }
 

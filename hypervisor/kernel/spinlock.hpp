@@ -7,7 +7,7 @@
 namespace godwit::hv {
 
 class SpinLock {
-public:
+  public:
     void lock() {
         while (__atomic_exchange_n(&locked_, true, __ATOMIC_ACQUIRE)) {
             while (__atomic_load_n(&locked_, __ATOMIC_RELAXED)) {
@@ -17,18 +17,18 @@ public:
     }
     void unlock() { __atomic_store_n(&locked_, false, __ATOMIC_RELEASE); }
 
-private:
+  private:
     bool locked_ = false;
 };
 
 class SpinLockGuard {
-public:
+  public:
     explicit SpinLockGuard(SpinLock& l) : lock_(l) { lock_.lock(); }
     ~SpinLockGuard() { lock_.unlock(); }
     SpinLockGuard(const SpinLockGuard&) = delete;
     SpinLockGuard& operator=(const SpinLockGuard&) = delete;
 
-private:
+  private:
     SpinLock& lock_;
 };
 

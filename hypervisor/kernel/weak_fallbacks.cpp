@@ -12,7 +12,9 @@ namespace godwit::hv {
     return false;
 }
 
-[[gnu::weak]] bool vmx_enable_on_this_cpu() { return false; }
+[[gnu::weak]] bool vmx_enable_on_this_cpu() {
+    return false;
+}
 
 [[gnu::weak]] bool run_selftests() {
     console_printf("SELFTEST RESULT FAIL no self-tests are linked into this image\n");

@@ -20,15 +20,20 @@ void put_padded(Sink& out, const char* text, usize text_len, usize width, bool l
     usize total = text_len + (negative ? 1 : 0);
     usize padding = width > total ? width - total : 0;
     if (!left && pad == ' ') {
-        for (usize i = 0; i < padding; ++i) out.put(' ');
+        for (usize i = 0; i < padding; ++i)
+            out.put(' ');
     }
-    if (negative) out.put('-');
+    if (negative)
+        out.put('-');
     if (!left && pad == '0') {
-        for (usize i = 0; i < padding; ++i) out.put('0');
+        for (usize i = 0; i < padding; ++i)
+            out.put('0');
     }
-    for (usize i = 0; i < text_len; ++i) out.put(text[i]);
+    for (usize i = 0; i < text_len; ++i)
+        out.put(text[i]);
     if (left) {
-        for (usize i = 0; i < padding; ++i) out.put(' ');
+        for (usize i = 0; i < padding; ++i)
+            out.put(' ');
     }
 }
 
@@ -40,7 +45,8 @@ usize to_digits(u64 value, unsigned base, bool upper, char* digits) {
         reversed[n++] = set[value % base];
         value /= base;
     } while (value != 0);
-    for (usize i = 0; i < n; ++i) digits[i] = reversed[n - 1 - i];
+    for (usize i = 0; i < n; ++i)
+        digits[i] = reversed[n - 1 - i];
     return n;
 }
 
@@ -57,17 +63,28 @@ usize format_to(char* buffer, usize size, const char* fmt, va_list args) {
         bool left = false;
         char pad = ' ';
         for (;; ++p) {
-            if (*p == '-') left = true;
-            else if (*p == '0') pad = '0';
-            else break;
+            if (*p == '-')
+                left = true;
+            else if (*p == '0')
+                pad = '0';
+            else
+                break;
         }
         usize width = 0;
-        while (*p >= '0' && *p <= '9') width = width * 10 + static_cast<usize>(*p++ - '0');
+        while (*p >= '0' && *p <= '9')
+            width = width * 10 + static_cast<usize>(*p++ - '0');
         int longs = 0;
         bool size_t_arg = false;
-        while (*p == 'l') { ++longs; ++p; }
-        if (*p == 'z') { size_t_arg = true; ++p; }
-        if (left) pad = ' ';
+        while (*p == 'l') {
+            ++longs;
+            ++p;
+        }
+        if (*p == 'z') {
+            size_t_arg = true;
+            ++p;
+        }
+        if (left)
+            pad = ' ';
         char digits[24];
         switch (*p) {
         case 'd':
@@ -97,7 +114,8 @@ usize format_to(char* buffer, usize size, const char* fmt, va_list args) {
         }
         case 's': {
             const char* s = va_arg(args, const char*);
-            if (s == nullptr) s = "(null)";
+            if (s == nullptr)
+                s = "(null)";
             put_padded(out, s, str_length(s), width, left, ' ', false);
             break;
         }
@@ -110,9 +128,9 @@ usize format_to(char* buffer, usize size, const char* fmt, va_list args) {
             out.put('%');
             break;
         case '\0':
-            --p;  // format ends in a lone '%': stop
+            --p; // format ends in a lone '%': stop
             break;
-        default:  // unknown conversion: print it verbatim so the bug is visible
+        default: // unknown conversion: print it verbatim so the bug is visible
             out.put('%');
             out.put(*p);
             break;
@@ -142,7 +160,8 @@ bool str_equal(const char* a, const char* b) {
 
 usize str_length(const char* s) {
     usize n = 0;
-    while (s[n] != '\0') ++n;
+    while (s[n] != '\0')
+        ++n;
     return n;
 }
 

@@ -12,7 +12,8 @@ namespace godwit::hv {
 // Writes at most size-1 characters and a NUL (when size > 0); returns the length the
 // complete output would have had (like vsnprintf).
 usize format_to(char* buffer, usize size, const char* fmt, va_list args);
-usize format_to(char* buffer, usize size, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+usize format_to(char* buffer, usize size, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 // Small string helpers used by parsers (pure).
 bool str_equal(const char* a, const char* b);

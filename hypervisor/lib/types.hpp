@@ -17,8 +17,8 @@ using i64 = std::int64_t;
 using usize = std::size_t;
 
 inline constexpr u64 page_size = 4096;
-inline constexpr u64 large_page_size = 2ull << 20;  // 2 MiB
-inline constexpr u64 huge_page_size = 1ull << 30;   // 1 GiB
+inline constexpr u64 large_page_size = 2ull << 20; // 2 MiB
+inline constexpr u64 huge_page_size = 1ull << 30;  // 1 GiB
 
 // A host-physical address. Strong type so it is never confused with a pointer or a
 // guest-physical address.
@@ -35,7 +35,11 @@ struct GuestPhysAddr {
     constexpr auto operator<=>(const GuestPhysAddr&) const = default;
 };
 
-constexpr u64 align_down(u64 v, u64 a) { return v & ~(a - 1); }
-constexpr u64 align_up(u64 v, u64 a) { return (v + a - 1) & ~(a - 1); }
+constexpr u64 align_down(u64 v, u64 a) {
+    return v & ~(a - 1);
+}
+constexpr u64 align_up(u64 v, u64 a) {
+    return (v + a - 1) & ~(a - 1);
+}
 
 } // namespace godwit::hv

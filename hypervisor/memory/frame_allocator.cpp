@@ -52,18 +52,23 @@ PhysAddr alloc_frames(usize count, u64 align) {
         SpinLockGuard guard(lock);
         pa = bitmap.allocate(count, align);
     }
-    if (pa != 0) memset(reinterpret_cast<void*>(pa), 0, count * page_size);
+    if (pa != 0)
+        memset(reinterpret_cast<void*>(pa), 0, count * page_size);
     return PhysAddr{pa};
 }
 
-PhysAddr alloc_frame() { return alloc_frames(1, page_size); }
+PhysAddr alloc_frame() {
+    return alloc_frames(1, page_size);
+}
 
 void free_frames(PhysAddr first, usize count) {
     SpinLockGuard guard(lock);
     bitmap.free(first.value, count);
 }
 
-void free_frame(PhysAddr frame) { free_frames(frame, 1); }
+void free_frame(PhysAddr frame) {
+    free_frames(frame, 1);
+}
 
 FrameStats frame_stats() {
     SpinLockGuard guard(lock);

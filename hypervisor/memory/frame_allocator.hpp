@@ -24,7 +24,11 @@ struct FrameStats {
 };
 FrameStats frame_stats();
 
-inline void* phys_to_virt(PhysAddr pa) { return reinterpret_cast<void*>(pa.value); }
-inline PhysAddr virt_to_phys(const void* va) { return PhysAddr{reinterpret_cast<u64>(va)}; }
+inline void* phys_to_virt(PhysAddr pa) {
+    return reinterpret_cast<void*>(pa.value);
+}
+inline PhysAddr virt_to_phys(const void* va) {
+    return PhysAddr{reinterpret_cast<u64>(va)};
+}
 
 } // namespace godwit::hv

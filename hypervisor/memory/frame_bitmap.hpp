@@ -8,7 +8,7 @@
 namespace godwit::hv {
 
 class FrameBitmap {
-public:
+  public:
     // `storage` holds (frame_count + 63) / 64 words; all frames start used.
     void init(u64* storage, u64 frame_count);
 
@@ -28,7 +28,7 @@ public:
     u64 bad_frees() const { return bad_frees_; }
     bool is_used(u64 frame) const;
 
-private:
+  private:
     void set(u64 frame, bool used);
     u64* bits_ = nullptr;
     u64 frame_count_ = 0;

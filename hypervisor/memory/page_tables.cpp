@@ -12,10 +12,12 @@ void map_all_ram(const Multiboot2Info& info) {
     u64 top = 0;
     for (u32 i = 0; i < info.region_count; ++i) {
         u64 end = info.regions[i].addr + info.regions[i].length;
-        if (info.regions[i].type == 1 && end > top) top = end;
+        if (info.regions[i].type == 1 && end > top)
+            top = end;
     }
     constexpr u64 boot_mapped = 4ull << 30;
-    if (top <= boot_mapped) return;
+    if (top <= boot_mapped)
+        return;
     constexpr u64 present_writable = 0x3, large = 0x80;
     auto* pml4 = static_cast<u64*>(phys_to_virt(PhysAddr{x86::read_cr3() & ~0xFFFull}));
     u64 mapped = boot_mapped;
@@ -23,18 +25,21 @@ void map_all_ram(const Multiboot2Info& info) {
         u64 pml4_index = gib / 512;
         if ((pml4[pml4_index] & 1) == 0) {
             PhysAddr pdpt = alloc_frame();
-            if (pdpt.value == 0) break;
+            if (pdpt.value == 0)
+                break;
             pml4[pml4_index] = pdpt.value | present_writable;
         }
         auto* pdpt = static_cast<u64*>(phys_to_virt(PhysAddr{pml4[pml4_index] & ~0xFFFull}));
         PhysAddr pd_frame = alloc_frame();
-        if (pd_frame.value == 0) break;
+        if (pd_frame.value == 0)
+            break;
         auto* pd = static_cast<u64*>(phys_to_virt(pd_frame));
-        for (u64 i = 0; i < 512; ++i) pd[i] = ((gib << 30) + (i << 21)) | present_writable | large;
+        for (u64 i = 0; i < 512; ++i)
+            pd[i] = ((gib << 30) + (i << 21)) | present_writable | large;
         pdpt[gib % 512] = pd_frame.value | present_writable;
         mapped = (gib + 1) << 30;
     }
-    x86::write_cr3(x86::read_cr3());  // flush
+    x86::write_cr3(x86::read_cr3()); // flush
     log(LogLevel::info, "memory: identity map extended to %lu GiB", mapped >> 30);
 }
 

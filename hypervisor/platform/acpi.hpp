@@ -8,11 +8,11 @@
 namespace godwit::hv {
 
 class PhysicalMemoryReader {
-public:
+  public:
     // Pointer to `length` readable bytes at physical `address`, or nullptr.
     virtual const u8* read(u64 address, u64 length) const = 0;
 
-protected:
+  protected:
     ~PhysicalMemoryReader() = default;
 };
 
@@ -34,8 +34,8 @@ u64 acpi_find_table(const PhysicalMemoryReader& memory, u64 rsdp_address, const 
 struct MadtInfo {
     static constexpr u32 max_cpus = 256;
     u64 lapic_address = 0;
-    u32 cpu_count = 0;        // enabled (or online-capable) processors
-    u32 apic_ids[max_cpus];   // in MADT order; the BSP is usually first
+    u32 cpu_count = 0;      // enabled (or online-capable) processors
+    u32 apic_ids[max_cpus]; // in MADT order; the BSP is usually first
     u32 ioapic_count = 0;
     u64 ioapic_address = 0;   // first I/O APIC
     bool pcat_compat = false; // dual 8259s present

@@ -5,19 +5,23 @@ namespace {
 
 // Finds `key` at a word start, followed by end, space or '='. Returns the char after it.
 const char* find_word(const char* cmdline, const char* key) {
-    if (cmdline == nullptr || key == nullptr || *key == '\0') return nullptr;
+    if (cmdline == nullptr || key == nullptr || *key == '\0')
+        return nullptr;
     const char* p = cmdline;
     while (*p != '\0') {
-        while (*p == ' ') ++p;
+        while (*p == ' ')
+            ++p;
         const char* start = p;
         const char* k = key;
         while (*k != '\0' && *p == *k) {
             ++p;
             ++k;
         }
-        if (*k == '\0' && (*p == '\0' || *p == ' ' || *p == '=')) return p;
+        if (*k == '\0' && (*p == '\0' || *p == ' ' || *p == '='))
+            return p;
         p = start;
-        while (*p != '\0' && *p != ' ') ++p;
+        while (*p != '\0' && *p != ' ')
+            ++p;
     }
     return nullptr;
 }
@@ -30,11 +34,13 @@ bool cmdline_has_word(const char* cmdline, const char* word) {
 
 bool cmdline_value(const char* cmdline, const char* key, char* out, usize out_size) {
     const char* p = find_word(cmdline, key);
-    if (p == nullptr || *p != '=' || out_size == 0) return false;
+    if (p == nullptr || *p != '=' || out_size == 0)
+        return false;
     ++p;
     usize n = 0;
     while (*p != '\0' && *p != ' ') {
-        if (n + 1 < out_size) out[n++] = *p;
+        if (n + 1 < out_size)
+            out[n++] = *p;
         ++p;
     }
     out[n] = '\0';
@@ -51,16 +57,23 @@ bool parse_u64(const char* s, u64& out, const char** rest) {
     usize digits = 0;
     for (;; ++s, ++digits) {
         u64 d;
-        if (*s >= '0' && *s <= '9') d = static_cast<u64>(*s - '0');
-        else if (base == 16 && *s >= 'a' && *s <= 'f') d = static_cast<u64>(*s - 'a' + 10);
-        else if (base == 16 && *s >= 'A' && *s <= 'F') d = static_cast<u64>(*s - 'A' + 10);
-        else break;
-        if (value > (~0ull - d) / base) return false;  // overflow
+        if (*s >= '0' && *s <= '9')
+            d = static_cast<u64>(*s - '0');
+        else if (base == 16 && *s >= 'a' && *s <= 'f')
+            d = static_cast<u64>(*s - 'a' + 10);
+        else if (base == 16 && *s >= 'A' && *s <= 'F')
+            d = static_cast<u64>(*s - 'A' + 10);
+        else
+            break;
+        if (value > (~0ull - d) / base)
+            return false; // overflow
         value = value * base + d;
     }
-    if (digits == 0 || (*s != '\0' && *s != ',' && *s != ' ')) return false;
+    if (digits == 0 || (*s != '\0' && *s != ',' && *s != ' '))
+        return false;
     out = value;
-    if (rest != nullptr) *rest = s;
+    if (rest != nullptr)
+        *rest = s;
     return true;
 }
 

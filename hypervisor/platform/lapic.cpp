@@ -13,8 +13,8 @@ constexpr u32 msr_x2apic_id = 0x802;
 constexpr u32 msr_x2apic_icr = 0x830;
 constexpr u32 msr_x2apic_svr = 0x80F;
 constexpr u32 xapic_id = 0x20, xapic_svr = 0xF0, xapic_icr_low = 0x300, xapic_icr_high = 0x310;
-constexpr u32 icr_init = 0x00004500;     // delivery mode INIT, level assert
-constexpr u32 icr_startup = 0x00004600;  // delivery mode STARTUP
+constexpr u32 icr_init = 0x00004500;    // delivery mode INIT, level assert
+constexpr u32 icr_startup = 0x00004600; // delivery mode STARTUP
 constexpr u32 icr_pending = 1u << 12;
 
 bool x2apic = false;
@@ -31,7 +31,8 @@ void send_ipi(u32 apic_id, u32 command) {
     }
     xapic_reg(xapic_icr_high) = apic_id << 24;
     xapic_reg(xapic_icr_low) = command;
-    for (int i = 0; i < 1000000 && (xapic_reg(xapic_icr_low) & icr_pending); ++i) x86::pause();
+    for (int i = 0; i < 1000000 && (xapic_reg(xapic_icr_low) & icr_pending); ++i)
+        x86::pause();
 }
 
 } // namespace
@@ -39,7 +40,8 @@ void send_ipi(u32 apic_id, u32 command) {
 bool lapic_enable_this_cpu() {
     u64 base = x86::rdmsr(msr_apic_base) | apic_base_enable;
     x2apic = (x86::cpuid(1).ecx >> 21) & 1;
-    if (x2apic) base |= apic_base_x2apic;
+    if (x2apic)
+        base |= apic_base_x2apic;
     x86::wrmsr(msr_apic_base, base);
     // Spurious-interrupt vector register: software enable (bit 8), vector 0xFF.
     if (x2apic) {
@@ -51,7 +53,8 @@ bool lapic_enable_this_cpu() {
 }
 
 u32 lapic_id() {
-    if (x2apic) return static_cast<u32>(x86::rdmsr(msr_x2apic_id));
+    if (x2apic)
+        return static_cast<u32>(x86::rdmsr(msr_x2apic_id));
     return xapic_reg(xapic_id) >> 24;
 }
 

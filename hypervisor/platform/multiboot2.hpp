@@ -11,12 +11,12 @@ inline constexpr u32 multiboot2_bootloader_magic = 0x36D76289;
 struct Mb2MemoryRegion {
     u64 addr;
     u64 length;
-    u32 type;  // 1 = available RAM, 3 = ACPI reclaimable, 4 = NVS, 5 = bad
+    u32 type; // 1 = available RAM, 3 = ACPI reclaimable, 4 = NVS, 5 = bad
 };
 
 struct Mb2Module {
-    u32 start, end;       // physical [start, end)
-    const char* cmdline;  // points into the info structure
+    u32 start, end;      // physical [start, end)
+    const char* cmdline; // points into the info structure
 };
 
 struct Multiboot2Info {
@@ -28,7 +28,7 @@ struct Multiboot2Info {
     static constexpr u32 max_modules = 8;
     Mb2Module modules[max_modules];
     u32 module_count = 0;
-    const u8* rsdp_copy = nullptr;  // the ACPI tag holds a *copy* of the RSDP
+    const u8* rsdp_copy = nullptr; // the ACPI tag holds a *copy* of the RSDP
     u32 rsdp_copy_length = 0;
 };
 

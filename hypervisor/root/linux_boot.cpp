@@ -20,21 +20,32 @@ void zero_bytes(void* dst, usize n) {
     }
 }
 
-constexpr bool is_power_of_two(u64 v) { return v != 0 && (v & (v - 1)) == 0; }
+constexpr bool is_power_of_two(u64 v) {
+    return v != 0 && (v & (v - 1)) == 0;
+}
 
 } // namespace
 
 const char* to_string(Status status) {
     switch (status) {
-    case Status::ok: return "ok";
-    case Status::too_small: return "image too small for a Linux setup header";
-    case Status::bad_boot_flag: return "no 0xAA55 boot flag: not a bzImage";
-    case Status::bad_magic: return "no 'HdrS' setup header: not a bzImage";
-    case Status::protocol_too_old: return "boot protocol older than 2.12 (no 64-bit entry)";
-    case Status::no_64bit_entry: return "kernel has no 64-bit entry point (XLF_KERNEL_64 clear)";
-    case Status::setup_beyond_image: return "setup sectors extend beyond the image";
-    case Status::too_many_regions: return "memory map has too many regions for e820";
-    case Status::bad_alignment: return "kernel_alignment is not a power of two";
+    case Status::ok:
+        return "ok";
+    case Status::too_small:
+        return "image too small for a Linux setup header";
+    case Status::bad_boot_flag:
+        return "no 0xAA55 boot flag: not a bzImage";
+    case Status::bad_magic:
+        return "no 'HdrS' setup header: not a bzImage";
+    case Status::protocol_too_old:
+        return "boot protocol older than 2.12 (no 64-bit entry)";
+    case Status::no_64bit_entry:
+        return "kernel has no 64-bit entry point (XLF_KERNEL_64 clear)";
+    case Status::setup_beyond_image:
+        return "setup sectors extend beyond the image";
+    case Status::too_many_regions:
+        return "memory map has too many regions for e820";
+    case Status::bad_alignment:
+        return "kernel_alignment is not a power of two";
     }
     return "unknown";
 }
@@ -90,7 +101,7 @@ Status build_e820(const MemoryRange* ram, u32 ram_count, const MemoryRange* carv
     auto add_bound = [&](u64 v) { bounds[nb++] = v; };
     for (u32 i = 0; i < ram_count; ++i) {
         if (ram[i].size == 0 || ram[i].addr + ram[i].size < ram[i].addr) {
-            continue;  // empty or wrapping range: ignore
+            continue; // empty or wrapping range: ignore
         }
         add_bound(ram[i].addr);
         add_bound(ram[i].addr + ram[i].size);
@@ -102,7 +113,7 @@ Status build_e820(const MemoryRange* ram, u32 ram_count, const MemoryRange* carv
         add_bound(carve_out[i].addr);
         add_bound(carve_out[i].addr + carve_out[i].size);
     }
-    for (u32 i = 1; i < nb; ++i) {  // insertion sort: inputs are small
+    for (u32 i = 1; i < nb; ++i) { // insertion sort: inputs are small
         u64 v = bounds[i];
         u32 j = i;
         while (j > 0 && bounds[j - 1] > v) {
@@ -127,7 +138,7 @@ Status build_e820(const MemoryRange* ram, u32 ram_count, const MemoryRange* carv
             }
         }
         if (type == 0) {
-            continue;  // a hole in the firmware map stays a hole
+            continue; // a hole in the firmware map stays a hole
         }
         for (u32 i = 0; i < carve_count; ++i) {
             if (covers(carve_out[i], start) && type < static_cast<u32>(E820Type::reserved)) {

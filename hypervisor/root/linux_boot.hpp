@@ -19,9 +19,9 @@ struct [[gnu::packed]] SetupHeader {
     u16 ram_size;
     u16 vid_mode;
     u16 root_dev;
-    u16 boot_flag;  // 0xAA55
+    u16 boot_flag; // 0xAA55
     u16 jump;
-    u32 header;     // "HdrS"
+    u32 header; // "HdrS"
     u16 version;
     u32 realmode_swtch;
     u16 start_sys_seg;
@@ -122,38 +122,38 @@ static_assert(__builtin_offsetof(BootParams, hdr) == 0x1F1);
 static_assert(__builtin_offsetof(BootParams, edd_mbr_sig_buffer) == 0x290);
 static_assert(__builtin_offsetof(BootParams, e820_table) == 0x2D0);
 
-inline constexpr u32 header_magic = 0x53726448;   // "HdrS"
+inline constexpr u32 header_magic = 0x53726448; // "HdrS"
 inline constexpr u16 boot_flag_magic = 0xAA55;
-inline constexpr u16 min_protocol = 0x020C;       // 2.12: xloadflags, 64-bit entry
-inline constexpr u16 xlf_kernel_64 = 1u << 0;     // has the 64-bit entry at +0x200
+inline constexpr u16 min_protocol = 0x020C;   // 2.12: xloadflags, 64-bit entry
+inline constexpr u16 xlf_kernel_64 = 1u << 0; // has the 64-bit entry at +0x200
 inline constexpr u16 xlf_can_be_loaded_above_4g = 1u << 1;
 inline constexpr u8 loadflag_loaded_high = 1u << 0;
 inline constexpr u8 loadflag_can_use_heap = 1u << 7;
-inline constexpr u8 loader_type_undefined = 0xFF;  // "no assigned id" (boot.rst)
+inline constexpr u8 loader_type_undefined = 0xFF; // "no assigned id" (boot.rst)
 inline constexpr u64 entry64_offset = 0x200;      // 64-bit entry = load address + 0x200
 
 enum class Status : u8 {
     ok,
-    too_small,           // not even a setup header
-    bad_boot_flag,       // 0x1FE != 0xAA55
-    bad_magic,           // no "HdrS"
-    protocol_too_old,    // < 2.12
-    no_64bit_entry,      // XLF_KERNEL_64 clear
-    setup_beyond_image,  // (setup_sects+1)*512 >= image size
-    too_many_regions,    // e820 would need more than 128 entries
-    bad_alignment,       // kernel_alignment not a power of two
+    too_small,          // not even a setup header
+    bad_boot_flag,      // 0x1FE != 0xAA55
+    bad_magic,          // no "HdrS"
+    protocol_too_old,   // < 2.12
+    no_64bit_entry,     // XLF_KERNEL_64 clear
+    setup_beyond_image, // (setup_sects+1)*512 >= image size
+    too_many_regions,   // e820 would need more than 128 entries
+    bad_alignment,      // kernel_alignment not a power of two
 };
 
 const char* to_string(Status status);
 
 // What the hypervisor needs from a bzImage.
 struct BzImage {
-    SetupHeader header;    // copy of the image's setup header
-    u64 setup_size;        // bytes before the protected-mode kernel: (setup_sects+1)*512
-    u64 kernel_size;       // protected-mode kernel bytes (image size - setup_size)
-    u64 load_address;      // where the protected-mode part goes (pref_address, aligned)
-    u64 init_size;         // memory the kernel needs at load_address while decompressing
-    u32 cmdline_max;       // longest command line the kernel accepts (without NUL)
+    SetupHeader header; // copy of the image's setup header
+    u64 setup_size;     // bytes before the protected-mode kernel: (setup_sects+1)*512
+    u64 kernel_size;    // protected-mode kernel bytes (image size - setup_size)
+    u64 load_address;   // where the protected-mode part goes (pref_address, aligned)
+    u64 init_size;      // memory the kernel needs at load_address while decompressing
+    u32 cmdline_max;    // longest command line the kernel accepts (without NUL)
 };
 
 // Validates and parses a bzImage of `size` bytes.
@@ -176,10 +176,10 @@ Status build_e820(const MemoryRange* ram, u32 ram_count, const MemoryRange* carv
                   u32 carve_count, E820Entry* out, u32& out_count);
 
 struct LaunchParams {
-    u64 cmdline_pa;      // NUL-terminated command line, already in guest memory
-    u64 initrd_pa;       // 0 when none
+    u64 cmdline_pa; // NUL-terminated command line, already in guest memory
+    u64 initrd_pa;  // 0 when none
     u64 initrd_size;
-    u64 acpi_rsdp_pa;    // 0 when unknown
+    u64 acpi_rsdp_pa; // 0 when unknown
 };
 
 // Fills `bp` for the 64-bit boot protocol: zeroes it, copies the image's setup header,

@@ -2,11 +2,11 @@
 // EPT and dirty logging on the real (or emulated) CPU. One line per test, then the result.
 #include "selftest/selftest.hpp"
 
+#include "abi/godwit_hypercall.h"
 #include "arch/x86/intrinsics.hpp"
 #include "arch/x86/vmx/vmcs_fields.hpp"
 #include "arch/x86/vmx/vmx_exit.hpp"
 #include "arch/x86/vmx/vmx_exit_handlers.hpp"
-#include "abi/godwit_hypercall.h"
 #include "arch/x86/vmx/vmx_state.hpp"
 #include "dirty_log/dirty_bitmap.hpp"
 #include "kernel/console.hpp"
@@ -35,18 +35,20 @@ struct Result {
     const char* why;
 };
 
-constexpr u32 max_exits = 1000;  // a runaway guest fails its test, never hangs the run
+constexpr u32 max_exits = 1000; // a runaway guest fails its test, never hangs the run
 
-bool is(const VmExit& e, ExitReason r) { return !e.entry_failed && e.reason == static_cast<u32>(r); }
+bool is(const VmExit& e, ExitReason r) {
+    return !e.entry_failed && e.reason == static_cast<u32>(r);
+}
 
 void describe_unexpected(const VmExit& e) {
     if (e.entry_failed && e.instruction_error != 0) {
         log(LogLevel::error, "VM entry failed: VM-instruction error %u (%s)", e.instruction_error,
             vmx::vm_instruction_error_text(e.instruction_error));
     } else {
-        log(LogLevel::error, "unexpected exit %u (%s)%s, qualification 0x%lx, rip 0x%lx, gpa 0x%lx", e.reason,
-            vmx::exit_reason_name(e.reason), e.entry_failed ? " on VM entry" : "", e.qualification, e.guest_rip,
-            e.guest_physical);
+        log(LogLevel::error, "unexpected exit %u (%s)%s, qualification 0x%lx, rip 0x%lx, gpa 0x%lx",
+            e.reason, vmx::exit_reason_name(e.reason), e.entry_failed ? " on VM entry" : "",
+            e.qualification, e.guest_rip, e.guest_physical);
     }
 }
 
@@ -57,12 +59,14 @@ bool run_to_owner(TestGuest& g, VmExit& e, const char** why, u32* handled = null
     for (u32 n = 0; n < max_exits; ++n) {
         e = g.vcpu().run();
         ExitOutcome o = handle_exit(g.vcpu(), e);
-        if (o.action == ExitAction::to_owner) return true;
+        if (o.action == ExitAction::to_owner)
+            return true;
         if (o.action == ExitAction::stop_guest) {
             *why = o.why;
             return false;
         }
-        if (handled != nullptr) ++*handled;
+        if (handled != nullptr)
+            ++*handled;
     }
     *why = "guest exceeded the exit budget";
     return false;
@@ -71,7 +75,8 @@ bool run_to_owner(TestGuest& g, VmExit& e, const char** why, u32* handled = null
 Result test_guest64() {
     TestGuest g;
     const char* error = nullptr;
-    if (!g.create(GuestMode::long_mode, guest_cpuid_io_vmcall, guest_cpuid_io_vmcall_end, {}, &error)) {
+    if (!g.create(GuestMode::long_mode, guest_cpuid_io_vmcall, guest_cpuid_io_vmcall_end, {},
+                  &error)) {
         g.destroy();
         return {false, error};
     }
@@ -88,18 +93,23 @@ Result test_guest64() {
         bool saw_cpuid = handled > 0;
         if (is(e, ExitReason::io_instruction)) {
             vmx::IoAccess io = vmx::decode_io(e.qualification);
-            saw_io = io.port == 0x80 && !io.in && io.size == 1 && (g.vcpu().regs.rax & 0xFF) == 0x42;
+            saw_io =
+                io.port == 0x80 && !io.in && io.size == 1 && (g.vcpu().regs.rax & 0xFF) == 0x42;
             g.vcpu().skip_instruction(e.instruction_length);
         } else if (is(e, ExitReason::vmcall)) {
             done = true;
             x86::CpuidResult host = x86::cpuid(0);
             auto* seen = reinterpret_cast<u32*>(g.ram(guest_data_gpa));
-            if (g.vcpu().regs.rax != guest_done) result = {false, "VMCALL with the wrong RAX"};
-            else if (!saw_cpuid) result = {false, "no CPUID exit"};
-            else if (!saw_io) result = {false, "no OUT 0x42 to port 0x80 exit"};
+            if (g.vcpu().regs.rax != guest_done)
+                result = {false, "VMCALL with the wrong RAX"};
+            else if (!saw_cpuid)
+                result = {false, "no CPUID exit"};
+            else if (!saw_io)
+                result = {false, "no OUT 0x42 to port 0x80 exit"};
             else if (seen[0] != host.ebx || seen[1] != host.edx || seen[2] != host.ecx)
                 result = {false, "guest saw different CPUID values"};
-            else result = {true, ""};
+            else
+                result = {true, ""};
         } else {
             describe_unexpected(e);
             result = {false, "unexpected VM exit"};
@@ -133,10 +143,14 @@ Result test_real_mode() {
         } else if (is(e, ExitReason::hlt)) {
             u64 cr0 = g.vcpu().read_field(static_cast<u32>(vmx::VmcsField::guest_cr0));
             auto stored = *reinterpret_cast<u16*>(g.ram(0x2000));
-            if (!saw_io) result = {false, "no 16-bit OUT 0x2345 to port 0x81"};
-            else if (stored != 0x2345) result = {false, "store to 0x2000 missing"};
-            else if (cr0 & 1) result = {false, "guest was not in real mode (CR0.PE=1)"};
-            else result = {true, ""};
+            if (!saw_io)
+                result = {false, "no 16-bit OUT 0x2345 to port 0x81"};
+            else if (stored != 0x2345)
+                result = {false, "store to 0x2000 missing"};
+            else if (cr0 & 1)
+                result = {false, "guest was not in real mode (CR0.PE=1)"};
+            else
+                result = {true, ""};
             break;
         } else {
             describe_unexpected(e);
@@ -175,14 +189,19 @@ Result test_demand_map() {
             PhysAddr frame = alloc_frame();
             pages[violations++] = frame;
             static_cast<u64*>(phys_to_virt(frame))[0] = 0xC0FFEE0000000000ull | gpa;
-            g.ept().map(gpa, frame.value, ept::PageSize::size_4k, ept::access_rwx, ept::memory_type_wb);
+            g.ept().map(gpa, frame.value, ept::PageSize::size_4k, ept::access_rwx,
+                        ept::memory_type_wb);
             g.invalidate_ept();
             // Not skipping the instruction: the guest retries the access, now mapped.
         } else if (is(e, ExitReason::vmcall)) {
-            if (violations != 2) result = {false, "expected two EPT violations"};
-            else if (g.vcpu().regs.rbx != (0xC0FFEE0000000000ull | 0x400000)) result = {false, "guest read wrong data"};
-            else if (static_cast<u64*>(phys_to_virt(pages[1]))[1] != 0x77) result = {false, "guest write did not land"};
-            else result = {true, ""};
+            if (violations != 2)
+                result = {false, "expected two EPT violations"};
+            else if (g.vcpu().regs.rbx != (0xC0FFEE0000000000ull | 0x400000))
+                result = {false, "guest read wrong data"};
+            else if (static_cast<u64*>(phys_to_virt(pages[1]))[1] != 0x77)
+                result = {false, "guest write did not land"};
+            else
+                result = {true, ""};
             break;
         } else {
             describe_unexpected(e);
@@ -192,7 +211,8 @@ Result test_demand_map() {
     }
     g.destroy();
     for (PhysAddr p : pages) {
-        if (p.value != 0) free_frame(p);
+        if (p.value != 0)
+            free_frame(p);
     }
     return result;
 }
@@ -204,7 +224,8 @@ constexpr u64 expected_dirty[] = {3, 7, 8, 20, 63};
 Result check_dirty(const dirty_log::DirtyBitmap& bitmap) {
     for (u64 p = 0; p < dirty_pages; ++p) {
         bool want = false;
-        for (u64 e : expected_dirty) want = want || e == p;
+        for (u64 e : expected_dirty)
+            want = want || e == p;
         if (bitmap.test(dirty_region + p * page_size) != want) {
             log(LogLevel::error, "dirty bitmap wrong for page %lu (want %d)", p, want);
             return {false, "harvested bitmap differs from the pages written"};
@@ -237,11 +258,13 @@ Result test_dirty_write_protect() {
         if (is(e, ExitReason::ept_violation) && vmx::decode_ept_violation(e.qualification).write) {
             u64 gpa = align_down(e.guest_physical, page_size);
             bitmap.mark(gpa);
-            g.ept().protect(gpa, page_size, ept::access_rwx);  // later writes to it run at full speed
+            g.ept().protect(gpa, page_size,
+                            ept::access_rwx); // later writes to it run at full speed
             g.invalidate_ept();
         } else if (is(e, ExitReason::vmcall)) {
             result = check_dirty(bitmap);
-            if (result.pass && *reinterpret_cast<u64*>(g.ram(0x13FFF8)) != 6) result = {false, "a write was lost"};
+            if (result.pass && *reinterpret_cast<u64*>(g.ram(0x13FFF8)) != 6)
+                result = {false, "a write was lost"};
             break;
         } else {
             describe_unexpected(e);
@@ -255,7 +278,8 @@ Result test_dirty_write_protect() {
 
 Result test_dirty_pml() {
     PhysAddr buffer = alloc_frame();
-    if (buffer.value == 0) return {false, "no memory for the PML buffer"};
+    if (buffer.value == 0)
+        return {false, "no memory for the PML buffer"};
     TestGuest g;
     const char* error = nullptr;
     VcpuConfig config;
@@ -270,7 +294,8 @@ Result test_dirty_pml() {
         bitmap.init(storage, dirty_region, dirty_pages);
         auto* log_entries = static_cast<const u64*>(phys_to_virt(buffer));
         auto harvest = [&] {
-            u16 index = static_cast<u16>(g.vcpu().read_field(static_cast<u32>(vmx::VmcsField::guest_pml_index)));
+            u16 index = static_cast<u16>(
+                g.vcpu().read_field(static_cast<u32>(vmx::VmcsField::guest_pml_index)));
             dirty_log::harvest_pml(log_entries, index, bitmap);
             g.vcpu().write_field(static_cast<u32>(vmx::VmcsField::guest_pml_index), 511);
         };
@@ -375,7 +400,8 @@ Result test_faulting_guest_contained() {
         result = {false, "expected the guest to triple-fault"};
     }
     bad.destroy();
-    if (!result.pass) return result;
+    if (!result.pass)
+        return result;
     TestGuest good;
     if (!good.create(GuestMode::long_mode, guest_increment, guest_increment_end, {}, &error)) {
         good.destroy();
@@ -405,8 +431,10 @@ void smp_guest_on_this_cpu(void* arg) {
     if (g.create(GuestMode::long_mode, guest_increment, guest_increment_end, config, &error)) {
         g.vcpu().regs.rbx = 1000 + index;
         VmExit e = g.vcpu().run();
-        ok = is(e, ExitReason::vmcall) && g.vcpu().regs.rbx == 1001 + index && this_cpu().index == index;
-        if (!ok) describe_unexpected(e);
+        ok = is(e, ExitReason::vmcall) && g.vcpu().regs.rbx == 1001 + index &&
+             this_cpu().index == index;
+        if (!ok)
+            describe_unexpected(e);
     } else {
         log(LogLevel::error, "smp guest: %s", error);
     }
@@ -417,7 +445,8 @@ void smp_guest_on_this_cpu(void* arg) {
 Result test_smp_guests() {
     SmpResults results{0, 0};
     run_on_all_cpus(smp_guest_on_this_cpu, &results);
-    if (results.failed != 0 || results.passed != cpu_count()) return {false, "a CPU's guest failed"};
+    if (results.failed != 0 || results.passed != cpu_count())
+        return {false, "a CPU's guest failed"};
     return {true, ""};
 }
 
@@ -440,7 +469,8 @@ bool run_selftests() {
     bool all = true;
     u32 online = cpu_count();
     u32 vmx_on = vmx_cpus_on();
-    all &= report("vmx_enable", vmx_on == online ? Result{true, ""} : Result{false, "VMXON failed on a CPU"});
+    all &= report("vmx_enable",
+                  vmx_on == online ? Result{true, ""} : Result{false, "VMXON failed on a CPU"});
     if (vmx_on != online) {
         console_printf("SELFTEST RESULT FAIL\n");
         return false;

@@ -22,7 +22,8 @@ bool TestGuest::create(GuestMode mode, const char* code, const char* code_end, V
     }
     // The guest's RAM gets the memory type the MTRRs give the host memory behind it.
     u8 type = mtrr_type_of_range(host_mtrrs(), ram_.value, guest_ram_bytes);
-    if (type == mtrr_mixed) type = mtrr_uc;
+    if (type == mtrr_mixed)
+        type = mtrr_uc;
     for (u64 gpa = 0; gpa < guest_ram_bytes; gpa += page_size) {
         if (ept_.map(gpa, ram_.value + gpa, ept::PageSize::size_4k, ept::access_rwx, type) !=
             ept::Status::ok) {
@@ -38,7 +39,8 @@ bool TestGuest::create(GuestMode mode, const char* code, const char* code_end, V
         auto* pd = reinterpret_cast<u64*>(ram(guest_pml4_gpa + 0x2000));
         pml4[0] = (guest_pml4_gpa + 0x1000) | 0x3;
         pdpt[0] = (guest_pml4_gpa + 0x2000) | 0x3;
-        for (u64 i = 0; i < 512; ++i) pd[i] = (i << 21) | 0x83;
+        for (u64 i = 0; i < 512; ++i)
+            pd[i] = (i << 21) | 0x83;
         auto* gdt = reinterpret_cast<u64*>(ram(guest_gdt_gpa));
         gdt[1] = 0x00AF9A000000FFFFull;
         gdt[2] = 0x00CF92000000FFFFull;
@@ -51,7 +53,8 @@ bool TestGuest::create(GuestMode mode, const char* code, const char* code_end, V
     config.rsp = guest_stack_gpa;
     eptp_ = ept_.eptp(config.pml);
     config.eptp = eptp_;
-    if (!vcpu_.create(config, error)) return false;
+    if (!vcpu_.create(config, error))
+        return false;
     invalidate_ept();
     return true;
 }
@@ -63,11 +66,14 @@ void TestGuest::invalidate_ept() {
 
 void TestGuest::destroy() {
     // Drop the guest's cached translations: its VPID may be reused by the next guest.
-    if (vmx_features().invvpid_single) x86::invvpid(1, x86::InvvpidDescriptor{vpid_, 0});
-    else if (vmx_features().invvpid_all) x86::invvpid(2, x86::InvvpidDescriptor{0, 0});
+    if (vmx_features().invvpid_single)
+        x86::invvpid(1, x86::InvvpidDescriptor{vpid_, 0});
+    else if (vmx_features().invvpid_all)
+        x86::invvpid(2, x86::InvvpidDescriptor{0, 0});
     vcpu_.destroy();
     ept_.destroy();
-    if (ram_.value != 0) free_frames(ram_, guest_ram_bytes / page_size);
+    if (ram_.value != 0)
+        free_frames(ram_, guest_ram_bytes / page_size);
     ram_ = PhysAddr{};
 }
 

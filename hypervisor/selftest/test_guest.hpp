@@ -9,10 +9,12 @@
 namespace godwit::hv::selftest {
 
 class KernelTableMemory final : public ept::TableMemory {
-public:
+  public:
     u64 allocate_table() override { return alloc_frame().value; }
     void free_table(u64 physical) override { free_frame(PhysAddr{physical}); }
-    u64* table(u64 physical) override { return static_cast<u64*>(phys_to_virt(PhysAddr{physical})); }
+    u64* table(u64 physical) override {
+        return static_cast<u64*>(phys_to_virt(PhysAddr{physical}));
+    }
 };
 
 inline constexpr u64 guest_ram_bytes = 2ull << 20;
@@ -24,7 +26,7 @@ inline constexpr u64 guest_data_gpa = 0x20000;
 inline constexpr u64 guest_done = 0x600D;
 
 class TestGuest {
-public:
+  public:
     TestGuest() : ept_(tables_) {}
     // Builds RAM, EPT and the program; then the vCPU (on the calling CPU).
     bool create(GuestMode mode, const char* code, const char* code_end, VcpuConfig config,
@@ -33,9 +35,9 @@ public:
     u8* ram(u64 gpa) { return static_cast<u8*>(phys_to_virt(ram_)) + gpa; }
     ept::EptTable& ept() { return ept_; }
     VmxVcpu& vcpu() { return vcpu_; }
-    void invalidate_ept();  // after changing EPT entries
+    void invalidate_ept(); // after changing EPT entries
 
-private:
+  private:
     KernelTableMemory tables_;
     ept::EptTable ept_;
     VmxVcpu vcpu_;

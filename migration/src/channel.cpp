@@ -29,8 +29,10 @@ void set_timeouts(int fd, std::chrono::seconds timeout) {
 }
 
 Error io_error(const std::string& what, const boost::system::error_code& ec) {
-    if (ec == asio::error::eof) return Error(ErrorCode::protocol, what + ": peer closed the connection");
-    if (ec == asio::error::would_block || ec == asio::error::try_again || ec == asio::error::timed_out) {
+    if (ec == asio::error::eof)
+        return Error(ErrorCode::protocol, what + ": peer closed the connection");
+    if (ec == asio::error::would_block || ec == asio::error::try_again ||
+        ec == asio::error::timed_out) {
         return Error(ErrorCode::timeout, what + ": peer did not answer in time");
     }
     return Error(ErrorCode::io, what + ": " + ec.message());
@@ -40,7 +42,7 @@ Error io_error(const std::string& what, const boost::system::error_code& ec) {
 // peer that stops reading or writing would block us forever. The watchdog shuts the socket
 // down when one operation has made no progress for `timeout`; the operation then fails.
 class Watchdog {
-public:
+  public:
     Watchdog(int fd, std::chrono::seconds timeout) : fd_(fd), timeout_(timeout) {
         thread_ = std::thread([this] { loop(); });
     }
@@ -52,15 +54,19 @@ public:
     void end() { started_ = 0; }
     bool fired() const { return fired_; }
 
-private:
+  private:
     static std::int64_t now_ms() {
-        return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch())
+            .count();
     }
     void loop() {
         while (!stop_) {
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
             std::int64_t s = started_;
-            if (s != 0 && now_ms() - s > std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count()) {
+            if (s != 0 &&
+                now_ms() - s >
+                    std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count()) {
                 fired_ = true;
                 ::shutdown(fd_, SHUT_RDWR);
                 return;
@@ -81,17 +87,22 @@ struct WatchdogScope {
 };
 
 class TcpChannel final : public Channel {
-public:
-    TcpChannel(std::unique_ptr<asio::io_context> io, tcp::socket socket, std::chrono::seconds timeout)
-        : io_(std::move(io)), socket_(std::move(socket)), watchdog_(socket_.native_handle(), timeout) {}
+  public:
+    TcpChannel(std::unique_ptr<asio::io_context> io, tcp::socket socket,
+               std::chrono::seconds timeout)
+        : io_(std::move(io)), socket_(std::move(socket)),
+          watchdog_(socket_.native_handle(), timeout) {}
     void write_all(const void* data, std::size_t length) override {
         boost::system::error_code ec;
         {
             WatchdogScope scope(watchdog_);
             asio::write(socket_, asio::buffer(data, length), ec);
         }
-        if (watchdog_.fired()) throw Error(ErrorCode::timeout, "send to " + peer() + ": peer made no progress (stalled)");
-        if (ec) throw io_error("send to " + peer(), ec);
+        if (watchdog_.fired())
+            throw Error(ErrorCode::timeout,
+                        "send to " + peer() + ": peer made no progress (stalled)");
+        if (ec)
+            throw io_error("send to " + peer(), ec);
         bytes_written += length;
     }
     void read_exact(void* data, std::size_t length) override {
@@ -100,8 +111,11 @@ public:
             WatchdogScope scope(watchdog_);
             asio::read(socket_, asio::buffer(data, length), ec);
         }
-        if (watchdog_.fired()) throw Error(ErrorCode::timeout, "receive from " + peer() + ": peer sent nothing (stalled)");
-        if (ec) throw io_error("receive from " + peer(), ec);
+        if (watchdog_.fired())
+            throw Error(ErrorCode::timeout,
+                        "receive from " + peer() + ": peer sent nothing (stalled)");
+        if (ec)
+            throw io_error("receive from " + peer(), ec);
         bytes_read += length;
     }
     void close() override {
@@ -115,27 +129,29 @@ public:
         return ec ? "peer" : ep.address().to_string() + ":" + std::to_string(ep.port());
     }
 
-private:
+  private:
     std::unique_ptr<asio::io_context> io_;
     tcp::socket socket_;
     Watchdog watchdog_;
 };
 
 class TlsChannel final : public Channel {
-public:
-    TlsChannel(std::unique_ptr<asio::io_context> io, std::unique_ptr<asio::ssl::context> ctx, tcp::socket socket,
-               bool server, std::chrono::seconds timeout)
+  public:
+    TlsChannel(std::unique_ptr<asio::io_context> io, std::unique_ptr<asio::ssl::context> ctx,
+               tcp::socket socket, bool server, std::chrono::seconds timeout)
         : io_(std::move(io)), ctx_(std::move(ctx)), stream_(std::move(socket), *ctx_),
           watchdog_(stream_.lowest_layer().native_handle(), timeout) {
         stream_.set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
         boost::system::error_code ec;
         {
             WatchdogScope scope(watchdog_);
-            stream_.handshake(server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client, ec);
+            stream_.handshake(
+                server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client, ec);
         }
         if (ec) {
-            throw Error(ErrorCode::protocol, "TLS handshake with " + peer() + " failed: " + ec.message() +
-                                                 " (both hosts need certificates signed by the configured CA)");
+            throw Error(ErrorCode::protocol,
+                        "TLS handshake with " + peer() + " failed: " + ec.message() +
+                            " (both hosts need certificates signed by the configured CA)");
         }
     }
     void write_all(const void* data, std::size_t length) override {
@@ -144,8 +160,11 @@ public:
             WatchdogScope scope(watchdog_);
             asio::write(stream_, asio::buffer(data, length), ec);
         }
-        if (watchdog_.fired()) throw Error(ErrorCode::timeout, "send to " + peer() + ": peer made no progress (stalled)");
-        if (ec) throw io_error("send to " + peer(), ec);
+        if (watchdog_.fired())
+            throw Error(ErrorCode::timeout,
+                        "send to " + peer() + ": peer made no progress (stalled)");
+        if (ec)
+            throw io_error("send to " + peer(), ec);
         bytes_written += length;
     }
     void read_exact(void* data, std::size_t length) override {
@@ -154,8 +173,11 @@ public:
             WatchdogScope scope(watchdog_);
             asio::read(stream_, asio::buffer(data, length), ec);
         }
-        if (watchdog_.fired()) throw Error(ErrorCode::timeout, "receive from " + peer() + ": peer sent nothing (stalled)");
-        if (ec) throw io_error("receive from " + peer(), ec);
+        if (watchdog_.fired())
+            throw Error(ErrorCode::timeout,
+                        "receive from " + peer() + ": peer sent nothing (stalled)");
+        if (ec)
+            throw io_error("receive from " + peer(), ec);
         bytes_read += length;
     }
     void close() override {
@@ -169,7 +191,7 @@ public:
         return ec ? "peer" : ep.address().to_string() + ":" + std::to_string(ep.port());
     }
 
-private:
+  private:
     std::unique_ptr<asio::io_context> io_;
     std::unique_ptr<asio::ssl::context> ctx_;
     asio::ssl::stream<tcp::socket> stream_;
@@ -182,35 +204,44 @@ std::unique_ptr<asio::ssl::context> make_tls_context(const TlsConfig& tls) {
                     "TLS needs a CA, a certificate and a key (or explicitly request plaintext)");
     }
     auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls);
-    ctx->set_options(asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                     asio::ssl::context::no_tlsv1_1);
+    ctx->set_options(asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                     asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
     boost::system::error_code ec;
     ctx->load_verify_file(tls.ca_file, ec);
-    if (!ec) ctx->use_certificate_chain_file(tls.cert_file, ec);
-    if (!ec) ctx->use_private_key_file(tls.key_file, asio::ssl::context::pem, ec);
-    if (ec) throw Error(ErrorCode::invalid_input, "TLS configuration: " + ec.message());
+    if (!ec)
+        ctx->use_certificate_chain_file(tls.cert_file, ec);
+    if (!ec)
+        ctx->use_private_key_file(tls.key_file, asio::ssl::context::pem, ec);
+    if (ec)
+        throw Error(ErrorCode::invalid_input, "TLS configuration: " + ec.message());
     return ctx;
 }
 
-std::unique_ptr<Channel> wrap(std::unique_ptr<asio::io_context> io, tcp::socket socket, const TlsConfig& tls,
-                              bool server, std::chrono::seconds timeout) {
+std::unique_ptr<Channel> wrap(std::unique_ptr<asio::io_context> io, tcp::socket socket,
+                              const TlsConfig& tls, bool server, std::chrono::seconds timeout) {
     set_timeouts(socket.native_handle(), timeout);
-    if (!tls.enabled) return std::make_unique<TcpChannel>(std::move(io), std::move(socket), timeout);
-    return std::make_unique<TlsChannel>(std::move(io), make_tls_context(tls), std::move(socket), server, timeout);
+    if (!tls.enabled)
+        return std::make_unique<TcpChannel>(std::move(io), std::move(socket), timeout);
+    return std::make_unique<TlsChannel>(std::move(io), make_tls_context(tls), std::move(socket),
+                                        server, timeout);
 }
 
 class FileChannel final : public Channel {
-public:
+  public:
     FileChannel(const std::string& path, bool write) : path_(path) {
-        fd_ = ::open(path.c_str(), write ? (O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC) : (O_RDONLY | O_CLOEXEC), 0600);
-        if (fd_ < 0) throw system_error("open " + path, errno);
+        fd_ = ::open(path.c_str(),
+                     write ? (O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC) : (O_RDONLY | O_CLOEXEC),
+                     0600);
+        if (fd_ < 0)
+            throw system_error("open " + path, errno);
     }
     ~FileChannel() override { close(); }
     void write_all(const void* data, std::size_t length) override {
         const auto* p = static_cast<const char*>(data);
         while (length > 0) {
             ssize_t n = ::write(fd_, p, length);
-            if (n < 0) throw system_error("write " + path_, errno);
+            if (n < 0)
+                throw system_error("write " + path_, errno);
             p += n;
             length -= static_cast<std::size_t>(n);
             bytes_written += static_cast<std::uint64_t>(n);
@@ -220,8 +251,11 @@ public:
         auto* p = static_cast<char*>(data);
         while (length > 0) {
             ssize_t n = ::read(fd_, p, length);
-            if (n < 0) throw system_error("read " + path_, errno);
-            if (n == 0) throw Error(ErrorCode::protocol, path_ + ": saved state ends early (truncated file?)");
+            if (n < 0)
+                throw system_error("read " + path_, errno);
+            if (n == 0)
+                throw Error(ErrorCode::protocol,
+                            path_ + ": saved state ends early (truncated file?)");
             p += n;
             length -= static_cast<std::size_t>(n);
             bytes_read += static_cast<std::uint64_t>(n);
@@ -237,20 +271,21 @@ public:
     std::string peer() const override { return path_; }
     bool has_peer() const override { return false; }
 
-private:
+  private:
     std::string path_;
     int fd_ = -1;
 };
 
 } // namespace
 
-std::unique_ptr<Channel> connect_channel(const std::string& host, std::uint16_t port, const TlsConfig& tls,
-                                         std::chrono::seconds timeout) {
+std::unique_ptr<Channel> connect_channel(const std::string& host, std::uint16_t port,
+                                         const TlsConfig& tls, std::chrono::seconds timeout) {
     auto io = std::make_unique<asio::io_context>();
     tcp::socket socket(*io);
     boost::system::error_code ec;
     auto address = asio::ip::make_address(host, ec);
-    if (ec) throw Error(ErrorCode::usage, "bad destination address '" + host + "'");
+    if (ec)
+        throw Error(ErrorCode::usage, "bad destination address '" + host + "'");
     socket.connect(tcp::endpoint(address, port), ec);
     if (ec) {
         throw Error(ec == asio::error::connection_refused ? ErrorCode::not_found : ErrorCode::io,
@@ -264,21 +299,30 @@ struct Listener::Impl {
     tcp::acceptor acceptor{io};
 };
 
-Listener::Listener(const std::string& address, std::uint16_t port) : impl_(std::make_unique<Impl>()) {
+Listener::Listener(const std::string& address, std::uint16_t port)
+    : impl_(std::make_unique<Impl>()) {
     boost::system::error_code ec;
     auto addr = asio::ip::make_address(address, ec);
-    if (ec) throw Error(ErrorCode::usage, "bad listen address '" + address + "'");
+    if (ec)
+        throw Error(ErrorCode::usage, "bad listen address '" + address + "'");
     tcp::endpoint ep(addr, port);
     impl_->acceptor.open(ep.protocol(), ec);
-    if (!ec) impl_->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) impl_->acceptor.bind(ep, ec);
-    if (!ec) impl_->acceptor.listen(4, ec);
-    if (ec) throw Error(ErrorCode::io, "cannot listen on " + address + ":" + std::to_string(port) + ": " + ec.message());
+    if (!ec)
+        impl_->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec)
+        impl_->acceptor.bind(ep, ec);
+    if (!ec)
+        impl_->acceptor.listen(4, ec);
+    if (ec)
+        throw Error(ErrorCode::io, "cannot listen on " + address + ":" + std::to_string(port) +
+                                       ": " + ec.message());
 }
 
 Listener::~Listener() = default;
 
-std::uint16_t Listener::port() const { return impl_->acceptor.local_endpoint().port(); }
+std::uint16_t Listener::port() const {
+    return impl_->acceptor.local_endpoint().port();
+}
 
 std::unique_ptr<Channel> Listener::accept(const TlsConfig& tls, std::chrono::seconds timeout) {
     auto io = std::make_unique<asio::io_context>();
@@ -286,9 +330,11 @@ std::unique_ptr<Channel> Listener::accept(const TlsConfig& tls, std::chrono::sec
     boost::system::error_code ec;
     // Blocking accept into a socket bound to its own io_context: the channel owns both.
     int fd = ::accept(impl_->acceptor.native_handle(), nullptr, nullptr);
-    if (fd < 0) throw system_error("accept", errno);
+    if (fd < 0)
+        throw system_error("accept", errno);
     socket.assign(tcp::v4(), fd, ec);
-    if (ec) throw Error(ErrorCode::io, "accept: " + ec.message());
+    if (ec)
+        throw Error(ErrorCode::io, "accept: " + ec.message());
     return wrap(std::move(io), std::move(socket), tls, true, timeout);
 }
 

@@ -27,7 +27,8 @@ bool is_zero(const std::uint8_t* p) {
     for (std::size_t i = 0; i < page_size; i += 8) {
         std::uint64_t v;
         std::memcpy(&v, p + i, 8);
-        if (v != 0) return false;
+        if (v != 0)
+            return false;
     }
     return true;
 }
@@ -55,7 +56,7 @@ std::string serialize(const google::protobuf::MessageLite& m) {
 
 // Sends pages, choosing per page: zero run, XBZRLE delta or raw; paces to the bandwidth cap.
 class PageSender {
-public:
+  public:
     PageSender(RecordWriter& w, const GuestMemory& m, const SourceOptions& o, Report& r)
         : writer_(w), memory_(m), options_(o), report_(r) {
         page_.resize(page_size);
@@ -81,33 +82,42 @@ public:
                 zero_length_.push_back(1);
             }
             ++report_.pages_zero;
-            if (options_.xbzrle) cache_.erase(pfn);
-            if (zero_start_.size() >= 4096) flush_zero();
+            if (options_.xbzrle)
+                cache_.erase(pfn);
+            if (zero_start_.size() >= 4096)
+                flush_zero();
             return;
         }
         if (options_.xbzrle && !first_pass_) {
             auto it = cache_.find(pfn);
-            if (it != cache_.end() && xbzrle::encode(it->second.data(), slot, page_size, page_size / 2, delta_)) {
+            if (it != cache_.end() &&
+                xbzrle::encode(it->second.data(), slot, page_size, page_size / 2, delta_)) {
                 std::uint8_t h[12];
-                for (int i = 0; i < 8; ++i) h[i] = static_cast<std::uint8_t>(pfn >> (8 * i));
-                for (int i = 0; i < 4; ++i) h[8 + i] = static_cast<std::uint8_t>(delta_.size() >> (8 * i));
+                for (int i = 0; i < 8; ++i)
+                    h[i] = static_cast<std::uint8_t>(pfn >> (8 * i));
+                for (int i = 0; i < 4; ++i)
+                    h[8 + i] = static_cast<std::uint8_t>(delta_.size() >> (8 * i));
                 xbzrle_.insert(xbzrle_.end(), h, h + 12);
                 xbzrle_.insert(xbzrle_.end(), delta_.begin(), delta_.end());
                 std::memcpy(it->second.data(), slot, page_size);
                 ++report_.pages_xbzrle;
-                if (xbzrle_.size() >= (1u << 20)) flush_xbzrle();
+                if (xbzrle_.size() >= (1u << 20))
+                    flush_xbzrle();
                 return;
             }
-            if (it != cache_.end()) std::memcpy(it->second.data(), slot, page_size);
+            if (it != cache_.end())
+                std::memcpy(it->second.data(), slot, page_size);
             else if (!final_pass_ && cache_.size() < options_.xbzrle_cache_pages) {
                 cache_.emplace(pfn, std::vector<std::uint8_t>(slot, slot + page_size));
             }
         }
         std::uint8_t* index = batch_.data() + 4 + raw_count_ * 8;
-        for (int i = 0; i < 8; ++i) index[i] = static_cast<std::uint8_t>(pfn >> (8 * i));
+        for (int i = 0; i < 8; ++i)
+            index[i] = static_cast<std::uint8_t>(pfn >> (8 * i));
         ++raw_count_;
         ++report_.pages_raw;
-        if (raw_count_ == batch_pages) flush_raw();
+        if (raw_count_ == batch_pages)
+            flush_raw();
     }
 
     void flush() {
@@ -116,26 +126,32 @@ public:
         flush_zero();
     }
 
-private:
+  private:
     void pace(std::size_t bytes) {
-        if (options_.bandwidth_limit == 0) return;
+        if (options_.bandwidth_limit == 0)
+            return;
         sent_in_window_ += bytes;
-        double allowed_s = static_cast<double>(sent_in_window_) / static_cast<double>(options_.bandwidth_limit);
+        double allowed_s =
+            static_cast<double>(sent_in_window_) / static_cast<double>(options_.bandwidth_limit);
         double elapsed = std::chrono::duration<double>(clock_type::now() - window_start_).count();
-        if (allowed_s > elapsed) std::this_thread::sleep_for(std::chrono::duration<double>(allowed_s - elapsed));
+        if (allowed_s > elapsed)
+            std::this_thread::sleep_for(std::chrono::duration<double>(allowed_s - elapsed));
         if (elapsed > 1.0) {
             window_start_ = clock_type::now();
             sent_in_window_ = 0;
         }
     }
     void flush_raw() {
-        if (raw_count_ == 0) return;
+        if (raw_count_ == 0)
+            return;
         std::uint32_t n = static_cast<std::uint32_t>(raw_count_);
-        for (int i = 0; i < 4; ++i) batch_[i] = static_cast<std::uint8_t>(n >> (8 * i));
+        for (int i = 0; i < 4; ++i)
+            batch_[i] = static_cast<std::uint8_t>(n >> (8 * i));
         // A partial batch: close the gap between its index and its pages.
         std::size_t index_end = 4 + raw_count_ * 8;
         if (raw_count_ < batch_pages) {
-            std::memmove(batch_.data() + index_end, batch_.data() + batch_header, raw_count_ * page_size);
+            std::memmove(batch_.data() + index_end, batch_.data() + batch_header,
+                         raw_count_ * page_size);
         }
         std::size_t length = index_end + raw_count_ * page_size;
         writer_.write(RecordType::pages, batch_.data(), length);
@@ -143,13 +159,15 @@ private:
         raw_count_ = 0;
     }
     void flush_xbzrle() {
-        if (xbzrle_.empty()) return;
+        if (xbzrle_.empty())
+            return;
         writer_.write(RecordType::xbzrle_pages, xbzrle_.data(), xbzrle_.size());
         pace(xbzrle_.size());
         xbzrle_.clear();
     }
     void flush_zero() {
-        if (zero_start_.empty()) return;
+        if (zero_start_.empty())
+            return;
         wire::ZeroRuns z;
         for (std::size_t i = 0; i < zero_start_.size(); ++i) {
             z.add_start(zero_start_[i]);
@@ -160,7 +178,7 @@ private:
         zero_length_.clear();
     }
 
-    static constexpr std::size_t batch_header = 4 + batch_pages * 8;  // count + pfn index
+    static constexpr std::size_t batch_header = 4 + batch_pages * 8; // count + pfn index
     RecordWriter& writer_;
     const GuestMemory& memory_;
     const SourceOptions& options_;
@@ -175,11 +193,14 @@ private:
     std::uint64_t sent_in_window_ = 0;
 };
 
-bool cancelled(const SourceOptions& o) { return o.cancel != nullptr && o.cancel->load(); }
+bool cancelled(const SourceOptions& o) {
+    return o.cancel != nullptr && o.cancel->load();
+}
 
 std::uint64_t count_bits(const std::vector<std::uint64_t>& bm) {
     std::uint64_t n = 0;
-    for (auto w : bm) n += static_cast<std::uint64_t>(__builtin_popcountll(w));
+    for (auto w : bm)
+        n += static_cast<std::uint64_t>(__builtin_popcountll(w));
     return n;
 }
 
@@ -187,12 +208,18 @@ std::uint64_t count_bits(const std::vector<std::uint64_t>& bm) {
 
 const char* to_string(Phase p) {
     switch (p) {
-    case Phase::setup: return "setup";
-    case Phase::precopy: return "precopy";
-    case Phase::stop_and_copy: return "stop-and-copy";
-    case Phase::completed: return "completed";
-    case Phase::failed: return "failed";
-    case Phase::cancelled: return "cancelled";
+    case Phase::setup:
+        return "setup";
+    case Phase::precopy:
+        return "precopy";
+    case Phase::stop_and_copy:
+        return "stop-and-copy";
+    case Phase::completed:
+        return "completed";
+    case Phase::failed:
+        return "failed";
+    case Phase::cancelled:
+        return "cancelled";
     }
     return "?";
 }
@@ -212,8 +239,8 @@ nlohmann::ordered_json Report::to_json() const {
             {"converged", converged}};
 }
 
-Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmControl& vm, StateProvider& state,
-                   const SourceOptions& o) {
+Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmControl& vm,
+                   StateProvider& state, const SourceOptions& o) {
     Report report;
     auto start = clock_type::now();
     std::uint64_t pages = memory.page_count();
@@ -223,7 +250,8 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
     auto publish = [&](Phase phase) {
         progress.phase = phase;
         progress.bytes_sent = channel.bytes_written;
-        if (o.on_progress) o.on_progress(progress);
+        if (o.on_progress)
+            o.on_progress(progress);
     };
     try {
         RecordWriter writer(channel);
@@ -245,7 +273,8 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
         PageSender sender(writer, memory, o, report);
 
         std::vector<std::uint64_t> to_send((pages + 63) / 64, ~0ull);
-        if (pages % 64) to_send.back() = (1ull << (pages % 64)) - 1;
+        if (pages % 64)
+            to_send.back() = (1ull << (pages % 64)) - 1;
         std::uint64_t remaining = pages, previous_dirty = pages;
         unsigned throttle = 0;
         bool switch_over = !o.live;
@@ -259,7 +288,8 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
                     sender.send(w * 64 + static_cast<std::uint64_t>(__builtin_ctzll(bits)));
                 }
                 if ((w & 63) == 0) {
-                    if (cancelled(o)) throw Error(ErrorCode::cancelled, "migration cancelled");
+                    if (cancelled(o))
+                        throw Error(ErrorCode::cancelled, "migration cancelled");
                     progress.pages_remaining = remaining > w * 64 ? remaining - w * 64 : 0;
                     publish(Phase::precopy);
                 }
@@ -274,20 +304,27 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
             end.set_dirty_pages_next(dirty_pages);
             writer.write(RecordType::iteration_end, serialize(end));
             report.iterations = iteration + 1;
-            progress.bandwidth_bytes_per_s = static_cast<double>(channel.bytes_written - bytes0) / seconds;
+            progress.bandwidth_bytes_per_s =
+                static_cast<double>(channel.bytes_written - bytes0) / seconds;
             progress.dirty_rate_pages_per_s = static_cast<double>(dirty_pages) / seconds;
-            double bytes_per_page = remaining ? static_cast<double>(channel.bytes_written - bytes0) / remaining : page_size;
+            double bytes_per_page =
+                remaining ? static_cast<double>(channel.bytes_written - bytes0) / remaining
+                          : page_size;
             progress.expected_downtime_ms =
-                progress.bandwidth_bytes_per_s > 0 ? dirty_pages * bytes_per_page / progress.bandwidth_bytes_per_s * 1000.0 : 0;
+                progress.bandwidth_bytes_per_s > 0
+                    ? dirty_pages * bytes_per_page / progress.bandwidth_bytes_per_s * 1000.0
+                    : 0;
             progress.pages_remaining = dirty_pages;
-            progress.percent = std::max(progress.percent, 100.0 * (1.0 - static_cast<double>(dirty_pages) / pages) * 0.99);
+            progress.percent = std::max(
+                progress.percent, 100.0 * (1.0 - static_cast<double>(dirty_pages) / pages) * 0.99);
             progress.throttle_percent = throttle;
             publish(Phase::precopy);
             if (progress.expected_downtime_ms <= o.downtime_limit_ms) {
                 report.converged = true;
                 switch_over = true;
-            } else if (iteration + 1 >= o.max_iterations || (o.max_bytes && channel.bytes_written >= o.max_bytes)) {
-                switch_over = true;  // caps reached: downtime will exceed the limit
+            } else if (iteration + 1 >= o.max_iterations ||
+                       (o.max_bytes && channel.bytes_written >= o.max_bytes)) {
+                switch_over = true; // caps reached: downtime will exceed the limit
             } else if (o.auto_converge && dirty_pages * 10 >= previous_dirty * 9) {
                 // The dirty set is not shrinking: slow the guest down (20%, then +10% each pass).
                 throttle = throttle == 0 ? 20 : std::min(99u, throttle + 10);
@@ -299,7 +336,8 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
         }
 
         // Stop-and-copy: from here the guest is paused until the destination has everything.
-        if (cancelled(o)) throw Error(ErrorCode::cancelled, "migration cancelled");
+        if (cancelled(o))
+            throw Error(ErrorCode::cancelled, "migration cancelled");
         auto stop = clock_type::now();
         if (!paused) {
             vm.pause();
@@ -312,14 +350,16 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
             // Still to send: the last pass's dirty set plus whatever was dirtied since.
             std::vector<std::uint64_t> since;
             dirty.fetch_and_clear(since);
-            for (std::size_t i = 0; i < to_send.size() && i < since.size(); ++i) to_send[i] |= since[i];
+            for (std::size_t i = 0; i < to_send.size() && i < since.size(); ++i)
+                to_send[i] |= since[i];
             for (std::uint64_t w = 0; w < to_send.size(); ++w) {
                 for (std::uint64_t bits = to_send[w]; bits != 0; bits &= bits - 1) {
                     sender.send(w * 64 + static_cast<std::uint64_t>(__builtin_ctzll(bits)));
                 }
             }
         } else {
-            for (std::uint64_t pfn = 0; pfn < pages; ++pfn) sender.send(pfn);
+            for (std::uint64_t pfn = 0; pfn < pages; ++pfn)
+                sender.send(pfn);
         }
         sender.flush();
         for (const StateBlob& b : state.save_state()) {
@@ -329,7 +369,8 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
             s.set_data(b.data.data(), b.data.size());
             writer.write(RecordType::state, serialize(s));
         }
-        if (cancelled(o)) throw Error(ErrorCode::cancelled, "migration cancelled during stop-and-copy");
+        if (cancelled(o))
+            throw Error(ErrorCode::cancelled, "migration cancelled during stop-and-copy");
         wire::EndOfStream eos;
         eos.set_total_pages(pages);
         if (o.digest) {
@@ -344,12 +385,15 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
             const Record& ack_record = reader.next();
             wire::Ack ack;
             if (ack_record.type != static_cast<std::uint16_t>(RecordType::ack) ||
-                !ack.ParseFromArray(ack_record.payload.data(), static_cast<int>(ack_record.payload.size()))) {
-                throw Error(ErrorCode::protocol, "destination answered END with something other than an ACK");
+                !ack.ParseFromArray(ack_record.payload.data(),
+                                    static_cast<int>(ack_record.payload.size()))) {
+                throw Error(ErrorCode::protocol,
+                            "destination answered END with something other than an ACK");
             }
-            if (!ack.ok()) throw Error(ErrorCode::failed, "destination refused the VM: " + ack.error());
+            if (!ack.ok())
+                throw Error(ErrorCode::failed, "destination refused the VM: " + ack.error());
         } else {
-            channel.close();  // fsync
+            channel.close(); // fsync
         }
         report.downtime_ms = ms_since(stop);
         dirty.disable();
@@ -364,9 +408,11 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
         report.phase = e.code() == ErrorCode::cancelled ? Phase::cancelled : Phase::failed;
         report.error = e.what();
         try {
-            if (logging) dirty.disable();
+            if (logging)
+                dirty.disable();
             vm.set_throttle(0);
-            if (paused) vm.resume();
+            if (paused)
+                vm.resume();
         } catch (...) {
         }
         channel.close();
@@ -375,9 +421,11 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
         report.ok = false;
         report.phase = Phase::failed;
         report.error = std::string("internal error: ") + e.what();
-        if (logging) dirty.disable();
+        if (logging)
+            dirty.disable();
         vm.set_throttle(0);
-        if (paused) vm.resume();
+        if (paused)
+            vm.resume();
         channel.close();
     }
     report.bytes_on_wire = channel.bytes_written;
@@ -394,15 +442,18 @@ IncomingResult migrate_in(Channel& channel, IncomingVm& vm, const std::atomic<bo
     std::vector<std::uint8_t> zero(page_size, 0), page(page_size);
     enum class Stage { expect_header, pages, state, done } stage = Stage::expect_header;
     auto need = [&](bool ok, const std::string& what) {
-        if (!ok) throw Error(ErrorCode::protocol, "migration stream: " + what);
+        if (!ok)
+            throw Error(ErrorCode::protocol, "migration stream: " + what);
     };
     auto check_pfn = [&](std::uint64_t pfn) {
-        need(pfn < result.pages, "page " + std::to_string(pfn) + " is outside the VM's " + std::to_string(result.pages) + " pages");
+        need(pfn < result.pages, "page " + std::to_string(pfn) + " is outside the VM's " +
+                                     std::to_string(result.pages) + " pages");
     };
     try {
         RecordReader reader(channel);
         while (stage != Stage::done) {
-            if (cancel != nullptr && cancel->load()) throw Error(ErrorCode::cancelled, "incoming migration cancelled");
+            if (cancel != nullptr && cancel->load())
+                throw Error(ErrorCode::cancelled, "incoming migration cancelled");
             const Record& r = reader.next();
             auto type = static_cast<RecordType>(r.type);
             const int size = static_cast<int>(r.payload.size());
@@ -412,12 +463,15 @@ IncomingResult migrate_in(Channel& channel, IncomingVm& vm, const std::atomic<bo
                 wire::StreamHeader h;
                 need(h.ParseFromArray(r.payload.data(), size), "malformed HEADER");
                 if (h.version_major() != stream_version_major) {
-                    throw Error(ErrorCode::unsupported, "migration stream version " + std::to_string(h.version_major()) +
-                                                            " is not supported (this host speaks " +
-                                                            std::to_string(stream_version_major) + ")");
+                    throw Error(ErrorCode::unsupported,
+                                "migration stream version " + std::to_string(h.version_major()) +
+                                    " is not supported (this host speaks " +
+                                    std::to_string(stream_version_major) + ")");
                 }
-                need(h.page_size() == page_size, "page size " + std::to_string(h.page_size()) + " is not 4096");
-                need(h.page_count() > 0 && h.page_count() <= (1ull << 40) / page_size, "absurd VM size");
+                need(h.page_size() == page_size,
+                     "page size " + std::to_string(h.page_size()) + " is not 4096");
+                need(h.page_count() > 0 && h.page_count() <= (1ull << 40) / page_size,
+                     "absurd VM size");
                 result.vm_name = h.vm_name();
                 result.pages = h.page_count();
                 memory = &vm.create(h.vm_name(), h.page_count());
@@ -437,10 +491,13 @@ IncomingResult migrate_in(Channel& channel, IncomingVm& vm, const std::atomic<bo
             case RecordType::zero_runs: {
                 need(stage == Stage::pages, "ZERO_RUNS record out of order");
                 wire::ZeroRuns z;
-                need(z.ParseFromArray(r.payload.data(), size) && z.start_size() == z.length_size(), "malformed ZERO_RUNS");
+                need(z.ParseFromArray(r.payload.data(), size) && z.start_size() == z.length_size(),
+                     "malformed ZERO_RUNS");
                 for (int i = 0; i < z.start_size(); ++i) {
-                    need(z.length(i) <= result.pages && z.start(i) <= result.pages - z.length(i), "zero run outside the VM");
-                    for (std::uint64_t p = z.start(i); p < z.start(i) + z.length(i); ++p) memory->write_page(p, zero.data());
+                    need(z.length(i) <= result.pages && z.start(i) <= result.pages - z.length(i),
+                         "zero run outside the VM");
+                    for (std::uint64_t p = z.start(i); p < z.start(i) + z.length(i); ++p)
+                        memory->write_page(p, zero.data());
                 }
                 break;
             }
@@ -451,10 +508,13 @@ IncomingResult migrate_in(Channel& channel, IncomingVm& vm, const std::atomic<bo
                 while (p < end) {
                     need(end - p >= 12, "truncated XBZRLE entry");
                     std::uint64_t pfn = 0, len = 0;
-                    for (int i = 7; i >= 0; --i) pfn = (pfn << 8) | p[i];
-                    for (int i = 3; i >= 0; --i) len = (len << 8) | p[8 + i];
+                    for (int i = 7; i >= 0; --i)
+                        pfn = (pfn << 8) | p[i];
+                    for (int i = 3; i >= 0; --i)
+                        len = (len << 8) | p[8 + i];
                     p += 12;
-                    need(len <= static_cast<std::uint64_t>(end - p), "XBZRLE entry longer than its record");
+                    need(len <= static_cast<std::uint64_t>(end - p),
+                         "XBZRLE entry longer than its record");
                     check_pfn(pfn);
                     memory->read_page(pfn, page.data());
                     need(xbzrle::decode(p, len, page.data(), page_size), "malformed XBZRLE delta");
@@ -470,7 +530,8 @@ IncomingResult migrate_in(Channel& channel, IncomingVm& vm, const std::atomic<bo
                 need(stage == Stage::pages || stage == Stage::state, "STATE record out of order");
                 wire::StateBlob s;
                 need(s.ParseFromArray(r.payload.data(), size), "malformed STATE");
-                state.push_back({s.kind(), s.id(), std::vector<std::uint8_t>(s.data().begin(), s.data().end())});
+                state.push_back({s.kind(), s.id(),
+                                 std::vector<std::uint8_t>(s.data().begin(), s.data().end())});
                 stage = Stage::state;
                 break;
             }
@@ -478,10 +539,12 @@ IncomingResult migrate_in(Channel& channel, IncomingVm& vm, const std::atomic<bo
                 need(stage == Stage::pages || stage == Stage::state, "END before HEADER");
                 wire::EndOfStream e;
                 need(e.ParseFromArray(r.payload.data(), size), "malformed END");
-                need(e.total_pages() == result.pages, "END disagrees with HEADER on the page count");
+                need(e.total_pages() == result.pages,
+                     "END disagrees with HEADER on the page count");
                 if (!e.memory_digest().empty()) {
                     auto d = memory_digest(*memory);
-                    need(e.memory_digest().size() == d.size() && std::memcmp(e.memory_digest().data(), d.data(), d.size()) == 0,
+                    need(e.memory_digest().size() == d.size() &&
+                             std::memcmp(e.memory_digest().data(), d.data(), d.size()) == 0,
                          "memory digest mismatch: the VM received differs from the VM sent");
                 }
                 vm.restore(state);
@@ -489,8 +552,9 @@ IncomingResult migrate_in(Channel& channel, IncomingVm& vm, const std::atomic<bo
                 break;
             }
             default:
-                need((r.flags & flag_optional) != 0, "unknown mandatory record type " + std::to_string(r.type));
-                break;  // optional records of newer streams are skipped
+                need((r.flags & flag_optional) != 0,
+                     "unknown mandatory record type " + std::to_string(r.type));
+                break; // optional records of newer streams are skipped
             }
         }
         if (channel.has_peer()) {
@@ -502,9 +566,11 @@ IncomingResult migrate_in(Channel& channel, IncomingVm& vm, const std::atomic<bo
         result.ok = true;
     } catch (const Error& e) {
         result.error = e.what();
-        if (created) vm.discard();
+        if (created)
+            vm.discard();
         try {
-            if (!channel.has_peer()) throw Error(ErrorCode::internal, "no peer");
+            if (!channel.has_peer())
+                throw Error(ErrorCode::internal, "no peer");
             wire::Ack ack;
             ack.set_ok(false);
             ack.set_error(e.what());

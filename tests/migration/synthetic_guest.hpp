@@ -19,19 +19,24 @@
 
 namespace godwit::migration::testing {
 
-class SyntheticGuest final : public GuestMemory, public DirtyLog, public VmControl, public StateProvider {
-public:
+class SyntheticGuest final : public GuestMemory,
+                             public DirtyLog,
+                             public VmControl,
+                             public StateProvider {
+  public:
     SyntheticGuest(std::uint64_t pages, double zero_fraction, unsigned seed)
-        : memory_(static_cast<std::uint8_t*>(std::calloc(pages, page_size))), size_(pages * page_size),
-          dirty_((pages + 63) / 64) {
+        : memory_(static_cast<std::uint8_t*>(std::calloc(pages, page_size))),
+          size_(pages * page_size), dirty_((pages + 63) / 64) {
         // calloc of a large region maps zero pages lazily, like fresh guest RAM.
-        if (!memory_) throw std::bad_alloc();
-        if (zero_fraction >= 1.0) return;
+        if (!memory_)
+            throw std::bad_alloc();
+        if (zero_fraction >= 1.0)
+            return;
         std::mt19937_64 rng(seed);
         for (std::uint64_t p = 0; p < pages; ++p) {
             auto* page = memory_.get() + p * page_size;
             if (static_cast<double>(rng() % 1000) / 1000.0 < zero_fraction) {
-                std::memset(page, 0, page_size);  // touched, as a running guest's RAM is
+                std::memset(page, 0, page_size); // touched, as a running guest's RAM is
                 continue;
             }
             for (std::uint32_t i = 0; i < page_size; i += 8) {
@@ -45,13 +50,16 @@ public:
     // Starts `threads` writers dirtying `pages_per_second` pages in total.
     void start_writers(unsigned threads, double pages_per_second) {
         for (unsigned t = 0; t < threads; ++t) {
-            writers_.emplace_back([this, t, threads, pages_per_second] { writer_loop(t, pages_per_second / threads); });
+            writers_.emplace_back([this, t, threads, pages_per_second] {
+                writer_loop(t, pages_per_second / threads);
+            });
         }
     }
     void stop_writers() {
         stop_ = true;
         cv_.notify_all();
-        for (auto& w : writers_) w.join();
+        for (auto& w : writers_)
+            w.join();
         writers_.clear();
     }
     std::uint64_t writes() const { return writes_.load(); }
@@ -70,7 +78,8 @@ public:
     void disable() override { logging_ = false; }
     void fetch_and_clear(std::vector<std::uint64_t>& bitmap) override {
         bitmap.resize(dirty_.size());
-        for (std::size_t i = 0; i < dirty_.size(); ++i) bitmap[i] = dirty_[i].exchange(0);
+        for (std::size_t i = 0; i < dirty_.size(); ++i)
+            bitmap[i] = dirty_[i].exchange(0);
     }
     // VmControl
     void pause() override {
@@ -98,23 +107,26 @@ public:
     void restore_state(const std::vector<StateBlob>& blobs) override { restored_ = blobs; }
     std::vector<StateBlob> restored_;
 
-private:
+  private:
     void writer_loop(unsigned id, double rate) {
         std::mt19937_64 rng(1000 + id);
         auto next = std::chrono::steady_clock::now();
-        const auto interval = rate > 0 ? std::chrono::duration<double>(1.0 / rate) : std::chrono::duration<double>(1.0);
+        const auto interval = rate > 0 ? std::chrono::duration<double>(1.0 / rate)
+                                       : std::chrono::duration<double>(1.0);
         while (!stop_) {
             {
                 std::unique_lock lock(mutex_);
                 cv_.wait(lock, [this] { return !paused_ || stop_; });
-                if (stop_) break;
+                if (stop_)
+                    break;
                 ++active_;
             }
             if (rate > 0) {
                 std::uint64_t pfn = rng() % page_count();
-                std::uint64_t v = rng() | 1;  // never zero: a dirtied page is not a zero page
+                std::uint64_t v = rng() | 1; // never zero: a dirtied page is not a zero page
                 std::memcpy(memory_.get() + pfn * page_size + (rng() % (page_size / 8)) * 8, &v, 8);
-                if (logging_) dirty_[pfn / 64].fetch_or(1ull << (pfn % 64));
+                if (logging_)
+                    dirty_[pfn / 64].fetch_or(1ull << (pfn % 64));
                 ++writes_;
             }
             {
@@ -124,10 +136,13 @@ private:
             cv_.notify_all();
             // Pacing; the throttle stretches each interval (the guest gets less CPU).
             unsigned t = throttle_;
-            next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval * (100.0 / (100 - std::min(t, 99u))));
+            next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                interval * (100.0 / (100 - std::min(t, 99u))));
             auto now = std::chrono::steady_clock::now();
-            if (next > now) std::this_thread::sleep_until(next);
-            else if (now - next > std::chrono::milliseconds(50)) next = now;  // do not burst after a stall
+            if (next > now)
+                std::this_thread::sleep_until(next);
+            else if (now - next > std::chrono::milliseconds(50))
+                next = now; // do not burst after a stall
         }
     }
 
@@ -148,12 +163,14 @@ private:
 
 // Destination side: memory comes into existence from the stream's header.
 class SyntheticIncomingVm final : public IncomingVm {
-public:
+  public:
     explicit SyntheticIncomingVm(std::uint64_t max_pages = 1ull << 20) : max_pages_(max_pages) {}
     GuestMemory& create(const std::string&, std::uint64_t pages) override {
-        if (pages > max_pages_) throw Error(ErrorCode::conflict, "not enough memory on this host for the VM");
-        if (guest_ && guest_->page_count() == pages) return *guest_;  // prepared in advance
-        guest_ = std::make_unique<SyntheticGuest>(pages, 1.0, 0);  // all zero
+        if (pages > max_pages_)
+            throw Error(ErrorCode::conflict, "not enough memory on this host for the VM");
+        if (guest_ && guest_->page_count() == pages)
+            return *guest_;                                       // prepared in advance
+        guest_ = std::make_unique<SyntheticGuest>(pages, 1.0, 0); // all zero
         return *guest_;
     }
     // Allocates and touches the RAM before the stream arrives, as a destination VMM started
@@ -161,7 +178,8 @@ public:
     void prepare(std::uint64_t pages) {
         guest_ = std::make_unique<SyntheticGuest>(pages, 1.0, 0);
         std::vector<std::uint8_t> zero(page_size, 0);
-        for (std::uint64_t p = 0; p < pages; ++p) guest_->write_page(p, zero.data());
+        for (std::uint64_t p = 0; p < pages; ++p)
+            guest_->write_page(p, zero.data());
     }
     void restore(const std::vector<StateBlob>& state) override { guest_->restore_state(state); }
     void start() override { started_ = true; }
@@ -172,7 +190,7 @@ public:
     SyntheticGuest* guest() { return guest_.get(); }
     bool started_ = false, discarded_ = false;
 
-private:
+  private:
     std::uint64_t max_pages_;
     std::unique_ptr<SyntheticGuest> guest_;
 };

@@ -46,15 +46,17 @@ int write_cmd(const std::string& file, std::uint64_t offset, std::uint64_t lengt
     {
         std::ifstream in(log);
         Extent e{};
-        while (in >> e.offset >> e.length >> e.byte) cursor = std::max(cursor, e.offset + e.length);
+        while (in >> e.offset >> e.length >> e.byte)
+            cursor = std::max(cursor, e.offset + e.length);
     }
-    cursor += 64 * 1024;  // also past unflushed writes of the previous run, most likely
+    cursor += 64 * 1024; // also past unflushed writes of the previous run, most likely
     int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd < 0) std::exit(2);
+    if (fd < 0)
+        std::exit(2);
     std::mt19937_64 rng(seed);
     std::vector<Extent> batch;
     for (std::uint64_t n = 0;; ++n) {
-        std::uint64_t length = 512 * (1 + rng() % 600);  // up to ~300 KiB, across blocks
+        std::uint64_t length = 512 * (1 + rng() % 600); // up to ~300 KiB, across blocks
         std::uint64_t offset = cursor + 512 * (rng() % 64);
         if (offset + length > img->size()) {
             std::cerr << "crash-writer: disk full\n";
@@ -69,9 +71,12 @@ int write_cmd(const std::string& file, std::uint64_t offset, std::uint64_t lengt
             img->flush();
             std::string lines;
             for (const auto& e : batch) {
-                lines += std::to_string(e.offset) + " " + std::to_string(e.length) + " " + std::to_string(e.byte) + "\n";
+                lines += std::to_string(e.offset) + " " + std::to_string(e.length) + " " +
+                         std::to_string(e.byte) + "\n";
             }
-            if (::write(fd, lines.data(), lines.size()) != static_cast<ssize_t>(lines.size()) || ::fsync(fd) != 0) std::exit(3);
+            if (::write(fd, lines.data(), lines.size()) != static_cast<ssize_t>(lines.size()) ||
+                ::fsync(fd) != 0)
+                std::exit(3);
             batch.clear();
         }
     }
@@ -84,7 +89,8 @@ int verify(const std::string& file, const std::string& log) {
     Extent e{};
     std::size_t extents = 0;
     while (in >> e.offset >> e.length >> e.byte) {
-        for (std::uint64_t s = e.offset / 512; s < (e.offset + e.length) / 512; ++s) sectors[s] = e.byte;
+        for (std::uint64_t s = e.offset / 512; s < (e.offset + e.length) / 512; ++s)
+            sectors[s] = e.byte;
         ++extents;
     }
     auto img = VhdImage::open(file, false);
@@ -99,8 +105,8 @@ int verify(const std::string& file, const std::string& log) {
             }
         }
     }
-    std::cout << "verified " << extents << " flushed extents (" << sectors.size() << " sectors), " << bad
-              << " sectors wrong\n";
+    std::cout << "verified " << extents << " flushed extents (" << sectors.size() << " sectors), "
+              << bad << " sectors wrong\n";
     return bad == 0 ? 0 : 1;
 }
 
@@ -110,11 +116,15 @@ int main(int argc, char** argv) {
     try {
         std::string cmd = argc > 1 ? argv[1] : "";
         if (cmd == "write" && argc == 6) {
-            return write_cmd(argv[2], std::stoull(argv[3]), std::stoull(argv[4]), static_cast<unsigned>(std::stoul(argv[5])));
+            return write_cmd(argv[2], std::stoull(argv[3]), std::stoull(argv[4]),
+                             static_cast<unsigned>(std::stoul(argv[5])));
         }
-        if (cmd == "crash-writer" && argc == 5) crash_writer(argv[2], argv[3], static_cast<unsigned>(std::stoul(argv[4])));
-        if (cmd == "verify" && argc == 4) return verify(argv[2], argv[3]);
-        std::cerr << "usage: vhd_test_tool write FILE OFFSET LENGTH BYTE | crash-writer FILE LOG SEED | verify FILE LOG\n";
+        if (cmd == "crash-writer" && argc == 5)
+            crash_writer(argv[2], argv[3], static_cast<unsigned>(std::stoul(argv[4])));
+        if (cmd == "verify" && argc == 4)
+            return verify(argv[2], argv[3]);
+        std::cerr << "usage: vhd_test_tool write FILE OFFSET LENGTH BYTE | crash-writer FILE LOG "
+                     "SEED | verify FILE LOG\n";
         return 2;
     } catch (const Error& e) {
         std::cerr << "vhd_test_tool: " << e.what() << '\n';

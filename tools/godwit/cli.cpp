@@ -16,7 +16,9 @@ Registry& Registry::instance() {
     return registry;
 }
 
-void Registry::add(Command command) { commands_.push_back(std::move(command)); }
+void Registry::add(Command command) {
+    commands_.push_back(std::move(command));
+}
 
 const Command* Registry::find(std::string_view group, std::string_view name) const {
     for (const auto& c : commands_) {
@@ -183,12 +185,10 @@ int run(int argc, char** argv, std::ostream& out, std::ostream& err) {
                     print_usage(g.help ? out : err, group);
                     return g.help ? 0 : exit_code_for(ErrorCode::usage);
                 }
-                throw Error(ErrorCode::usage, "unknown command 'godwit " + group + " " +
-                                                  g.rest[1] + "' (see `godwit " + group +
-                                                  " --help`)");
+                throw Error(ErrorCode::usage, "unknown command 'godwit " + group + " " + g.rest[1] +
+                                                  "' (see `godwit " + group + " --help`)");
             }
-            throw Error(ErrorCode::usage,
-                        "unknown command '" + group + "' (see `godwit --help`)");
+            throw Error(ErrorCode::usage, "unknown command '" + group + "' (see `godwit --help`)");
         }
         Invocation inv;
         inv.json = json;

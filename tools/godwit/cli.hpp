@@ -21,32 +21,32 @@ namespace godwit::cli {
 namespace po = boost::program_options;
 
 struct Invocation {
-    bool json = false;              // --json: print one JSON document on stdout
-    std::vector<std::string> args;  // what follows "GROUP COMMAND"
-    std::ostream* out = nullptr;    // stdout (tests may redirect)
-    std::string command_path;       // "disk info", for messages
+    bool json = false;             // --json: print one JSON document on stdout
+    std::vector<std::string> args; // what follows "GROUP COMMAND"
+    std::ostream* out = nullptr;   // stdout (tests may redirect)
+    std::string command_path;      // "disk info", for messages
 };
 
 // Returns the process exit code (0 = success). Throws godwit::Error on failure.
 using Handler = std::function<int(Invocation&)>;
 
 struct Command {
-    std::string group;    // "disk"
-    std::string name;     // "create"; empty for a group-less command ("version")
-    std::string usage;    // "[-t TYPE] FILE [SIZE]"
-    std::string summary;  // one line for `godwit --help`
+    std::string group;   // "disk"
+    std::string name;    // "create"; empty for a group-less command ("version")
+    std::string usage;   // "[-t TYPE] FILE [SIZE]"
+    std::string summary; // one line for `godwit --help`
     Handler run;
 };
 
 class Registry {
-public:
+  public:
     static Registry& instance();
     void add(Command command);
     const Command* find(std::string_view group, std::string_view name) const;
     const std::vector<Command>& commands() const { return commands_; }
     bool has_group(std::string_view group) const;
 
-private:
+  private:
     std::vector<Command> commands_;
 };
 

@@ -20,13 +20,13 @@ namespace {
 
 // One client connection: read a frame, answer it, repeat until the client hangs up.
 class Session : public std::enable_shared_from_this<Session> {
-public:
+  public:
     Session(local_stream::socket socket, const RequestHandler& handler)
         : socket_(std::move(socket)), handler_(handler) {}
 
     void start() { read_header(); }
 
-private:
+  private:
     void read_header() {
         auto self = shared_from_this();
         asio::async_read(socket_, asio::buffer(header_),
@@ -43,7 +43,7 @@ private:
             n = control::decode_frame_length(header_.data());
         } catch (const Error& e) {
             spdlog::warn("control client sent a bad frame: {}", e.what());
-            return;  // drop the connection
+            return; // drop the connection
         }
         body_.assign(n, '\0');
         auto self = shared_from_this();

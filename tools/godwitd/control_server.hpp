@@ -16,13 +16,13 @@ namespace godwit::daemon {
 using RequestHandler = std::function<control::Response(const control::Request&)>;
 
 class ControlServer {
-public:
+  public:
     // Binds `socket_path` (mode 0660; a stale socket file from a dead daemon is replaced,
     // a live one is an Error(conflict)).
     ControlServer(boost::asio::io_context& io, std::string socket_path, RequestHandler handler);
     ~ControlServer();
 
-private:
+  private:
     void accept();
     boost::asio::local::stream_protocol::acceptor acceptor_;
     std::string socket_path_;

@@ -39,7 +39,7 @@ void HypervisorDevice::ioctl_or_throw(unsigned long request, void* arg, const ch
 godwit_hc_version HypervisorDevice::version() const {
     godwit_hc_version v{};
     ioctl_or_throw(GODWIT_IOCTL_VERSION, &v, "GODWIT_IOCTL_VERSION");
-    v.build[sizeof v.build - 1] = '\0';  // never trust the terminator
+    v.build[sizeof v.build - 1] = '\0'; // never trust the terminator
     return v;
 }
 
@@ -58,7 +58,7 @@ std::vector<godwit_hc_cpu> HypervisorDevice::cpus() const {
             throw Error(ErrorCode::protocol,
                         "hypervisor reports " + std::to_string(req.result) + " CPUs");
         }
-        list.resize(req.result);  // buffer was too small: ask again with room for all
+        list.resize(req.result); // buffer was too small: ask again with room for all
     }
 }
 

@@ -10,7 +10,7 @@
 namespace godwit::daemon {
 
 class HypervisorDevice {
-public:
+  public:
     // Opens the device; Error(unsupported) when it does not exist (not a Godwit host or
     // godwit.ko not loaded), Error(io) for other failures.
     explicit HypervisorDevice(const std::string& path);
@@ -22,7 +22,7 @@ public:
     std::vector<godwit_hc_cpu> cpus() const;
     godwit_hc_memory_stats memory_stats() const;
 
-private:
+  private:
     void ioctl_or_throw(unsigned long request, void* arg, const char* what) const;
     std::string path_;
     int fd_ = -1;

@@ -110,18 +110,16 @@ int main(int argc, char** argv) {
         }
         std::string device = vm["device"].as<std::string>();
         boost::asio::io_context io;
-        daemon::ControlServer server(io, vm["socket"].as<std::string>(),
-                                     [device](const control::Request& request) {
-                                         control::Response response;
-                                         if (request.has_host_info()) {
-                                             *response.mutable_host_info() =
-                                                 daemon::read_host_info(device);
-                                             return response;
-                                         }
-                                         throw Error(ErrorCode::unsupported,
-                                                     "godwitd does not know this request "
-                                                     "(CLI newer than the daemon?)");
-                                     });
+        daemon::ControlServer server(
+            io, vm["socket"].as<std::string>(), [device](const control::Request& request) {
+                control::Response response;
+                if (request.has_host_info()) {
+                    *response.mutable_host_info() = daemon::read_host_info(device);
+                    return response;
+                }
+                throw Error(ErrorCode::unsupported, "godwitd does not know this request "
+                                                    "(CLI newer than the daemon?)");
+            });
         boost::asio::signal_set signals(io, SIGINT, SIGTERM);
         signals.async_wait([&](boost::system::error_code, int sig) {
             spdlog::info("signal {}: shutting down", sig);

@@ -18,6 +18,8 @@ struct CpuidValues {
 CpuidValues guest_cpuid(u32 leaf, u32 subleaf, CpuidValues host, u64 guest_cr4);
 
 // True when the leaf is answered by the hypervisor itself (no need to ask the CPU).
-constexpr bool is_hypervisor_leaf(u32 leaf) { return leaf >= 0x40000000 && leaf <= 0x400000FF; }
+constexpr bool is_hypervisor_leaf(u32 leaf) {
+    return leaf >= 0x40000000 && leaf <= 0x400000FF;
+}
 
 } // namespace godwit::hv

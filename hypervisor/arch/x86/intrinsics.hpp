@@ -18,7 +18,9 @@ struct CpuidResult {
 
 inline CpuidResult cpuid(u32 leaf, u32 subleaf = 0) {
     CpuidResult r;
-    asm volatile("cpuid" : "=a"(r.eax), "=b"(r.ebx), "=c"(r.ecx), "=d"(r.edx) : "a"(leaf), "c"(subleaf));
+    asm volatile("cpuid"
+                 : "=a"(r.eax), "=b"(r.ebx), "=c"(r.ecx), "=d"(r.edx)
+                 : "a"(leaf), "c"(subleaf));
     return r;
 }
 
@@ -29,7 +31,8 @@ inline u64 rdmsr(u32 msr) {
 }
 
 inline void wrmsr(u32 msr, u64 value) {
-    asm volatile("wrmsr" ::"c"(msr), "a"(static_cast<u32>(value)), "d"(static_cast<u32>(value >> 32))
+    asm volatile("wrmsr" ::"c"(msr), "a"(static_cast<u32>(value)),
+                 "d"(static_cast<u32>(value >> 32))
                  : "memory");
 }
 
@@ -54,22 +57,55 @@ inline u32 inl(u16 port) {
     asm volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
     return v;
 }
-inline void outb(u16 port, u8 v) { asm volatile("outb %0, %1" ::"a"(v), "Nd"(port)); }
-inline void outw(u16 port, u16 v) { asm volatile("outw %0, %1" ::"a"(v), "Nd"(port)); }
-inline void outl(u16 port, u32 v) { asm volatile("outl %0, %1" ::"a"(v), "Nd"(port)); }
+inline void outb(u16 port, u8 v) {
+    asm volatile("outb %0, %1" ::"a"(v), "Nd"(port));
+}
+inline void outw(u16 port, u16 v) {
+    asm volatile("outw %0, %1" ::"a"(v), "Nd"(port));
+}
+inline void outl(u16 port, u32 v) {
+    asm volatile("outl %0, %1" ::"a"(v), "Nd"(port));
+}
 
-inline u64 read_cr0() { u64 v; asm volatile("mov %%cr0, %0" : "=r"(v)); return v; }
-inline u64 read_cr2() { u64 v; asm volatile("mov %%cr2, %0" : "=r"(v)); return v; }
-inline u64 read_cr3() { u64 v; asm volatile("mov %%cr3, %0" : "=r"(v)); return v; }
-inline u64 read_cr4() { u64 v; asm volatile("mov %%cr4, %0" : "=r"(v)); return v; }
-inline void write_cr0(u64 v) { asm volatile("mov %0, %%cr0" ::"r"(v) : "memory"); }
-inline void write_cr3(u64 v) { asm volatile("mov %0, %%cr3" ::"r"(v) : "memory"); }
-inline void write_cr4(u64 v) { asm volatile("mov %0, %%cr4" ::"r"(v) : "memory"); }
+inline u64 read_cr0() {
+    u64 v;
+    asm volatile("mov %%cr0, %0" : "=r"(v));
+    return v;
+}
+inline u64 read_cr2() {
+    u64 v;
+    asm volatile("mov %%cr2, %0" : "=r"(v));
+    return v;
+}
+inline u64 read_cr3() {
+    u64 v;
+    asm volatile("mov %%cr3, %0" : "=r"(v));
+    return v;
+}
+inline u64 read_cr4() {
+    u64 v;
+    asm volatile("mov %%cr4, %0" : "=r"(v));
+    return v;
+}
+inline void write_cr0(u64 v) {
+    asm volatile("mov %0, %%cr0" ::"r"(v) : "memory");
+}
+inline void write_cr3(u64 v) {
+    asm volatile("mov %0, %%cr3" ::"r"(v) : "memory");
+}
+inline void write_cr4(u64 v) {
+    asm volatile("mov %0, %%cr4" ::"r"(v) : "memory");
+}
 
-inline u64 read_rflags() { u64 v; asm volatile("pushfq; popq %0" : "=r"(v)); return v; }
+inline u64 read_rflags() {
+    u64 v;
+    asm volatile("pushfq; popq %0" : "=r"(v));
+    return v;
+}
 
 inline void xsetbv(u32 index, u64 value) {
-    asm volatile("xsetbv" ::"c"(index), "a"(static_cast<u32>(value)), "d"(static_cast<u32>(value >> 32)));
+    asm volatile("xsetbv" ::"c"(index), "a"(static_cast<u32>(value)),
+                 "d"(static_cast<u32>(value >> 32)));
 }
 inline u64 xgetbv(u32 index) {
     u32 lo, hi;
@@ -77,12 +113,24 @@ inline u64 xgetbv(u32 index) {
     return (static_cast<u64>(hi) << 32) | lo;
 }
 
-inline void cli() { asm volatile("cli" ::: "memory"); }
-inline void sti() { asm volatile("sti" ::: "memory"); }
-inline void hlt() { asm volatile("hlt" ::: "memory"); }
-inline void pause() { asm volatile("pause" ::: "memory"); }
-inline void invlpg(const void* va) { asm volatile("invlpg (%0)" ::"r"(va) : "memory"); }
-inline void wbinvd() { asm volatile("wbinvd" ::: "memory"); }
+inline void cli() {
+    asm volatile("cli" ::: "memory");
+}
+inline void sti() {
+    asm volatile("sti" ::: "memory");
+}
+inline void hlt() {
+    asm volatile("hlt" ::: "memory");
+}
+inline void pause() {
+    asm volatile("pause" ::: "memory");
+}
+inline void invlpg(const void* va) {
+    asm volatile("invlpg (%0)" ::"r"(va) : "memory");
+}
+inline void wbinvd() {
+    asm volatile("wbinvd" ::: "memory");
+}
 
 // ---- Descriptor tables and segments (Intel SDM Vol. 3A, chapter 3 and 7) ----
 struct [[gnu::packed]] DescriptorTablePointer {
@@ -91,18 +139,56 @@ struct [[gnu::packed]] DescriptorTablePointer {
 };
 static_assert(sizeof(DescriptorTablePointer) == 10);
 
-inline void lgdt(const DescriptorTablePointer& p) { asm volatile("lgdt %0" ::"m"(p) : "memory"); }
-inline void lidt(const DescriptorTablePointer& p) { asm volatile("lidt %0" ::"m"(p) : "memory"); }
-inline void ltr(u16 selector) { asm volatile("ltr %0" ::"r"(selector) : "memory"); }
-inline void sgdt(DescriptorTablePointer& p) { asm volatile("sgdt %0" : "=m"(p)); }
-inline void sidt(DescriptorTablePointer& p) { asm volatile("sidt %0" : "=m"(p)); }
-inline u16 read_cs() { u16 v; asm volatile("mov %%cs, %0" : "=r"(v)); return v; }
-inline u16 read_ss() { u16 v; asm volatile("mov %%ss, %0" : "=r"(v)); return v; }
-inline u16 read_ds() { u16 v; asm volatile("mov %%ds, %0" : "=r"(v)); return v; }
-inline u16 read_es() { u16 v; asm volatile("mov %%es, %0" : "=r"(v)); return v; }
-inline u16 read_fs() { u16 v; asm volatile("mov %%fs, %0" : "=r"(v)); return v; }
-inline u16 read_gs() { u16 v; asm volatile("mov %%gs, %0" : "=r"(v)); return v; }
-inline u16 read_tr() { u16 v; asm volatile("str %0" : "=r"(v)); return v; }
+inline void lgdt(const DescriptorTablePointer& p) {
+    asm volatile("lgdt %0" ::"m"(p) : "memory");
+}
+inline void lidt(const DescriptorTablePointer& p) {
+    asm volatile("lidt %0" ::"m"(p) : "memory");
+}
+inline void ltr(u16 selector) {
+    asm volatile("ltr %0" ::"r"(selector) : "memory");
+}
+inline void sgdt(DescriptorTablePointer& p) {
+    asm volatile("sgdt %0" : "=m"(p));
+}
+inline void sidt(DescriptorTablePointer& p) {
+    asm volatile("sidt %0" : "=m"(p));
+}
+inline u16 read_cs() {
+    u16 v;
+    asm volatile("mov %%cs, %0" : "=r"(v));
+    return v;
+}
+inline u16 read_ss() {
+    u16 v;
+    asm volatile("mov %%ss, %0" : "=r"(v));
+    return v;
+}
+inline u16 read_ds() {
+    u16 v;
+    asm volatile("mov %%ds, %0" : "=r"(v));
+    return v;
+}
+inline u16 read_es() {
+    u16 v;
+    asm volatile("mov %%es, %0" : "=r"(v));
+    return v;
+}
+inline u16 read_fs() {
+    u16 v;
+    asm volatile("mov %%fs, %0" : "=r"(v));
+    return v;
+}
+inline u16 read_gs() {
+    u16 v;
+    asm volatile("mov %%gs, %0" : "=r"(v));
+    return v;
+}
+inline u16 read_tr() {
+    u16 v;
+    asm volatile("str %0" : "=r"(v));
+    return v;
+}
 // Reloads CS with `selector` (far return) and the data segments with `data`.
 inline void reload_segments(u16 code, u16 data) {
     asm volatile("pushq %q0\n\t"
@@ -125,7 +211,9 @@ inline u64 read_gs_qword0() {
 }
 
 // Ends a Bochs run (magic_break: enabled=1 drops into the debugger, whose rc file quits).
-inline void bochs_magic_break() { asm volatile("xchg %%bx, %%bx" ::: "memory"); }
+inline void bochs_magic_break() {
+    asm volatile("xchg %%bx, %%bx" ::: "memory");
+}
 
 // ---- VMX (Intel SDM Vol. 3C, chapter 31 "VMX instruction reference") ----
 // Each returns true on success (neither CF nor ZF set).
@@ -165,7 +253,7 @@ struct InveptDescriptor {
     u64 reserved;
 };
 struct InvvpidDescriptor {
-    u64 vpid;  // bits 15:0
+    u64 vpid; // bits 15:0
     u64 linear_address;
 };
 static_assert(sizeof(InveptDescriptor) == 16);

@@ -24,15 +24,19 @@ u8 fixed_type(const MtrrState& s, u64 a) {
 } // namespace
 
 u8 mtrr_type_of(const MtrrState& s, u64 address) {
-    if (!s.enabled) return mtrr_uc;
-    if (s.fixed_enabled && address < 0x100000) return fixed_type(s, address);
+    if (!s.enabled)
+        return mtrr_uc;
+    if (s.fixed_enabled && address < 0x100000)
+        return fixed_type(s, address);
     bool matched = false;
     u8 type = 0;
     for (u32 i = 0; i < s.variable_count && i < 16; ++i) {
         u64 mask = s.variable_mask[i];
-        if ((mask & (1ull << 11)) == 0) continue;
+        if ((mask & (1ull << 11)) == 0)
+            continue;
         u64 m = mask & s.physical_address_mask & ~0xFFFull;
-        if ((address & m) != (s.variable_base[i] & m)) continue;
+        if ((address & m) != (s.variable_base[i] & m))
+            continue;
         u8 t = static_cast<u8>(s.variable_base[i] & 0xFF);
         if (!matched) {
             type = t;
@@ -42,7 +46,7 @@ u8 mtrr_type_of(const MtrrState& s, u64 address) {
         } else if ((t == mtrr_wt && type == mtrr_wb) || (t == mtrr_wb && type == mtrr_wt)) {
             type = mtrr_wt;
         } else if (t != type) {
-            type = mtrr_uc;  // undefined combination: be safe
+            type = mtrr_uc; // undefined combination: be safe
         }
     }
     return matched ? type : s.default_type;
@@ -52,7 +56,8 @@ u8 mtrr_type_of_range(const MtrrState& s, u64 address, u64 length) {
     // Types change at 4 KiB granularity at most; sample every page boundary in the range.
     u8 first = mtrr_type_of(s, address);
     for (u64 a = align_down(address, page_size) + page_size; a < address + length; a += page_size) {
-        if (mtrr_type_of(s, a) != first) return mtrr_mixed;
+        if (mtrr_type_of(s, a) != first)
+            return mtrr_mixed;
     }
     return first;
 }

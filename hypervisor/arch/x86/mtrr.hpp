@@ -8,14 +8,14 @@
 namespace godwit::hv {
 
 struct MtrrState {
-    bool enabled;            // IA32_MTRR_DEF_TYPE.E
-    bool fixed_enabled;      // IA32_MTRR_DEF_TYPE.FE (and MTRRCAP.FIX)
+    bool enabled;       // IA32_MTRR_DEF_TYPE.E
+    bool fixed_enabled; // IA32_MTRR_DEF_TYPE.FE (and MTRRCAP.FIX)
     u8 default_type;
-    u64 fixed[11];           // 64K_00000, 16K_80000, 16K_A0000, 4K_C0000 ... 4K_F8000
+    u64 fixed[11]; // 64K_00000, 16K_80000, 16K_A0000, 4K_C0000 ... 4K_F8000
     u32 variable_count;
-    u64 variable_base[16];   // IA32_MTRR_PHYSBASEn
-    u64 variable_mask[16];   // IA32_MTRR_PHYSMASKn (bit 11 = valid)
-    u64 physical_address_mask;  // (1 << MAXPHYADDR) - 1
+    u64 variable_base[16];     // IA32_MTRR_PHYSBASEn
+    u64 variable_mask[16];     // IA32_MTRR_PHYSMASKn (bit 11 = valid)
+    u64 physical_address_mask; // (1 << MAXPHYADDR) - 1
 };
 
 inline constexpr u8 mtrr_uc = 0, mtrr_wc = 1, mtrr_wt = 4, mtrr_wp = 5, mtrr_wb = 6;

@@ -11,7 +11,7 @@ namespace godwit::vhd {
 namespace {
 
 class PosixBlockFile final : public BlockFile {
-public:
+  public:
     PosixBlockFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
     ~PosixBlockFile() override { ::close(fd_); }
 
@@ -20,12 +20,14 @@ public:
         while (length > 0) {
             ssize_t n = ::pread(fd_, p, length, static_cast<off_t>(offset));
             if (n < 0) {
-                if (errno == EINTR) continue;
+                if (errno == EINTR)
+                    continue;
                 throw system_error("read " + path_, errno);
             }
             if (n == 0) {
-                throw Error(ErrorCode::invalid_input, path_ + ": unexpected end of file at offset " +
-                                                          std::to_string(offset) + " (truncated file?)");
+                throw Error(ErrorCode::invalid_input,
+                            path_ + ": unexpected end of file at offset " + std::to_string(offset) +
+                                " (truncated file?)");
             }
             p += n;
             length -= static_cast<std::size_t>(n);
@@ -38,7 +40,8 @@ public:
         while (length > 0) {
             ssize_t n = ::pwrite(fd_, p, length, static_cast<off_t>(offset));
             if (n < 0) {
-                if (errno == EINTR) continue;
+                if (errno == EINTR)
+                    continue;
                 throw system_error("write " + path_, errno);
             }
             p += n;
@@ -48,27 +51,30 @@ public:
     }
 
     void sync() override {
-        if (::fdatasync(fd_) != 0) throw system_error("fdatasync " + path_, errno);
+        if (::fdatasync(fd_) != 0)
+            throw system_error("fdatasync " + path_, errno);
     }
 
     std::uint64_t size() const override {
-        struct stat st{};
-        if (::fstat(fd_, &st) != 0) throw system_error("stat " + path_, errno);
+        struct stat st {};
+        if (::fstat(fd_, &st) != 0)
+            throw system_error("stat " + path_, errno);
         return static_cast<std::uint64_t>(st.st_size);
     }
 
     void truncate(std::uint64_t size) override {
-        if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) throw system_error("truncate " + path_, errno);
+        if (::ftruncate(fd_, static_cast<off_t>(size)) != 0)
+            throw system_error("truncate " + path_, errno);
     }
 
     bool punch_hole(std::uint64_t offset, std::uint64_t length) override {
-        return ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                           static_cast<off_t>(length)) == 0;
+        return ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                           static_cast<off_t>(offset), static_cast<off_t>(length)) == 0;
     }
 
     const std::string& path() const override { return path_; }
 
-private:
+  private:
     std::string path_;
     int fd_;
 };
@@ -78,14 +84,21 @@ private:
 std::unique_ptr<BlockFile> open_posix_file(const std::string& path, OpenMode mode) {
     int flags = O_CLOEXEC;
     switch (mode) {
-    case OpenMode::read_only: flags |= O_RDONLY; break;
-    case OpenMode::read_write: flags |= O_RDWR; break;
-    case OpenMode::create_new: flags |= O_RDWR | O_CREAT | O_EXCL; break;
+    case OpenMode::read_only:
+        flags |= O_RDONLY;
+        break;
+    case OpenMode::read_write:
+        flags |= O_RDWR;
+        break;
+    case OpenMode::create_new:
+        flags |= O_RDWR | O_CREAT | O_EXCL;
+        break;
     }
     int fd = ::open(path.c_str(), flags, 0644);
     if (fd < 0) {
         int err = errno;
-        if (err == EEXIST) throw Error(ErrorCode::conflict, path + " already exists");
+        if (err == EEXIST)
+            throw Error(ErrorCode::conflict, path + " already exists");
         throw system_error("open " + path, err);
     }
     return std::make_unique<PosixBlockFile>(path, fd);

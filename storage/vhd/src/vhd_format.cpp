@@ -10,7 +10,8 @@ namespace {
 
 std::uint64_t be(const std::uint8_t* p, int n) {
     std::uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v = (v << 8) | p[i];
+    for (int i = 0; i < n; ++i)
+        v = (v << 8) | p[i];
     return v;
 }
 void put_be(std::uint8_t* p, std::uint64_t v, int n) {
@@ -24,9 +25,12 @@ void put_be(std::uint8_t* p, std::uint64_t v, int n) {
 
 const char* to_string(DiskType t) {
     switch (t) {
-    case DiskType::fixed: return "fixed";
-    case DiskType::dynamic: return "dynamic";
-    case DiskType::differencing: return "differencing";
+    case DiskType::fixed:
+        return "fixed";
+    case DiskType::dynamic:
+        return "dynamic";
+    case DiskType::differencing:
+        return "differencing";
     }
     return "unknown";
 }
@@ -34,7 +38,8 @@ const char* to_string(DiskType t) {
 Geometry geometry_for(std::uint64_t size_bytes) {
     std::uint64_t total = size_bytes / sector_size;
     std::uint64_t spt, heads, cth;
-    if (total > 65535ull * 16 * 255) total = 65535ull * 16 * 255;
+    if (total > 65535ull * 16 * 255)
+        total = 65535ull * 16 * 255;
     if (total >= 65535ull * 16 * 63) {
         spt = 255;
         heads = 16;
@@ -43,7 +48,8 @@ Geometry geometry_for(std::uint64_t size_bytes) {
         spt = 17;
         cth = total / spt;
         heads = (cth + 1023) / 1024;
-        if (heads < 4) heads = 4;
+        if (heads < 4)
+            heads = 4;
         if (cth >= heads * 1024 || heads > 16) {
             spt = 31;
             heads = 16;
@@ -59,19 +65,24 @@ Geometry geometry_for(std::uint64_t size_bytes) {
                     static_cast<std::uint8_t>(spt)};
 }
 
-std::uint32_t vhd_checksum(const std::uint8_t* bytes, std::size_t length, std::size_t checksum_offset) {
+std::uint32_t vhd_checksum(const std::uint8_t* bytes, std::size_t length,
+                           std::size_t checksum_offset) {
     std::uint32_t sum = 0;
     for (std::size_t i = 0; i < length; ++i) {
-        if (i >= checksum_offset && i < checksum_offset + 4) continue;
+        if (i >= checksum_offset && i < checksum_offset + 4)
+            continue;
         sum += bytes[i];
     }
     return ~sum;
 }
 
-bool looks_like_footer(const std::uint8_t* bytes) { return std::memcmp(bytes, "conectix", 8) == 0; }
+bool looks_like_footer(const std::uint8_t* bytes) {
+    return std::memcmp(bytes, "conectix", 8) == 0;
+}
 
 Footer parse_footer(const std::uint8_t* b) {
-    if (!looks_like_footer(b)) throw Error(ErrorCode::invalid_input, "no VHD footer (cookie 'conectix' missing)");
+    if (!looks_like_footer(b))
+        throw Error(ErrorCode::invalid_input, "no VHD footer (cookie 'conectix' missing)");
     Footer f;
     f.features = static_cast<std::uint32_t>(be(b + 8, 4));
     f.format_version = static_cast<std::uint32_t>(be(b + 12, 4));
@@ -89,12 +100,14 @@ Footer parse_footer(const std::uint8_t* b) {
     f.saved_state = b[84];
     f.checksum_ok = f.checksum == vhd_checksum(b, 512, 64);
     if (type < 2 || type > 4) {
-        throw Error(ErrorCode::invalid_input, "VHD footer has unknown disk type " + std::to_string(type));
+        throw Error(ErrorCode::invalid_input,
+                    "VHD footer has unknown disk type " + std::to_string(type));
     }
     f.type = static_cast<DiskType>(type);
     if ((f.format_version >> 16) != 1) {
-        throw Error(ErrorCode::unsupported, "VHD format version " + std::to_string(f.format_version >> 16) +
-                                                "." + std::to_string(f.format_version & 0xFFFF) + " is not 1.x");
+        throw Error(ErrorCode::unsupported,
+                    "VHD format version " + std::to_string(f.format_version >> 16) + "." +
+                        std::to_string(f.format_version & 0xFFFF) + " is not 1.x");
     }
     if (f.current_size > max_disk_size || f.current_size % sector_size != 0) {
         throw Error(ErrorCode::invalid_input, "VHD size " + std::to_string(f.current_size) +
@@ -140,18 +153,22 @@ DynamicHeader parse_dynamic_header(const std::uint8_t* b) {
     h.parent_timestamp = static_cast<std::uint32_t>(be(b + 56, 4));
     for (int i = 0; i < 256; ++i) {
         char16_t c = static_cast<char16_t>(be(b + 64 + 2 * i, 2));
-        if (c == 0) break;
+        if (c == 0)
+            break;
         h.parent_name.push_back(c);
     }
     for (int i = 0; i < 8; ++i) {
         const std::uint8_t* e = b + 576 + 24 * i;
-        h.locators[i] = ParentLocator{static_cast<LocatorPlatform>(be(e, 4)), static_cast<std::uint32_t>(be(e + 4, 4)),
+        h.locators[i] = ParentLocator{static_cast<LocatorPlatform>(be(e, 4)),
+                                      static_cast<std::uint32_t>(be(e + 4, 4)),
                                       static_cast<std::uint32_t>(be(e + 8, 4)), be(e + 16, 8)};
     }
     h.checksum_ok = h.checksum == vhd_checksum(b, 1024, 36);
-    if (h.block_size < sector_size * 8 || (h.block_size & (h.block_size - 1)) != 0 || h.block_size > (256u << 20)) {
+    if (h.block_size < sector_size * 8 || (h.block_size & (h.block_size - 1)) != 0 ||
+        h.block_size > (256u << 20)) {
         throw Error(ErrorCode::invalid_input,
-                    "VHD block size " + std::to_string(h.block_size) + " is not a power of two between 4 KiB and 256 MiB");
+                    "VHD block size " + std::to_string(h.block_size) +
+                        " is not a power of two between 4 KiB and 256 MiB");
     }
     return h;
 }
@@ -166,7 +183,8 @@ std::array<std::uint8_t, 1024> serialize_dynamic_header(const DynamicHeader& h) 
     put_be(b.data() + 32, h.block_size, 4);
     std::memcpy(b.data() + 40, h.parent_uuid.data(), 16);
     put_be(b.data() + 56, h.parent_timestamp, 4);
-    for (std::size_t i = 0; i < h.parent_name.size() && i < 256; ++i) put_be(b.data() + 64 + 2 * i, h.parent_name[i], 2);
+    for (std::size_t i = 0; i < h.parent_name.size() && i < 256; ++i)
+        put_be(b.data() + 64 + 2 * i, h.parent_name[i], 2);
     for (int i = 0; i < 8; ++i) {
         std::uint8_t* e = b.data() + 576 + 24 * i;
         put_be(e, static_cast<std::uint32_t>(h.locators[i].platform), 4);
@@ -184,12 +202,23 @@ std::u16string utf8_to_utf16(const std::string& s) {
         unsigned char c = static_cast<unsigned char>(s[i]);
         std::uint32_t cp;
         int n;
-        if (c < 0x80) { cp = c; n = 1; }
-        else if ((c >> 5) == 6) { cp = c & 0x1F; n = 2; }
-        else if ((c >> 4) == 14) { cp = c & 0x0F; n = 3; }
-        else { cp = c & 0x07; n = 4; }
-        if (i + n > s.size()) throw Error(ErrorCode::invalid_input, "path is not valid UTF-8");
-        for (int k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+        if (c < 0x80) {
+            cp = c;
+            n = 1;
+        } else if ((c >> 5) == 6) {
+            cp = c & 0x1F;
+            n = 2;
+        } else if ((c >> 4) == 14) {
+            cp = c & 0x0F;
+            n = 3;
+        } else {
+            cp = c & 0x07;
+            n = 4;
+        }
+        if (i + n > s.size())
+            throw Error(ErrorCode::invalid_input, "path is not valid UTF-8");
+        for (int k = 1; k < n; ++k)
+            cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
         i += n;
         if (cp >= 0x10000) {
             cp -= 0x10000;
@@ -206,8 +235,10 @@ std::string utf16_to_utf8(const std::u16string& s) {
     std::string out;
     for (std::size_t i = 0; i < s.size(); ++i) {
         std::uint32_t cp = s[i];
-        if (cp >= 0xD800 && cp < 0xDC00 && i + 1 < s.size()) cp = 0x10000 + ((cp - 0xD800) << 10) + (s[++i] - 0xDC00);
-        if (cp < 0x80) out.push_back(static_cast<char>(cp));
+        if (cp >= 0xD800 && cp < 0xDC00 && i + 1 < s.size())
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (s[++i] - 0xDC00);
+        if (cp < 0x80)
+            out.push_back(static_cast<char>(cp));
         else if (cp < 0x800) {
             out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
             out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));

@@ -23,18 +23,21 @@ double raw_tcp_bytes_per_s(std::uint64_t bytes) {
     std::thread receiver([&] {
         auto ch = listener.accept(plain, seconds(30));
         std::vector<std::uint8_t> buf(1 << 20);
-        for (std::uint64_t got = 0; got < bytes; got += buf.size()) ch->read_exact(buf.data(), buf.size());
+        for (std::uint64_t got = 0; got < bytes; got += buf.size())
+            ch->read_exact(buf.data(), buf.size());
     });
     auto ch = connect_channel("127.0.0.1", listener.port(), plain, seconds(30));
     std::vector<std::uint8_t> buf(1 << 20, 0x5A);
     auto t0 = steady_clock::now();
-    for (std::uint64_t sent = 0; sent < bytes; sent += buf.size()) ch->write_all(buf.data(), buf.size());
+    for (std::uint64_t sent = 0; sent < bytes; sent += buf.size())
+        ch->write_all(buf.data(), buf.size());
     receiver.join();
     return bytes / duration<double>(steady_clock::now() - t0).count();
 }
 
-nlohmann::ordered_json migrate(const std::string& name, std::uint64_t pages, double zero_fraction, double dirty_pps,
-                               bool tls_on, double raw_bps, double downtime_limit_ms = 300) {
+nlohmann::ordered_json migrate(const std::string& name, std::uint64_t pages, double zero_fraction,
+                               double dirty_pps, bool tls_on, double raw_bps,
+                               double downtime_limit_ms = 300) {
     testing::SyntheticGuest guest(pages, zero_fraction, 3);
     guest.start_writers(2, dirty_pps);
     testing::SyntheticIncomingVm incoming(pages);
@@ -50,7 +53,7 @@ nlohmann::ordered_json migrate(const std::string& name, std::uint64_t pages, dou
     });
     auto ch = connect_channel("127.0.0.1", listener.port(), plain, seconds(60));
     SourceOptions o;
-    o.digest = false;  // verification is the tests' job; here it would inflate the downtime
+    o.digest = false; // verification is the tests' job; here it would inflate the downtime
     o.downtime_limit_ms = downtime_limit_ms;
     Report r = migrate_out(*ch, guest, guest, guest, guest, o);
     receiver.join();
@@ -79,7 +82,8 @@ nlohmann::ordered_json migrate(const std::string& name, std::uint64_t pages, dou
 int main(int argc, char** argv) {
     std::uint64_t mib = 1024;
     for (int i = 1; i + 1 < argc; ++i) {
-        if (std::string(argv[i]) == "--mib") mib = std::stoull(argv[i + 1]);
+        if (std::string(argv[i]) == "--mib")
+            mib = std::stoull(argv[i + 1]);
     }
     std::uint64_t pages = mib * 256;
     nlohmann::ordered_json out;
@@ -93,7 +97,8 @@ int main(int argc, char** argv) {
     out["results"].push_back(migrate("idle", pages, 0.0, 0, false, raw));
     out["results"].push_back(migrate("half_zero_pages", pages, 0.5, 0, false, raw));
     // Dirtying at 10% of the raw bandwidth, in pages per second.
-    out["results"].push_back(migrate("dirty_10pct_of_bandwidth", pages, 0.0, 0.1 * raw / page_size, false, raw, 20));
+    out["results"].push_back(
+        migrate("dirty_10pct_of_bandwidth", pages, 0.0, 0.1 * raw / page_size, false, raw, 20));
     std::cout << out.dump(2) << std::endl;
     return 0;
 }

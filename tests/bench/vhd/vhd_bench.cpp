@@ -43,33 +43,41 @@ double run(const std::string& workload, Target& t, std::uint64_t size) {
     const std::uint64_t random_ops = 8192;
     if (workload == "seq_write_1m") {
         double s = seconds_of([&] {
-            for (std::uint64_t off = 0; off < size; off += big.size()) t.write(off, big.data(), big.size());
+            for (std::uint64_t off = 0; off < size; off += big.size())
+                t.write(off, big.data(), big.size());
             t.flush();
         });
         return size / s;
     }
     if (workload == "seq_read_1m") {
         double s = seconds_of([&] {
-            for (std::uint64_t off = 0; off < size; off += big.size()) t.read(off, big.data(), big.size());
+            for (std::uint64_t off = 0; off < size; off += big.size())
+                t.read(off, big.data(), big.size());
         });
         return size / s;
     }
     if (workload == "rand_write_4k") {
         double s = seconds_of([&] {
-            for (std::uint64_t i = 0; i < random_ops; ++i) t.write((rng() % (size / 4096)) * 4096, small.data(), 4096);
+            for (std::uint64_t i = 0; i < random_ops; ++i)
+                t.write((rng() % (size / 4096)) * 4096, small.data(), 4096);
             t.flush();
         });
         return random_ops * 4096 / s;
     }
-    double s = seconds_of([&] {  // rand_read_4k
-        for (std::uint64_t i = 0; i < random_ops; ++i) t.read((rng() % (size / 4096)) * 4096, small.data(), 4096);
+    double s = seconds_of([&] { // rand_read_4k
+        for (std::uint64_t i = 0; i < random_ops; ++i)
+            t.read((rng() % (size / 4096)) * 4096, small.data(), 4096);
     });
     return random_ops * 4096 / s;
 }
 
 Target raw_target(int fd) {
-    return Target{[fd](std::uint64_t o, void* b, std::size_t n) { (void)!::pread(fd, b, n, static_cast<off_t>(o)); },
-                  [fd](std::uint64_t o, const void* b, std::size_t n) { (void)!::pwrite(fd, b, n, static_cast<off_t>(o)); },
+    return Target{[fd](std::uint64_t o, void* b, std::size_t n) {
+                      (void)!::pread(fd, b, n, static_cast<off_t>(o));
+                  },
+                  [fd](std::uint64_t o, const void* b, std::size_t n) {
+                      (void)!::pwrite(fd, b, n, static_cast<off_t>(o));
+                  },
                   [fd] { ::fdatasync(fd); }};
 }
 
@@ -85,8 +93,10 @@ int main(int argc, char** argv) {
     std::string dir = fs::temp_directory_path().string();
     std::uint64_t size = 256ull << 20;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (std::string(argv[i]) == "--dir") dir = argv[i + 1];
-        if (std::string(argv[i]) == "--size-mib") size = std::stoull(argv[i + 1]) << 20;
+        if (std::string(argv[i]) == "--dir")
+            dir = argv[i + 1];
+        if (std::string(argv[i]) == "--size-mib")
+            size = std::stoull(argv[i + 1]) << 20;
     }
     fs::path work = fs::path(dir) / ("godwit-vhd-bench-" + std::to_string(::getpid()));
     fs::create_directories(work);
@@ -112,7 +122,8 @@ int main(int argc, char** argv) {
             int fd = ::open((work / "raw.img").c_str(), O_RDWR | O_CREAT, 0644);
             (void)!::ftruncate(fd, static_cast<off_t>(size));
             Target raw = raw_target(fd);
-            if (!writes) run("seq_write_1m", raw, size);  // reads read real data
+            if (!writes)
+                run("seq_write_1m", raw, size); // reads read real data
             raw_runs.push_back(run(w, raw, size));
             ::close(fd);
             for (DiskType t : {DiskType::fixed, DiskType::dynamic}) {
@@ -123,11 +134,13 @@ int main(int argc, char** argv) {
                 VhdImage::create((work / "d.vhd").string(), o);
                 auto img = VhdImage::open((work / "d.vhd").string(), true);
                 Target v = vhd_target(*img);
-                if (!writes) run("seq_write_1m", v, size);
+                if (!writes)
+                    run("seq_write_1m", v, size);
                 (t == DiskType::fixed ? fixed_runs : dynamic_runs).push_back(run(w, v, size));
             }
         }
-        double raw_bps = median(raw_runs), fixed_bps = median(fixed_runs), dynamic_bps = median(dynamic_runs);
+        double raw_bps = median(raw_runs), fixed_bps = median(fixed_runs),
+               dynamic_bps = median(dynamic_runs);
         out["results"][w] = {{"raw_mib_s", raw_bps / (1 << 20)},
                              {"fixed_mib_s", fixed_bps / (1 << 20)},
                              {"fixed_ratio", fixed_bps / raw_bps},

@@ -12,11 +12,12 @@ using namespace godwit::migration;
 namespace {
 
 class BufferChannel final : public Channel {
-public:
+  public:
     BufferChannel(const std::uint8_t* d, std::size_t n) : data_(d), size_(n) {}
-    void write_all(const void*, std::size_t n) override { bytes_written += n; }  // ACKs go nowhere
+    void write_all(const void*, std::size_t n) override { bytes_written += n; } // ACKs go nowhere
     void read_exact(void* out, std::size_t n) override {
-        if (n > size_ - pos_) throw godwit::Error(godwit::ErrorCode::protocol, "end of input");
+        if (n > size_ - pos_)
+            throw godwit::Error(godwit::ErrorCode::protocol, "end of input");
         std::memcpy(out, data_ + pos_, n);
         pos_ += n;
         bytes_read += n;
@@ -24,7 +25,7 @@ public:
     void close() override {}
     std::string peer() const override { return "fuzz"; }
 
-private:
+  private:
     const std::uint8_t* data_;
     std::size_t size_, pos_ = 0;
 };
@@ -33,7 +34,7 @@ private:
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     BufferChannel ch(data, size);
-    testing::SyntheticIncomingVm vm(256);  // at most 1 MiB of guest memory
+    testing::SyntheticIncomingVm vm(256); // at most 1 MiB of guest memory
     (void)migrate_in(ch, vm);
     return 0;
 }

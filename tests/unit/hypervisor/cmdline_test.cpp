@@ -19,9 +19,9 @@ TEST(Cmdline, Values) {
     char v[16];
     EXPECT_TRUE(cmdline_value("a=1 loglevel=debug", "loglevel", v, sizeof v));
     EXPECT_STREQ(v, "debug");
-    EXPECT_FALSE(cmdline_value("loglevel", "loglevel", v, sizeof v));  // no '='
+    EXPECT_FALSE(cmdline_value("loglevel", "loglevel", v, sizeof v)); // no '='
     EXPECT_TRUE(cmdline_value("k=0123456789abcdefXYZ", "k", v, sizeof v));
-    EXPECT_STREQ(v, "0123456789abcde");  // truncated, terminated
+    EXPECT_STREQ(v, "0123456789abcde"); // truncated, terminated
 }
 
 TEST(Cmdline, Numbers) {
@@ -35,7 +35,7 @@ TEST(Cmdline, Numbers) {
     EXPECT_FALSE(parse_u64("", n));
     EXPECT_FALSE(parse_u64("0x", n));
     EXPECT_FALSE(parse_u64("12z", n));
-    EXPECT_FALSE(parse_u64("99999999999999999999", n));  // overflow
+    EXPECT_FALSE(parse_u64("99999999999999999999", n)); // overflow
 }
 
 } // namespace

@@ -10,18 +10,19 @@ namespace {
 TEST(CpuidPolicy, Leaf1HidesVmxAndMirrorsGuestOsxsave) {
     CpuidValues host{0x806EA, 0, (1u << 5) | (1u << 27) | 1u, 0};
     auto g = guest_cpuid(1, 0, host, 0);
-    EXPECT_EQ(g.ecx & (1u << 5), 0u);          // no nested VT-x
-    EXPECT_NE(g.ecx & (1u << 31), 0u);         // running under a hypervisor
-    EXPECT_EQ(g.ecx & (1u << 27), 0u);         // guest CR4.OSXSAVE clear
-    EXPECT_NE(g.ecx & 1u, 0u);                 // the rest passes through
+    EXPECT_EQ(g.ecx & (1u << 5), 0u);  // no nested VT-x
+    EXPECT_NE(g.ecx & (1u << 31), 0u); // running under a hypervisor
+    EXPECT_EQ(g.ecx & (1u << 27), 0u); // guest CR4.OSXSAVE clear
+    EXPECT_NE(g.ecx & 1u, 0u);         // the rest passes through
     auto g2 = guest_cpuid(1, 0, CpuidValues{0, 0, 0, 0}, 1ull << 18);
-    EXPECT_NE(g2.ecx & (1u << 27), 0u);        // guest CR4.OSXSAVE set
+    EXPECT_NE(g2.ecx & (1u << 27), 0u); // guest CR4.OSXSAVE set
 }
 
 TEST(CpuidPolicy, Leaf7MirrorsGuestPke) {
     EXPECT_EQ(guest_cpuid(7, 0, {0, 0, 1u << 4, 0}, 0).ecx & (1u << 4), 0u);
     EXPECT_NE(guest_cpuid(7, 0, {0, 0, 0, 0}, 1ull << 22).ecx & (1u << 4), 0u);
-    EXPECT_NE(guest_cpuid(7, 1, {0, 0, 1u << 4, 0}, 0).ecx & (1u << 4), 0u);  // other subleaf untouched
+    EXPECT_NE(guest_cpuid(7, 1, {0, 0, 1u << 4, 0}, 0).ecx & (1u << 4),
+              0u); // other subleaf untouched
 }
 
 TEST(CpuidPolicy, HypervisorLeaves) {

@@ -10,10 +10,10 @@ TEST(DirtyBitmap, MarksWithinRange) {
     DirtyBitmap b;
     b.init(storage, 0x100000, 100);
     b.mark(0x100000);
-    b.mark(0x100FFF);  // same page
+    b.mark(0x100FFF); // same page
     b.mark(0x100000 + 99 * 4096);
-    b.mark(0x100000 + 100 * 4096);  // just past the end
-    b.mark(0xFFFFF);                // just before
+    b.mark(0x100000 + 100 * 4096); // just past the end
+    b.mark(0xFFFFF);               // just before
     EXPECT_EQ(b.count(), 2u);
     EXPECT_EQ(b.out_of_range(), 2u);
     EXPECT_TRUE(b.test(0x100000 + 99 * 4096 + 5));
@@ -26,10 +26,11 @@ TEST(Pml, HarvestsValidEntriesOnly) {
     DirtyBitmap b;
     b.init(storage, 0, 64);
     u64 log[pml_entries] = {};
-    for (u32 i = 0; i < pml_entries; ++i) log[i] = 0x3F000;  // stale garbage
+    for (u32 i = 0; i < pml_entries; ++i)
+        log[i] = 0x3F000; // stale garbage
     log[511] = 0x3000;
-    log[510] = 0x7123;  // Bochs 2.7: not 4 KiB aligned
-    log[509] = 0x3000;  // duplicates are fine
+    log[510] = 0x7123; // Bochs 2.7: not 4 KiB aligned
+    log[509] = 0x3000; // duplicates are fine
     EXPECT_EQ(harvest_pml(log, 508, b), 3u);
     EXPECT_EQ(b.count(), 2u);
     EXPECT_TRUE(b.test(0x3000) && b.test(0x7000));
@@ -41,9 +42,10 @@ TEST(Pml, FullAndEmptyLogs) {
     DirtyBitmap b;
     b.init(storage, 0, 64);
     u64 log[pml_entries];
-    for (u32 i = 0; i < pml_entries; ++i) log[i] = (i % 64) * 4096;
+    for (u32 i = 0; i < pml_entries; ++i)
+        log[i] = (i % 64) * 4096;
     EXPECT_EQ(harvest_pml(log, 511, b), 0u);      // nothing logged yet
-    EXPECT_EQ(harvest_pml(log, 0xFFFF, b), 512u);  // index wrapped: all entries valid
+    EXPECT_EQ(harvest_pml(log, 0xFFFF, b), 512u); // index wrapped: all entries valid
     EXPECT_EQ(b.count(), 64u);
 }
 

@@ -10,9 +10,10 @@ namespace godwit::hv::ept {
 namespace {
 
 class FakeTableMemory final : public TableMemory {
-public:
+  public:
     u64 allocate_table() override {
-        if (limit_ != 0 && pages_.size() >= limit_) return 0;
+        if (limit_ != 0 && pages_.size() >= limit_)
+            return 0;
         u64 pa = next_;
         next_ += 0x1000;
         pages_[pa] = std::make_unique<u64[]>(512);
@@ -23,7 +24,7 @@ public:
     usize live() const { return pages_.size(); }
     void set_limit(usize n) { limit_ = n; }
 
-private:
+  private:
     std::map<u64, std::unique_ptr<u64[]>> pages_;
     u64 next_ = 0x7000000;
     usize limit_ = 0;
@@ -47,8 +48,10 @@ TEST(EptTable, MapsAllThreeSizes) {
     EptTable t(mem);
     ASSERT_EQ(t.init(), Status::ok);
     ASSERT_EQ(t.map(0x1000, 0x55000, PageSize::size_4k, access_rwx, memory_type_wb), Status::ok);
-    ASSERT_EQ(t.map(0x200000, 0x40000000, PageSize::size_2m, access_read, memory_type_wb), Status::ok);
-    ASSERT_EQ(t.map(0x80000000, 0xC0000000, PageSize::size_1g, access_rwx, memory_type_uc), Status::ok);
+    ASSERT_EQ(t.map(0x200000, 0x40000000, PageSize::size_2m, access_read, memory_type_wb),
+              Status::ok);
+    ASSERT_EQ(t.map(0x80000000, 0xC0000000, PageSize::size_1g, access_rwx, memory_type_uc),
+              Status::ok);
     auto a = tr(t, 0x1234);
     EXPECT_TRUE(a.mapped);
     EXPECT_EQ(a.hpa, 0x55234u);
@@ -74,13 +77,18 @@ TEST(EptTable, RejectsMisalignedAndOutOfRange) {
     FakeTableMemory mem;
     EptTable t(mem);
     ASSERT_EQ(t.init(), Status::ok);
-    EXPECT_EQ(t.map(0x1000, 0x2000, PageSize::size_2m, access_rwx, memory_type_wb), Status::misaligned);
-    EXPECT_EQ(t.map(0x1001, 0x2000, PageSize::size_4k, access_rwx, memory_type_wb), Status::misaligned);
-    EXPECT_EQ(t.map(1ull << 48, 0, PageSize::size_4k, access_rwx, memory_type_wb), Status::out_of_range);
+    EXPECT_EQ(t.map(0x1000, 0x2000, PageSize::size_2m, access_rwx, memory_type_wb),
+              Status::misaligned);
+    EXPECT_EQ(t.map(0x1001, 0x2000, PageSize::size_4k, access_rwx, memory_type_wb),
+              Status::misaligned);
+    EXPECT_EQ(t.map(1ull << 48, 0, PageSize::size_4k, access_rwx, memory_type_wb),
+              Status::out_of_range);
     EXPECT_EQ(t.unmap(0x5000), Status::not_mapped);
     // A 2 MiB mapping over an existing table of 4 KiB pages is refused, not silently leaked.
-    ASSERT_EQ(t.map(0x400000, 0x1000000, PageSize::size_4k, access_rwx, memory_type_wb), Status::ok);
-    EXPECT_EQ(t.map(0x400000, 0x1000000, PageSize::size_2m, access_rwx, memory_type_wb), Status::conflict);
+    ASSERT_EQ(t.map(0x400000, 0x1000000, PageSize::size_4k, access_rwx, memory_type_wb),
+              Status::ok);
+    EXPECT_EQ(t.map(0x400000, 0x1000000, PageSize::size_2m, access_rwx, memory_type_wb),
+              Status::conflict);
 }
 
 TEST(EptTable, UnmapSplitsLargePages) {
@@ -96,7 +104,7 @@ TEST(EptTable, UnmapSplitsLargePages) {
     EXPECT_EQ(before.size, PageSize::size_4k);
     auto far = tr(t, 0x3FFF0000);
     EXPECT_EQ(far.hpa, 0x7FFF0000u);
-    EXPECT_EQ(far.size, PageSize::size_2m);  // only the 2 MiB around the hole was split to 4K
+    EXPECT_EQ(far.size, PageSize::size_2m); // only the 2 MiB around the hole was split to 4K
 }
 
 TEST(EptTable, ProtectRangeSplitsOnlyAtEdges) {
@@ -104,14 +112,16 @@ TEST(EptTable, ProtectRangeSplitsOnlyAtEdges) {
     EptTable t(mem);
     ASSERT_EQ(t.init(), Status::ok);
     ASSERT_EQ(t.map(0, 0x10000000, PageSize::size_2m, access_rwx, memory_type_wb), Status::ok);
-    ASSERT_EQ(t.map(0x200000, 0x10200000, PageSize::size_2m, access_rwx, memory_type_wb), Status::ok);
-    ASSERT_EQ(t.map(0x400000, 0x10400000, PageSize::size_2m, access_rwx, memory_type_wb), Status::ok);
+    ASSERT_EQ(t.map(0x200000, 0x10200000, PageSize::size_2m, access_rwx, memory_type_wb),
+              Status::ok);
+    ASSERT_EQ(t.map(0x400000, 0x10400000, PageSize::size_2m, access_rwx, memory_type_wb),
+              Status::ok);
     // Write-protect 0x1FF000 .. 0x401000: straddles three 2 MiB pages.
     ASSERT_EQ(t.protect(0x1FF000, 0x202000, access_read | access_execute), Status::ok);
     EXPECT_EQ(tr(t, 0x1FE000).access, access_rwx);
     EXPECT_EQ(tr(t, 0x1FF000).access, access_read | access_execute);
     EXPECT_EQ(tr(t, 0x300000).access, access_read | access_execute);
-    EXPECT_EQ(tr(t, 0x300000).size, PageSize::size_2m);  // fully inside: kept large
+    EXPECT_EQ(tr(t, 0x300000).size, PageSize::size_2m); // fully inside: kept large
     EXPECT_EQ(tr(t, 0x400000).access, access_read | access_execute);
     EXPECT_EQ(tr(t, 0x401000).access, access_rwx);
     EXPECT_EQ(tr(t, 0x401000).hpa, 0x10401000u);
@@ -126,7 +136,9 @@ TEST(EptTable, DestroyFreesEveryTableAndOutOfMemoryIsReported) {
         EptTable t(mem);
         ASSERT_EQ(t.init(), Status::ok);
         for (u64 i = 0; i < 64; ++i) {
-            ASSERT_EQ(t.map(i << 30 | 0x5000, 0x1000, PageSize::size_4k, access_rwx, memory_type_wb), Status::ok);
+            ASSERT_EQ(
+                t.map(i << 30 | 0x5000, 0x1000, PageSize::size_4k, access_rwx, memory_type_wb),
+                Status::ok);
         }
         EXPECT_EQ(t.tables_in_use(), mem.live());
         t.destroy();
@@ -135,7 +147,8 @@ TEST(EptTable, DestroyFreesEveryTableAndOutOfMemoryIsReported) {
     mem.set_limit(2);
     EptTable small(mem);
     ASSERT_EQ(small.init(), Status::ok);
-    EXPECT_EQ(small.map(0x1000, 0x1000, PageSize::size_4k, access_rwx, memory_type_wb), Status::no_memory);
+    EXPECT_EQ(small.map(0x1000, 0x1000, PageSize::size_4k, access_rwx, memory_type_wb),
+              Status::no_memory);
 }
 
 } // namespace

@@ -32,10 +32,10 @@ TEST(Format, WidthPaddingJustification) {
 
 TEST(Format, StringsCharsPointers) {
     EXPECT_EQ(fmt("%s|%c|%%", "hi", 'x'), "hi|x|%");
-    const char* volatile null_string = nullptr;  // volatile: GCC would flag a literal null
+    const char* volatile null_string = nullptr; // volatile: GCC would flag a literal null
     EXPECT_EQ(fmt("%s", null_string), "(null)");
     EXPECT_EQ(fmt("%p", reinterpret_cast<void*>(0x200000)), "0x0000000000200000");
-    EXPECT_EQ(fmt("%q"), "%q");  // unknown conversions stay visible
+    EXPECT_EQ(fmt("%q"), "%q"); // unknown conversions stay visible
 }
 
 TEST(Format, TruncatesButReportsFullLength) {

@@ -5,14 +5,16 @@
 namespace godwit::hv::vmx {
 namespace {
 
-constexpr u64 cap(u32 must_be_one, u32 may_be_one) { return (u64{may_be_one} << 32) | must_be_one; }
+constexpr u64 cap(u32 must_be_one, u32 may_be_one) {
+    return (u64{may_be_one} << 32) | must_be_one;
+}
 
 TEST(VmxControls, ComputedFromAllowedSettings) {
     u32 out = 0;
     // bits 1,2 must be 1; bits 0..7 and 31 may be 1.
     u64 c = cap(0x6, 0x800000FF);
     ASSERT_TRUE(compute_controls(c, 1u << 7, (1u << 31) | (1u << 12), out));
-    EXPECT_EQ(out, 0x6u | (1u << 7) | (1u << 31));  // optional bit 12 not allowed: dropped
+    EXPECT_EQ(out, 0x6u | (1u << 7) | (1u << 31)); // optional bit 12 not allowed: dropped
 }
 
 TEST(VmxControls, FailsWhenARequiredBitIsNotAllowed) {
@@ -35,8 +37,9 @@ CapabilityMsrs skylake_like() {
     c.pinbased = cap(0x16, 0x7F);
     c.procbased = cap(0x04006172, 0xFFF9FFFE);
     c.procbased2 = cap(0, (1u << 1) | (1u << 3) | (1u << 5) | (1u << 7) | (1u << 17));
-    c.ept_vpid = (1ull << 6) | (1ull << 14) | (1ull << 16) | (1ull << 17) | (1ull << 20) | (1ull << 21) |
-                 (1ull << 25) | (1ull << 26) | (1ull << 32) | (1ull << 41) | (1ull << 42);
+    c.ept_vpid = (1ull << 6) | (1ull << 14) | (1ull << 16) | (1ull << 17) | (1ull << 20) |
+                 (1ull << 21) | (1ull << 25) | (1ull << 26) | (1ull << 32) | (1ull << 41) |
+                 (1ull << 42);
     c.misc = 0x600401e0 | 5;
     return c;
 }
@@ -59,11 +62,11 @@ TEST(VmxFeatures, PmlNeedsAccessedDirtyAndSecondaryControls) {
     c.ept_vpid &= ~(1ull << 21);
     EXPECT_FALSE(decode_features(c).pml);
     c = skylake_like();
-    c.procbased = cap(0x04006172, 0x7FF9FFFE);  // no "activate secondary controls"
+    c.procbased = cap(0x04006172, 0x7FF9FFFE); // no "activate secondary controls"
     Features f = decode_features(c);
     EXPECT_FALSE(f.ept);
     EXPECT_FALSE(f.unrestricted_guest);
-    EXPECT_FALSE(f.ept_4level);  // EPT caps are not read without EPT
+    EXPECT_FALSE(f.ept_4level); // EPT caps are not read without EPT
 }
 
 } // namespace

@@ -16,7 +16,7 @@ TEST(VmxExit, ReasonField) {
 }
 
 TEST(VmxExit, CrAccess) {
-    auto c = decode_cr_access(0x0000000000000304);  // mov to CR4 from RBX
+    auto c = decode_cr_access(0x0000000000000304); // mov to CR4 from RBX
     EXPECT_EQ(c.cr, 4);
     EXPECT_EQ(c.access, 0);
     EXPECT_EQ(c.gpr, 3);
@@ -26,18 +26,18 @@ TEST(VmxExit, CrAccess) {
 }
 
 TEST(VmxExit, Io) {
-    auto out80 = decode_io(0x00800000);  // OUT 1 byte to 0x80
+    auto out80 = decode_io(0x00800000); // OUT 1 byte to 0x80
     EXPECT_EQ(out80.port, 0x80);
     EXPECT_EQ(out80.size, 1);
     EXPECT_FALSE(out80.in);
-    auto rep_insw = decode_io(0x01F00039);  // IN, string, rep, 2 bytes, port 0x1F0
+    auto rep_insw = decode_io(0x01F00039); // IN, string, rep, 2 bytes, port 0x1F0
     EXPECT_EQ(rep_insw.size, 2);
     EXPECT_TRUE(rep_insw.in && rep_insw.string && rep_insw.rep);
     EXPECT_EQ(rep_insw.port, 0x1F0);
 }
 
 TEST(VmxExit, EptViolation) {
-    auto v = decode_ept_violation(0x182);  // write to a present, readable-only page
+    auto v = decode_ept_violation(0x182); // write to a present, readable-only page
     EXPECT_TRUE(v.write);
     EXPECT_FALSE(v.read || v.execute);
     EXPECT_TRUE(v.linear_address_valid && v.caused_by_translation);
@@ -46,7 +46,8 @@ TEST(VmxExit, EptViolation) {
 
 TEST(VmxExit, InstructionErrors) {
     EXPECT_EQ(std::string(vm_instruction_error_text(7)), "VM entry with invalid control field(s)");
-    EXPECT_EQ(std::string(vm_instruction_error_text(8)), "VM entry with invalid host-state field(s)");
+    EXPECT_EQ(std::string(vm_instruction_error_text(8)),
+              "VM entry with invalid host-state field(s)");
     EXPECT_EQ(std::string(vm_instruction_error_text(1234)), "unknown VM-instruction error");
 }
 

@@ -59,7 +59,7 @@ TEST(BzImage, RejectsBadImages) {
     EXPECT_EQ(parse_bzimage(bad_magic.data(), bad_magic.size(), bz), Status::bad_magic);
 
     auto old = img;
-    old[0x206] = 0x0B;  // version 2.11
+    old[0x206] = 0x0B; // version 2.11
     EXPECT_EQ(parse_bzimage(old.data(), old.size(), bz), Status::protocol_too_old);
 
     auto no64 = img;
@@ -83,7 +83,7 @@ TEST(BzImage, ParsesDebianKernel) {
     ASSERT_EQ(parse_bzimage(img.data(), img.size(), bz), Status::ok);
     EXPECT_GE(bz.header.version, 0x020F);
     EXPECT_TRUE(bz.header.relocatable_kernel);
-    EXPECT_EQ(bz.load_address, 0x1000000u);  // Debian's CONFIG_PHYSICAL_START
+    EXPECT_EQ(bz.load_address, 0x1000000u); // Debian's CONFIG_PHYSICAL_START
     EXPECT_GT(bz.init_size, bz.kernel_size);
     EXPECT_GE(bz.cmdline_max, 2047u);
 }
@@ -93,10 +93,10 @@ TEST(E820, CarvesHypervisorOutOfRam) {
         {0, 0x9FC00, E820Type::ram},
         {0x9FC00, 0x400, E820Type::reserved},
         {0xF0000, 0x10000, E820Type::reserved},
-        {0x100000, 0x7EF0000, E820Type::ram},   // 1 MiB .. 128 MiB - 64 KiB
+        {0x100000, 0x7EF0000, E820Type::ram}, // 1 MiB .. 128 MiB - 64 KiB
         {0x7FF0000, 0x10000, E820Type::acpi},
     };
-    MemoryRange hv[] = {{0x200000, 0x600000, E820Type::reserved}};  // 2..8 MiB
+    MemoryRange hv[] = {{0x200000, 0x600000, E820Type::reserved}}; // 2..8 MiB
     E820Entry out[e820_max_entries];
     u32 n = 0;
     ASSERT_EQ(build_e820(ram, 5, hv, 1, out, n), Status::ok);
@@ -119,8 +119,8 @@ TEST(E820, CarvesHypervisorOutOfRam) {
 TEST(E820, OverlapsResolveToLargerTypeAndMerge) {
     MemoryRange ram[] = {
         {0x100000, 0x100000, E820Type::ram},
-        {0x180000, 0x100000, E820Type::ram},       // overlaps and extends: merged
-        {0x1C0000, 0x10000, E820Type::reserved},   // inside RAM: wins
+        {0x180000, 0x100000, E820Type::ram},     // overlaps and extends: merged
+        {0x1C0000, 0x10000, E820Type::reserved}, // inside RAM: wins
     };
     E820Entry out[e820_max_entries];
     u32 n = 0;
@@ -136,8 +136,8 @@ TEST(E820, OverlapsResolveToLargerTypeAndMerge) {
 
 TEST(E820, CarveOutOverHoleAddsNothingAndBadRangesIgnored) {
     MemoryRange ram[] = {{0x100000, 0x100000, E820Type::ram},
-                         {~0ull - 10, 100, E820Type::ram},  // wraps: ignored
-                         {0x500000, 0, E820Type::ram}};     // empty: ignored
+                         {~0ull - 10, 100, E820Type::ram}, // wraps: ignored
+                         {0x500000, 0, E820Type::ram}};    // empty: ignored
     MemoryRange hv[] = {{0x300000, 0x100000, E820Type::reserved}};
     E820Entry out[e820_max_entries];
     u32 n = 0;
@@ -163,17 +163,17 @@ TEST(BootParams, FilledFor64BitEntry) {
     std::memset(bp.get(), 0xCC, sizeof *bp);
     fill_boot_params(*bp, bz, {0x1'2000'0000, 0x1'0000'0000, 0x1234567, 0xF5A40}, e820, 2);
     const u8* raw = reinterpret_cast<const u8*>(bp.get());
-    EXPECT_EQ(raw[0x210], 0xFF);  // type_of_loader
+    EXPECT_EQ(raw[0x210], 0xFF); // type_of_loader
     EXPECT_EQ(bp->hdr.cmd_line_ptr, 0x2000'0000u);
     EXPECT_EQ(bp->ext_cmd_line_ptr, 1u);
     EXPECT_EQ(bp->hdr.ramdisk_image, 0u);
     EXPECT_EQ(bp->ext_ramdisk_image, 1u);
     EXPECT_EQ(bp->hdr.ramdisk_size, 0x1234567u);
     EXPECT_EQ(bp->acpi_rsdp_addr, 0xF5A40u);
-    EXPECT_EQ(raw[0x1E8], 2);  // e820_entries
+    EXPECT_EQ(raw[0x1E8], 2); // e820_entries
     EXPECT_EQ(bp->e820_table[1].size, 0x1FF00000u);
-    EXPECT_EQ(raw[0x1EF], 0);  // sentinel cleared: we know what we filled
-    EXPECT_EQ(raw[0x0], 0);    // the rest zeroed
+    EXPECT_EQ(raw[0x1EF], 0); // sentinel cleared: we know what we filled
+    EXPECT_EQ(raw[0x0], 0);   // the rest zeroed
 }
 
 } // namespace

@@ -21,17 +21,20 @@ namespace {
 
 TEST(Crc32c, KnownVector) {
     const char* s = "123456789";
-    EXPECT_EQ(crc32c(reinterpret_cast<const std::uint8_t*>(s), 9), 0xE3069283u);  // RFC 3720 check value
+    EXPECT_EQ(crc32c(reinterpret_cast<const std::uint8_t*>(s), 9),
+              0xE3069283u); // RFC 3720 check value
     EXPECT_EQ(crc32c(nullptr, 0), 0u);
 }
 
 TEST(Xbzrle, RoundTripAndLimits) {
     std::vector<std::uint8_t> before(4096), now(4096);
     std::mt19937 rng(1);
-    for (auto& b : before) b = static_cast<std::uint8_t>(rng());
+    for (auto& b : before)
+        b = static_cast<std::uint8_t>(rng());
     now = before;
     now[10] ^= 1;
-    for (int i = 2000; i < 2100; ++i) now[i] = 0xEE;
+    for (int i = 2000; i < 2100; ++i)
+        now[i] = 0xEE;
     now[4095] ^= 0xFF;
     std::vector<std::uint8_t> enc;
     ASSERT_TRUE(xbzrle::encode(before.data(), now.data(), 4096, 2048, enc));
@@ -44,16 +47,19 @@ TEST(Xbzrle, RoundTripAndLimits) {
     EXPECT_TRUE(enc.empty());
     // Entirely different: over the limit.
     std::vector<std::uint8_t> other(4096);
-    for (auto& b : other) b = static_cast<std::uint8_t>(rng() | 1);
-    for (std::size_t i = 0; i < 4096; ++i) other[i] = static_cast<std::uint8_t>(before[i] ^ 0x80);
+    for (auto& b : other)
+        b = static_cast<std::uint8_t>(rng() | 1);
+    for (std::size_t i = 0; i < 4096; ++i)
+        other[i] = static_cast<std::uint8_t>(before[i] ^ 0x80);
     EXPECT_FALSE(xbzrle::encode(before.data(), other.data(), 4096, 2048, enc));
 }
 
 TEST(Xbzrle, RejectsMalformedEncodings) {
     std::vector<std::uint8_t> page(4096, 0);
-    const std::uint8_t overrun[] = {0x80, 0x20, 0x01, 0x00};  // skip 4096, then 1 more byte: past the end
+    const std::uint8_t overrun[] = {0x80, 0x20, 0x01,
+                                    0x00}; // skip 4096, then 1 more byte: past the end
     EXPECT_FALSE(xbzrle::decode(overrun, sizeof overrun, page.data(), 4096));
-    const std::uint8_t short_literal[] = {0x00, 0x05, 0x01};  // 5 literal bytes promised, 1 given
+    const std::uint8_t short_literal[] = {0x00, 0x05, 0x01}; // 5 literal bytes promised, 1 given
     EXPECT_FALSE(xbzrle::decode(short_literal, sizeof short_literal, page.data(), 4096));
     const std::uint8_t bad_varint[] = {0x80, 0x80, 0x80, 0x80, 0x80};
     EXPECT_FALSE(xbzrle::decode(bad_varint, sizeof bad_varint, page.data(), 4096));
@@ -61,17 +67,19 @@ TEST(Xbzrle, RejectsMalformedEncodings) {
 
 // An in-process full-duplex pipe: two Channels backed by two byte queues.
 class PipeEnd final : public Channel {
-public:
+  public:
     struct Queue {
         std::mutex m;
         std::condition_variable cv;
         std::deque<std::uint8_t> bytes;
         bool closed = false;
     };
-    PipeEnd(std::shared_ptr<Queue> in, std::shared_ptr<Queue> out) : in_(std::move(in)), out_(std::move(out)) {}
+    PipeEnd(std::shared_ptr<Queue> in, std::shared_ptr<Queue> out)
+        : in_(std::move(in)), out_(std::move(out)) {}
     void write_all(const void* data, std::size_t n) override {
         std::lock_guard l(out_->m);
-        if (out_->closed) throw Error(ErrorCode::io, "pipe closed");
+        if (out_->closed)
+            throw Error(ErrorCode::io, "pipe closed");
         auto* p = static_cast<const std::uint8_t*>(data);
         out_->bytes.insert(out_->bytes.end(), p, p + n);
         bytes_written += n;
@@ -80,7 +88,8 @@ public:
     void read_exact(void* data, std::size_t n) override {
         std::unique_lock l(in_->m);
         in_->cv.wait(l, [&] { return in_->bytes.size() >= n || in_->closed; });
-        if (in_->bytes.size() < n) throw Error(ErrorCode::protocol, "pipe closed");
+        if (in_->bytes.size() < n)
+            throw Error(ErrorCode::protocol, "pipe closed");
         std::copy_n(in_->bytes.begin(), n, static_cast<std::uint8_t*>(data));
         in_->bytes.erase(in_->bytes.begin(), in_->bytes.begin() + static_cast<std::ptrdiff_t>(n));
         bytes_read += n;
@@ -94,14 +103,14 @@ public:
     }
     std::string peer() const override { return "pipe"; }
 
-private:
+  private:
     std::shared_ptr<Queue> in_, out_;
 };
 
 TEST(Migration, InProcessLiveMigrationWithDirtying) {
     auto a = std::make_shared<PipeEnd::Queue>(), b = std::make_shared<PipeEnd::Queue>();
     PipeEnd src(a, b), dst(b, a);
-    testing::SyntheticGuest guest(2048, 0.3, 5);  // 8 MiB, 30% zero pages
+    testing::SyntheticGuest guest(2048, 0.3, 5); // 8 MiB, 30% zero pages
     guest.start_writers(2, 20000);
     testing::SyntheticIncomingVm incoming;
     IncomingResult in;
@@ -132,7 +141,7 @@ TEST(Migration, DestinationRefusalRollsBackTheSource) {
     auto a = std::make_shared<PipeEnd::Queue>(), b = std::make_shared<PipeEnd::Queue>();
     PipeEnd src(a, b), dst(b, a);
     testing::SyntheticGuest guest(1024, 0, 5);
-    testing::SyntheticIncomingVm too_small(100);  // destination has no room
+    testing::SyntheticIncomingVm too_small(100); // destination has no room
     IncomingResult in;
     std::thread receiver([&] { in = migrate_in(dst, too_small); });
     Report r = migrate_out(src, guest, guest, guest, guest, SourceOptions{});

@@ -24,7 +24,8 @@ int run_echo(Invocation& inv) {
         throw Error(ErrorCode::not_found, "no such word");
     }
     if (inv.json) {
-        print_json(*inv.out, Json{{"word", vm["word"].as<std::string>()}, {"count", vm["count"].as<int>()}});
+        print_json(*inv.out,
+                   Json{{"word", vm["word"].as<std::string>()}, {"count", vm["count"].as<int>()}});
     } else {
         for (int i = 0; i < vm["count"].as<int>(); ++i) {
             *inv.out << vm["word"].as<std::string>() << '\n';
@@ -76,7 +77,7 @@ TEST(Cli, ErrorsBecomeExitCodes) {
 TEST(Cli, UsageErrors) {
     EXPECT_EQ(run_cli({"nosuch"}).code, 2);
     EXPECT_EQ(run_cli({"testgroup", "nosuch"}).code, 2);
-    EXPECT_EQ(run_cli({"testgroup", "echo"}).code, 2);  // missing required WORD
+    EXPECT_EQ(run_cli({"testgroup", "echo"}).code, 2); // missing required WORD
     EXPECT_EQ(run_cli({"testgroup", "echo", "--bogus", "x"}).code, 2);
     EXPECT_EQ(run_cli({"--log-level", "loud", "testgroup", "echo", "x"}).code, 2);
 }

@@ -8,17 +8,17 @@ namespace godwit::vhd {
 namespace {
 
 TEST(VhdGeometry, SpecAlgorithm) {
-    auto g = geometry_for(64ull << 20);  // 131072 sectors
+    auto g = geometry_for(64ull << 20); // 131072 sectors
     EXPECT_EQ(g.sectors_per_track, 17);
     EXPECT_EQ(g.heads, 8);
     EXPECT_EQ(g.cylinders, 963);
-    auto big = geometry_for(127ull << 30);  // beyond 65535*16*63 sectors
+    auto big = geometry_for(127ull << 30); // beyond 65535*16*63 sectors
     EXPECT_EQ(big.sectors_per_track, 255);
     EXPECT_EQ(big.heads, 16);
     auto max = geometry_for(2040ull << 30);
     EXPECT_EQ(max.cylinders, 65535);
     for (std::uint64_t mib : {1ull, 10ull, 100ull, 1000ull, 10000ull}) {
-        EXPECT_LE(geometry_for(mib << 20).bytes(), mib << 20);  // CHS never exceeds the size
+        EXPECT_LE(geometry_for(mib << 20).bytes(), mib << 20); // CHS never exceeds the size
     }
 }
 
@@ -36,7 +36,7 @@ TEST(VhdFooter, RoundTripAndChecksum) {
     EXPECT_EQ(g.current_size, 1ull << 30);
     EXPECT_EQ(g.creator(), "gdwt");
     EXPECT_EQ(g.unique_id[0], 0xAB);
-    EXPECT_EQ(bytes[60], 0);  // big-endian disk type 3
+    EXPECT_EQ(bytes[60], 0); // big-endian disk type 3
     EXPECT_EQ(bytes[63], 3);
     bytes[100] ^= 1;
     EXPECT_FALSE(parse_footer(bytes.data()).checksum_ok);
@@ -74,7 +74,7 @@ TEST(VhdHeader, RoundTripWithParent) {
     EXPECT_EQ(utf16_to_utf8(g.parent_name), "bäse.vhd");
     EXPECT_EQ(g.locators[0].platform, LocatorPlatform::w2ru);
     EXPECT_EQ(g.locators[0].data_offset, 4096u);
-    bytes[32] = 0x7F;  // block size no longer a power of two
+    bytes[32] = 0x7F; // block size no longer a power of two
     EXPECT_THROW(parse_dynamic_header(bytes.data()), Error);
 }
 

@@ -26,10 +26,11 @@ CreateOptions opts(DiskType t, std::uint64_t size, std::uint32_t block = default
 }
 
 class VhdImageTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
-        dir_ = fs::temp_directory_path() / ("godwit-vhd-" + std::to_string(::getpid()) + "-" +
-                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        dir_ = fs::temp_directory_path() /
+               ("godwit-vhd-" + std::to_string(::getpid()) + "-" +
+                ::testing::UnitTest::GetInstance()->current_test_info()->name());
         fs::create_directories(dir_);
     }
     void TearDown() override { fs::remove_all(dir_); }
@@ -37,14 +38,16 @@ protected:
     void patch(const std::string& file, std::uint64_t offset, std::vector<std::uint8_t> bytes) {
         std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
         f.seekp(static_cast<std::streamoff>(offset));
-        f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+        f.write(reinterpret_cast<const char*>(bytes.data()),
+                static_cast<std::streamsize>(bytes.size()));
     }
     fs::path dir_;
 };
 
 std::vector<std::uint8_t> pattern(std::size_t n, std::uint8_t seed) {
     std::vector<std::uint8_t> v(n);
-    for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::uint8_t>(seed + i * 7);
+    for (std::size_t i = 0; i < n; ++i)
+        v[i] = static_cast<std::uint8_t>(seed + i * 7);
     return v;
 }
 
@@ -55,7 +58,7 @@ TEST_F(VhdImageTest, EachTypeReadsBackWhatWasWritten) {
         auto data = pattern(3 * 4096 + 17, 3);
         {
             auto img = VhdImage::open(p, true);
-            img->write(2 * 1024 * 1024 - 4096 + 5, data.data(), data.size());  // crosses a block
+            img->write(2 * 1024 * 1024 - 4096 + 5, data.data(), data.size()); // crosses a block
             img->flush();
         }
         auto img = VhdImage::open(p, false);
@@ -85,7 +88,7 @@ TEST_F(VhdImageTest, DifferencingFallsThroughToParent) {
     auto b = pattern(100, 99);
     {
         auto img = VhdImage::open(child, true);
-        img->write(1000, b.data(), b.size());  // unaligned: sector read-modify-write from the parent
+        img->write(1000, b.data(), b.size()); // unaligned: sector read-modify-write from the parent
     }
     auto img = VhdImage::open(child, false);
     ASSERT_NE(img->parent(), nullptr);
@@ -195,8 +198,9 @@ TEST_F(VhdImageTest, ParentLoopIsRefused) {
             ++replaced;
         }
     }
-    ASSERT_EQ(replaced, 2u);  // the relative and the absolute locator
-    std::ofstream(child, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    ASSERT_EQ(replaced, 2u); // the relative and the absolute locator
+    std::ofstream(child, std::ios::binary)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     try {
         VhdImage::open(child, false);
         FAIL() << "a self-referencing chain opened";

@@ -29,22 +29,27 @@ TEST(VhdStress, DifferencingChainThreeDeepMatchesModel) {
     fs::path dir = fs::temp_directory_path() / ("godwit-vhd-stress-" + std::to_string(::getpid()));
     fs::create_directories(dir);
     constexpr std::uint64_t size = 16u << 20;
-    constexpr std::uint32_t block = 1u << 20;  // small blocks: more boundaries
+    constexpr std::uint32_t block = 1u << 20; // small blocks: more boundaries
     std::vector<std::uint8_t> model(size, 0);
     std::mt19937_64 rng(12345);
-    std::vector<std::string> chain = {(dir / "l0.vhd").string(), (dir / "l1.vhd").string(), (dir / "l2.vhd").string()};
+    std::vector<std::string> chain = {(dir / "l0.vhd").string(), (dir / "l1.vhd").string(),
+                                      (dir / "l2.vhd").string()};
     VhdImage::create(chain[0], opts(DiskType::dynamic, size, block));
     for (int level = 0; level < 3; ++level) {
-        if (level > 0) VhdImage::create(chain[level], opts(DiskType::differencing, 0, block, chain[level - 1]));
+        if (level > 0)
+            VhdImage::create(chain[level],
+                             opts(DiskType::differencing, 0, block, chain[level - 1]));
         auto img = VhdImage::open(chain[level], true);
         for (int i = 0; i < 150; ++i) {
             std::uint64_t len = 1 + rng() % (3 * block / 2);
             std::uint64_t off = rng() % (size - len);
             std::vector<std::uint8_t> data(len);
-            for (auto& b : data) b = static_cast<std::uint8_t>(rng());
+            for (auto& b : data)
+                b = static_cast<std::uint8_t>(rng());
             img->write(off, data.data(), len);
             std::copy(data.begin(), data.end(), model.begin() + static_cast<std::ptrdiff_t>(off));
-            if (i % 40 == 0) img->flush();
+            if (i % 40 == 0)
+                img->flush();
         }
         img->flush();
     }
@@ -62,13 +67,17 @@ TEST(VhdStress, DifferencingChainThreeDeepMatchesModel) {
             for (int i = 0; i < 50; ++i) {
                 std::uint64_t off = r() % (size - buf.size());
                 top->read(off, buf.data(), buf.size());
-                if (!std::equal(buf.begin(), buf.end(), model.begin() + static_cast<std::ptrdiff_t>(off))) ++mismatches;
+                if (!std::equal(buf.begin(), buf.end(),
+                                model.begin() + static_cast<std::ptrdiff_t>(off)))
+                    ++mismatches;
             }
         });
     }
-    for (auto& t : readers) t.join();
+    for (auto& t : readers)
+        t.join();
     EXPECT_EQ(mismatches.load(), 0);
-    for (const auto& p : chain) EXPECT_TRUE(VhdImage::check(p).empty()) << p;
+    for (const auto& p : chain)
+        EXPECT_TRUE(VhdImage::check(p).empty()) << p;
     fs::remove_all(dir);
 }
 
@@ -83,17 +92,20 @@ TEST(VhdStress, ConcurrentWritersOnDisjointRanges) {
     for (int t = 0; t < 4; ++t) {
         writers.emplace_back([&, t] {
             std::vector<std::uint8_t> buf(64 * 1024, static_cast<std::uint8_t>(t + 1));
-            for (std::uint64_t off = t * (size / 4); off < (t + 1) * (size / 4); off += buf.size() * 2) {
+            for (std::uint64_t off = t * (size / 4); off < (t + 1) * (size / 4);
+                 off += buf.size() * 2) {
                 img->write(off, buf.data(), buf.size());
             }
         });
     }
-    for (auto& w : writers) w.join();
+    for (auto& w : writers)
+        w.join();
     img->flush();
     std::vector<std::uint8_t> buf(64 * 1024);
     for (int t = 0; t < 4; ++t) {
         img->read(t * (size / 4), buf.data(), buf.size());
-        EXPECT_TRUE(std::all_of(buf.begin(), buf.end(), [&](std::uint8_t b) { return b == t + 1; }));
+        EXPECT_TRUE(
+            std::all_of(buf.begin(), buf.end(), [&](std::uint8_t b) { return b == t + 1; }));
         img->read(t * (size / 4) + buf.size(), buf.data(), buf.size());
         EXPECT_TRUE(std::all_of(buf.begin(), buf.end(), [](std::uint8_t b) { return b == 0; }));
     }

@@ -53,8 +53,8 @@ Response call(const std::string& socket_path, const Request& request,
     asio::read(socket, asio::buffer(header), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again ||
         ec == asio::error::timed_out) {
-        throw Error(ErrorCode::timeout, "godwitd did not answer within " +
-                                            std::to_string(timeout.count()) + " ms");
+        throw Error(ErrorCode::timeout,
+                    "godwitd did not answer within " + std::to_string(timeout.count()) + " ms");
     }
     if (ec) {
         throw Error(ErrorCode::protocol, "godwitd closed the connection: " + ec.message());

@@ -22,20 +22,21 @@ Json host_info_json(const control::HostInfo& info) {
     for (const auto& f : info.vmx_features()) {
         features.push_back(f);
     }
-    return Json{{"hostname", info.hostname()},
-                {"daemon_version", info.daemon_version()},
-                {"hypervisor",
-                 {{"build", info.hypervisor_build()},
-                  {"abi", std::to_string(info.abi_major()) + "." + std::to_string(info.abi_minor())}}},
-                {"cpu_count", info.cpu_count()},
-                {"cpus", cpus},
-                {"vmx", {{"basic", info.vmx_basic()}, {"features", features}}},
-                {"memory",
-                 {{"total_bytes", info.memory_total_bytes()},
-                  {"hypervisor_bytes", info.memory_hypervisor_bytes()},
-                  {"hypervisor_free_bytes", info.memory_hypervisor_free_bytes()},
-                  {"root_bytes", info.memory_root_bytes()},
-                  {"guest_bytes", info.memory_guest_bytes()}}}};
+    return Json{
+        {"hostname", info.hostname()},
+        {"daemon_version", info.daemon_version()},
+        {"hypervisor",
+         {{"build", info.hypervisor_build()},
+          {"abi", std::to_string(info.abi_major()) + "." + std::to_string(info.abi_minor())}}},
+        {"cpu_count", info.cpu_count()},
+        {"cpus", cpus},
+        {"vmx", {{"basic", info.vmx_basic()}, {"features", features}}},
+        {"memory",
+         {{"total_bytes", info.memory_total_bytes()},
+          {"hypervisor_bytes", info.memory_hypervisor_bytes()},
+          {"hypervisor_free_bytes", info.memory_hypervisor_free_bytes()},
+          {"root_bytes", info.memory_root_bytes()},
+          {"guest_bytes", info.memory_guest_bytes()}}}};
 }
 
 void print_host_info(std::ostream& out, const control::HostInfo& info) {
@@ -63,9 +64,9 @@ void print_host_info(std::ostream& out, const control::HostInfo& info) {
 
 int run_host_info(Invocation& inv) {
     po::options_description options("Options");
-    options.add_options()("socket", po::value<std::string>()->default_value(
-                                        control::socket_path_from_environment()),
-                          "godwitd's control socket (also $GODWIT_SOCKET)");
+    options.add_options()(
+        "socket", po::value<std::string>()->default_value(control::socket_path_from_environment()),
+        "godwitd's control socket (also $GODWIT_SOCKET)");
     po::positional_options_description positional;
     po::variables_map vm;
     if (!parse_options(inv, options, positional, vm)) {

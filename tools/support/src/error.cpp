@@ -7,17 +7,28 @@ namespace godwit {
 
 std::string_view to_string(ErrorCode code) noexcept {
     switch (code) {
-    case ErrorCode::failed: return "failed";
-    case ErrorCode::usage: return "usage";
-    case ErrorCode::not_found: return "not_found";
-    case ErrorCode::invalid_input: return "invalid_input";
-    case ErrorCode::io: return "io";
-    case ErrorCode::unsupported: return "unsupported";
-    case ErrorCode::conflict: return "conflict";
-    case ErrorCode::timeout: return "timeout";
-    case ErrorCode::cancelled: return "cancelled";
-    case ErrorCode::protocol: return "protocol";
-    case ErrorCode::internal: return "internal";
+    case ErrorCode::failed:
+        return "failed";
+    case ErrorCode::usage:
+        return "usage";
+    case ErrorCode::not_found:
+        return "not_found";
+    case ErrorCode::invalid_input:
+        return "invalid_input";
+    case ErrorCode::io:
+        return "io";
+    case ErrorCode::unsupported:
+        return "unsupported";
+    case ErrorCode::conflict:
+        return "conflict";
+    case ErrorCode::timeout:
+        return "timeout";
+    case ErrorCode::cancelled:
+        return "cancelled";
+    case ErrorCode::protocol:
+        return "protocol";
+    case ErrorCode::internal:
+        return "internal";
     }
     return "unknown";
 }

@@ -20,7 +20,7 @@ std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name) 
 }
 
 void init_logging(spdlog::level::level_enum level) {
-    spdlog::drop("godwit");  // idempotent: tests and re-entrant callers init more than once
+    spdlog::drop("godwit"); // idempotent: tests and re-entrant callers init more than once
     auto logger = spdlog::stderr_color_mt("godwit");
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     logger->set_level(level);

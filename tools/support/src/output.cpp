@@ -12,7 +12,9 @@ Json error_to_json(const Error& error) {
                   {"message", error.what()}}}};
 }
 
-void print_json(std::ostream& out, const Json& document) { out << document.dump(2) << '\n'; }
+void print_json(std::ostream& out, const Json& document) {
+    out << document.dump(2) << '\n';
+}
 
 std::string format_bytes(unsigned long long bytes) {
     static constexpr const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};

@@ -14,7 +14,7 @@ inline u64 vmcs_read(VmcsField field) {
 
 // Collects VMWRITE failures so a VMCS set-up can report the first field that was refused.
 class VmcsWriter {
-public:
+  public:
     void write(VmcsField field, u64 value) {
         if (!x86::vmwrite(static_cast<u64>(field), value) && failed_field_ == 0xFFFFFFFF) {
             failed_field_ = static_cast<u32>(field);
@@ -23,7 +23,7 @@ public:
     bool ok() const { return failed_field_ == 0xFFFFFFFF; }
     u32 failed_field() const { return failed_field_; }
 
-private:
+  private:
     u32 failed_field_ = 0xFFFFFFFF;
 };
 

@@ -5,7 +5,8 @@ namespace godwit::hv::vmx {
 bool compute_controls(u64 capability, u32 required, u32 optional, u32& out) {
     u32 must_be_one = static_cast<u32>(capability);
     u32 may_be_one = static_cast<u32>(capability >> 32);
-    if ((required & ~may_be_one) != 0) return false;
+    if ((required & ~may_be_one) != 0)
+        return false;
     out = ((required | optional) & may_be_one) | must_be_one;
     return true;
 }

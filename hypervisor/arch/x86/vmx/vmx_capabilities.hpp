@@ -29,9 +29,9 @@ inline constexpr u32 true_entry_ctls = 0x490;
 
 struct CapabilityMsrs {
     u64 basic;
-    u64 pinbased, procbased, exit, entry;  // the TRUE_* MSRs when basic bit 55 says they exist
-    u64 procbased2;                        // 0 when secondary controls are not supported
-    u64 ept_vpid;                          // 0 when neither EPT nor VPID
+    u64 pinbased, procbased, exit, entry; // the TRUE_* MSRs when basic bit 55 says they exist
+    u64 procbased2;                       // 0 when secondary controls are not supported
+    u64 ept_vpid;                         // 0 when neither EPT nor VPID
     u64 misc;
     u64 cr0_fixed0, cr0_fixed1, cr4_fixed0, cr4_fixed1;
 };
@@ -82,14 +82,16 @@ struct Features {
     bool ept_4level, ept_wb, ept_2m_pages, ept_1g_pages;
     bool invept, invept_single, invept_all, invvpid, invvpid_single, invvpid_all;
     bool preemption_timer;
-    u32 preemption_timer_shift;  // timer counts down every 2^shift TSC cycles
-    bool wait_for_sipi;          // activity state 3 supported
+    u32 preemption_timer_shift; // timer counts down every 2^shift TSC cycles
+    bool wait_for_sipi;         // activity state 3 supported
 };
 
 Features decode_features(const CapabilityMsrs& caps);
 
 // Which MSR numbers to read: the TRUE_* ones when IA32_VMX_BASIC bit 55 is set.
-constexpr bool has_true_controls(u64 basic) { return (basic >> 55) & 1; }
+constexpr bool has_true_controls(u64 basic) {
+    return (basic >> 55) & 1;
+}
 
 // A control value from a capability MSR: bits 31:0 = allowed-0 settings (1 = must be 1),
 // bits 63:32 = allowed-1 settings (0 = must be 0). Returns false (and leaves `out` alone)
@@ -98,6 +100,8 @@ bool compute_controls(u64 capability, u32 required, u32 optional, u32& out);
 
 // Fixed CR0/CR4 bits in VMX operation (Appendix A.7/A.8): returns `value` with the fixed-1
 // bits set and the fixed-0 bits cleared.
-constexpr u64 apply_fixed_bits(u64 value, u64 fixed0, u64 fixed1) { return (value | fixed0) & fixed1; }
+constexpr u64 apply_fixed_bits(u64 value, u64 fixed0, u64 fixed1) {
+    return (value | fixed0) & fixed1;
+}
 
 } // namespace godwit::hv::vmx

@@ -44,9 +44,15 @@ vmx::CapabilityMsrs read_capabilities() {
 
 } // namespace
 
-const vmx::Features& vmx_features() { return features; }
-const vmx::CapabilityMsrs& vmx_capabilities() { return caps; }
-VmxCpuState& vmx_this_cpu() { return cpu_state[this_cpu().index]; }
+const vmx::Features& vmx_features() {
+    return features;
+}
+const vmx::CapabilityMsrs& vmx_capabilities() {
+    return caps;
+}
+VmxCpuState& vmx_this_cpu() {
+    return cpu_state[this_cpu().index];
+}
 
 bool vmx_check_support(const char** reason) {
     if (((x86::cpuid(1).ecx >> 5) & 1) == 0) {
@@ -58,7 +64,8 @@ bool vmx_check_support(const char** reason) {
         // Unlocked: enable VMX outside SMX and lock, as firmware normally does.
         x86::wrmsr(vmx::msr::feature_control, feature_control | 0x5);
     } else if ((feature_control & 0x4) == 0) {
-        *reason = "VMX is disabled by firmware (IA32_FEATURE_CONTROL locked without VMX outside SMX)";
+        *reason =
+            "VMX is disabled by firmware (IA32_FEATURE_CONTROL locked without VMX outside SMX)";
         return false;
     }
     caps = read_capabilities();
@@ -90,14 +97,18 @@ bool vmx_check_support(const char** reason) {
 
 bool vmx_enable_on_this_cpu() {
     VmxCpuState& s = vmx_this_cpu();
-    if (s.on) return true;
-    if (((x86::cpuid(1).ecx >> 5) & 1) == 0) return false;
+    if (s.on)
+        return true;
+    if (((x86::cpuid(1).ecx >> 5) & 1) == 0)
+        return false;
     u64 feature_control = x86::rdmsr(vmx::msr::feature_control);
-    if ((feature_control & 1) == 0) x86::wrmsr(vmx::msr::feature_control, feature_control | 0x5);
+    if ((feature_control & 1) == 0)
+        x86::wrmsr(vmx::msr::feature_control, feature_control | 0x5);
     // Fixed CR0/CR4 bits in VMX operation; OSXSAVE so we can XSETBV on a guest's behalf.
     x86::write_cr0(vmx::apply_fixed_bits(x86::read_cr0(), caps.cr0_fixed0, caps.cr0_fixed1));
     u64 cr4 = x86::read_cr4() | cr4_vmxe;
-    if ((x86::cpuid(1).ecx >> 26) & 1) cr4 |= cr4_osxsave;
+    if ((x86::cpuid(1).ecx >> 26) & 1)
+        cr4 |= cr4_osxsave;
     x86::write_cr4(vmx::apply_fixed_bits(cr4, caps.cr4_fixed0, caps.cr4_fixed1));
     PhysAddr region = alloc_frame();
     if (region.value == 0) {
@@ -118,7 +129,8 @@ bool vmx_enable_on_this_cpu() {
 
 u32 vmx_cpus_on() {
     u32 n = 0;
-    for (u32 i = 0; i < cpu_count(); ++i) n += cpu_state[i].on ? 1 : 0;
+    for (u32 i = 0; i < cpu_count(); ++i)
+        n += cpu_state[i].on ? 1 : 0;
     return n;
 }
 

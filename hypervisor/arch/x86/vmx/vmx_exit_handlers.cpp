@@ -12,7 +12,9 @@ namespace {
 using vmx::ExitReason;
 using vmx::VmcsField;
 
-constexpr u32 field(VmcsField f) { return static_cast<u32>(f); }
+constexpr u32 field(VmcsField f) {
+    return static_cast<u32>(f);
+}
 
 // #GP(0) as a VM-entry event: vector 13, hardware exception, error code valid, valid.
 constexpr u32 inject_gp = 0x80000B0D;
@@ -25,21 +27,36 @@ void inject_general_protection(VmxVcpu& v) {
 u64& gpr(GuestRegisters& r, u8 index) {
     // Exit qualifications number GPRs RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8-R15.
     switch (index) {
-    case 0: return r.rax;
-    case 1: return r.rcx;
-    case 2: return r.rdx;
-    case 3: return r.rbx;
-    case 5: return r.rbp;
-    case 6: return r.rsi;
-    case 7: return r.rdi;
-    case 8: return r.r8;
-    case 9: return r.r9;
-    case 10: return r.r10;
-    case 11: return r.r11;
-    case 12: return r.r12;
-    case 13: return r.r13;
-    case 14: return r.r14;
-    default: return r.r15;  // 15; RSP (4) lives in the VMCS and is handled by the caller
+    case 0:
+        return r.rax;
+    case 1:
+        return r.rcx;
+    case 2:
+        return r.rdx;
+    case 3:
+        return r.rbx;
+    case 5:
+        return r.rbp;
+    case 6:
+        return r.rsi;
+    case 7:
+        return r.rdi;
+    case 8:
+        return r.r8;
+    case 9:
+        return r.r9;
+    case 10:
+        return r.r10;
+    case 11:
+        return r.r11;
+    case 12:
+        return r.r12;
+    case 13:
+        return r.r13;
+    case 14:
+        return r.r14;
+    default:
+        return r.r15; // 15; RSP (4) lives in the VMCS and is handled by the caller
     }
 }
 
@@ -50,7 +67,8 @@ ExitOutcome handle_cpuid(VmxVcpu& v, const VmExit& e) {
         x86::CpuidResult r = x86::cpuid(leaf, subleaf);
         host = {r.eax, r.ebx, r.ecx, r.edx};
     }
-    CpuidValues g = guest_cpuid(leaf, subleaf, host, v.read_field(field(VmcsField::cr4_read_shadow)));
+    CpuidValues g =
+        guest_cpuid(leaf, subleaf, host, v.read_field(field(VmcsField::cr4_read_shadow)));
     v.regs.rax = g.eax;
     v.regs.rbx = g.ebx;
     v.regs.rcx = g.ecx;
@@ -66,15 +84,19 @@ ExitOutcome handle_msr(VmxVcpu& v, const VmExit& e, bool write) {
     bool known = true;
     u64 result = 0;
     switch (msr) {
-    case 0x10:  // IA32_TIME_STAMP_COUNTER
-        if (write) known = false;
-        else result = x86::rdtsc() + v.read_field(field(VmcsField::tsc_offset));
+    case 0x10: // IA32_TIME_STAMP_COUNTER
+        if (write)
+            known = false;
+        else
+            result = x86::rdtsc() + v.read_field(field(VmcsField::tsc_offset));
         break;
-    case 0x277:  // IA32_PAT
-        if (write) v.write_field(field(VmcsField::guest_pat), value);
-        else result = v.read_field(field(VmcsField::guest_pat));
+    case 0x277: // IA32_PAT
+        if (write)
+            v.write_field(field(VmcsField::guest_pat), value);
+        else
+            result = v.read_field(field(VmcsField::guest_pat));
         break;
-    case 0xC0000080: {  // IA32_EFER: SCE, LME, NXE writable; LMA follows the mode
+    case 0xC0000080: { // IA32_EFER: SCE, LME, NXE writable; LMA follows the mode
         u64 efer = v.read_field(field(VmcsField::guest_efer));
         if (write) {
             constexpr u64 writable = (1ull << 0) | (1ull << 8) | (1ull << 11);
@@ -88,20 +110,24 @@ ExitOutcome handle_msr(VmxVcpu& v, const VmExit& e, bool write) {
         }
         break;
     }
-    case 0xC0000100:  // FS base
-        if (write) v.write_field(field(VmcsField::guest_fs_base), value);
-        else result = v.read_field(field(VmcsField::guest_fs_base));
+    case 0xC0000100: // FS base
+        if (write)
+            v.write_field(field(VmcsField::guest_fs_base), value);
+        else
+            result = v.read_field(field(VmcsField::guest_fs_base));
         break;
-    case 0xC0000101:  // GS base
-        if (write) v.write_field(field(VmcsField::guest_gs_base), value);
-        else result = v.read_field(field(VmcsField::guest_gs_base));
+    case 0xC0000101: // GS base
+        if (write)
+            v.write_field(field(VmcsField::guest_gs_base), value);
+        else
+            result = v.read_field(field(VmcsField::guest_gs_base));
         break;
     default:
         known = false;
         break;
     }
     if (!known) {
-        inject_general_protection(v);  // RIP stays on the faulting instruction
+        inject_general_protection(v); // RIP stays on the faulting instruction
         return {ExitAction::resume, nullptr};
     }
     if (!write) {
@@ -116,13 +142,14 @@ ExitOutcome handle_msr(VmxVcpu& v, const VmExit& e, bool write) {
 // sees its value through the read shadow; the real register keeps the bit VMX requires.
 ExitOutcome handle_cr_access(VmxVcpu& v, const VmExit& e) {
     vmx::CrAccess c = vmx::decode_cr_access(e.qualification);
-    if (c.access != 0 || (c.cr != 0 && c.cr != 4) || c.gpr == 4) return {ExitAction::to_owner, nullptr};
+    if (c.access != 0 || (c.cr != 0 && c.cr != 4) || c.gpr == 4)
+        return {ExitAction::to_owner, nullptr};
     u64 value = gpr(v.regs, c.gpr);
     if (c.cr == 0) {
         v.write_field(field(VmcsField::cr0_read_shadow), value);
         v.write_field(field(VmcsField::guest_cr0), value | (1ull << 5));
     } else {
-        if (value & (1ull << 13)) {  // CR4.VMXE: no nested VT-x for guests
+        if (value & (1ull << 13)) { // CR4.VMXE: no nested VT-x for guests
             inject_general_protection(v);
             return {ExitAction::resume, nullptr};
         }
@@ -136,14 +163,21 @@ ExitOutcome handle_cr_access(VmxVcpu& v, const VmExit& e) {
 } // namespace
 
 ExitOutcome handle_exit(VmxVcpu& v, const VmExit& e) {
-    if (e.entry_failed) return {ExitAction::stop_guest, "VM entry failed"};
+    if (e.entry_failed)
+        return {ExitAction::stop_guest, "VM entry failed"};
     switch (static_cast<ExitReason>(e.reason)) {
-    case ExitReason::cpuid: return handle_cpuid(v, e);
-    case ExitReason::rdmsr: return handle_msr(v, e, false);
-    case ExitReason::wrmsr: return handle_msr(v, e, true);
-    case ExitReason::cr_access: return handle_cr_access(v, e);
-    case ExitReason::triple_fault: return {ExitAction::stop_guest, "guest triple-faulted"};
-    case ExitReason::ept_misconfiguration: return {ExitAction::stop_guest, "EPT misconfiguration"};
+    case ExitReason::cpuid:
+        return handle_cpuid(v, e);
+    case ExitReason::rdmsr:
+        return handle_msr(v, e, false);
+    case ExitReason::wrmsr:
+        return handle_msr(v, e, true);
+    case ExitReason::cr_access:
+        return handle_cr_access(v, e);
+    case ExitReason::triple_fault:
+        return {ExitAction::stop_guest, "guest triple-faulted"};
+    case ExitReason::ept_misconfiguration:
+        return {ExitAction::stop_guest, "EPT misconfiguration"};
     case ExitReason::init_signal:
         // INIT: the vCPU waits for a SIPI (activity state 3, Vol. 3C 25.4.2).
         v.write_field(field(VmcsField::guest_activity_state), 3);

@@ -10,14 +10,14 @@
 namespace godwit::hv {
 
 enum class ExitAction : u8 {
-    resume,        // handled: enter the guest again
-    to_owner,      // the vCPU's owner must handle this exit
-    stop_guest,    // the guest broke (triple fault, bad state): stop it, only it
+    resume,     // handled: enter the guest again
+    to_owner,   // the vCPU's owner must handle this exit
+    stop_guest, // the guest broke (triple fault, bad state): stop it, only it
 };
 
 struct ExitOutcome {
     ExitAction action;
-    const char* why;  // for stop_guest
+    const char* why; // for stop_guest
 };
 
 ExitOutcome handle_exit(VmxVcpu& vcpu, const VmExit& exit);

@@ -46,7 +46,8 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
     u32 proc2_required = vmx::proc2::enable_ept | vmx::proc2::enable_vpid |
                          (c.mode == GuestMode::real_mode ? vmx::proc2::unrestricted_guest : 0) |
                          (c.pml ? vmx::proc2::enable_pml : 0);
-    u32 entry_required = vmx::entry_ctl::load_efer | (c.mode == GuestMode::long_mode ? vmx::entry_ctl::ia32e_guest : 0);
+    u32 entry_required = vmx::entry_ctl::load_efer |
+                         (c.mode == GuestMode::long_mode ? vmx::entry_ctl::ia32e_guest : 0);
     if (!vmx::compute_controls(caps.pinbased, pin_required, 0, pin) ||
         !vmx::compute_controls(caps.procbased,
                                vmx::proc::hlt_exiting | vmx::proc::unconditional_io_exiting |
@@ -80,7 +81,8 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
         w.write(VmcsField::pml_address, c.pml_buffer);
         w.write(VmcsField::guest_pml_index, 511);
     }
-    if (c.preemption_timer) w.write(VmcsField::guest_preemption_timer, c.preemption_timer_value);
+    if (c.preemption_timer)
+        w.write(VmcsField::guest_preemption_timer, c.preemption_timer_value);
 
     // Host state: this CPU as it is now (Vol. 3C, 25.5).
     x86::DescriptorTablePointer gdtr{}, idtr{};
@@ -88,8 +90,9 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
     x86::sidt(idtr);
     u16 tr = x86::read_tr();
     const u8* tss_descriptor = reinterpret_cast<const u8*>(gdtr.base + tr);
-    u64 tr_base = u64{tss_descriptor[2]} | (u64{tss_descriptor[3]} << 8) | (u64{tss_descriptor[4]} << 16) |
-                  (u64{tss_descriptor[7]} << 24) | (u64{*reinterpret_cast<const u32*>(tss_descriptor + 8)} << 32);
+    u64 tr_base = u64{tss_descriptor[2]} | (u64{tss_descriptor[3]} << 8) |
+                  (u64{tss_descriptor[4]} << 16) | (u64{tss_descriptor[7]} << 24) |
+                  (u64{*reinterpret_cast<const u32*>(tss_descriptor + 8)} << 32);
     w.write(VmcsField::host_cr0, x86::read_cr0());
     w.write(VmcsField::host_cr3, x86::read_cr3());
     w.write(VmcsField::host_cr4, x86::read_cr4());
@@ -116,7 +119,7 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
     bool long_mode = c.mode == GuestMode::long_mode;
     u64 cr0 = long_mode ? (cr0_pe | cr0_et | cr0_ne | cr0_pg) : (cr0_et | cr0_ne);
     u64 cr4 = (long_mode ? cr4_pae : 0) | cr4_vmxe;
-    u64 fixed0_cr0 = caps.cr0_fixed0 & ~(long_mode ? 0 : (cr0_pe | cr0_pg));  // unrestricted guest
+    u64 fixed0_cr0 = caps.cr0_fixed0 & ~(long_mode ? 0 : (cr0_pe | cr0_pg)); // unrestricted guest
     w.write(VmcsField::guest_cr0, vmx::apply_fixed_bits(cr0, fixed0_cr0, caps.cr0_fixed1));
     w.write(VmcsField::guest_cr4, vmx::apply_fixed_bits(cr4, caps.cr4_fixed0, caps.cr4_fixed1));
     w.write(VmcsField::cr0_guest_host_mask, cr0_ne);
@@ -141,17 +144,22 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
         VmcsField selector, base, limit, rights;
     };
     const Segment data_segments[] = {
-        {VmcsField::guest_ds_selector, VmcsField::guest_ds_base, VmcsField::guest_ds_limit, VmcsField::guest_ds_access_rights},
-        {VmcsField::guest_es_selector, VmcsField::guest_es_base, VmcsField::guest_es_limit, VmcsField::guest_es_access_rights},
-        {VmcsField::guest_ss_selector, VmcsField::guest_ss_base, VmcsField::guest_ss_limit, VmcsField::guest_ss_access_rights},
-        {VmcsField::guest_fs_selector, VmcsField::guest_fs_base, VmcsField::guest_fs_limit, VmcsField::guest_fs_access_rights},
-        {VmcsField::guest_gs_selector, VmcsField::guest_gs_base, VmcsField::guest_gs_limit, VmcsField::guest_gs_access_rights},
+        {VmcsField::guest_ds_selector, VmcsField::guest_ds_base, VmcsField::guest_ds_limit,
+         VmcsField::guest_ds_access_rights},
+        {VmcsField::guest_es_selector, VmcsField::guest_es_base, VmcsField::guest_es_limit,
+         VmcsField::guest_es_access_rights},
+        {VmcsField::guest_ss_selector, VmcsField::guest_ss_base, VmcsField::guest_ss_limit,
+         VmcsField::guest_ss_access_rights},
+        {VmcsField::guest_fs_selector, VmcsField::guest_fs_base, VmcsField::guest_fs_limit,
+         VmcsField::guest_fs_access_rights},
+        {VmcsField::guest_gs_selector, VmcsField::guest_gs_base, VmcsField::guest_gs_limit,
+         VmcsField::guest_gs_access_rights},
     };
     if (long_mode) {
         w.write(VmcsField::guest_cs_selector, 0x08);
         w.write(VmcsField::guest_cs_base, 0);
         w.write(VmcsField::guest_cs_limit, 0xFFFFFFFF);
-        w.write(VmcsField::guest_cs_access_rights, 0xA09B);  // 64-bit code, present, accessed
+        w.write(VmcsField::guest_cs_access_rights, 0xA09B); // 64-bit code, present, accessed
         for (const Segment& s : data_segments) {
             w.write(s.selector, 0x10);
             w.write(s.base, 0);
@@ -183,7 +191,7 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
     w.write(VmcsField::guest_tr_selector, 0);
     w.write(VmcsField::guest_tr_base, 0);
     w.write(VmcsField::guest_tr_limit, 0x67);
-    w.write(VmcsField::guest_tr_access_rights, 0x8B);  // busy TSS, present
+    w.write(VmcsField::guest_tr_access_rights, 0x8B); // busy TSS, present
     if (!w.ok()) {
         *error = "VMWRITE to a VMCS field failed";
         return false;
@@ -201,7 +209,8 @@ VmExit VmxVcpu::run() {
         return e;
     }
     launched_ = true;
-    vmx::ExitReasonField reason = vmx::decode_exit_reason(static_cast<u32>(vmx::vmcs_read(VmcsField::exit_reason)));
+    vmx::ExitReasonField reason =
+        vmx::decode_exit_reason(static_cast<u32>(vmx::vmcs_read(VmcsField::exit_reason)));
     e.reason = reason.basic;
     e.entry_failed = reason.entry_failure;
     e.qualification = vmx::vmcs_read(VmcsField::exit_qualification);
@@ -213,7 +222,8 @@ VmExit VmxVcpu::run() {
 
 void VmxVcpu::skip_instruction(u32 length) {
     x86::vmptrld(vmcs_.value);
-    x86::vmwrite(static_cast<u64>(VmcsField::guest_rip), vmx::vmcs_read(VmcsField::guest_rip) + length);
+    x86::vmwrite(static_cast<u64>(VmcsField::guest_rip),
+                 vmx::vmcs_read(VmcsField::guest_rip) + length);
 }
 
 u64 VmxVcpu::read_field(u32 encoding) const {

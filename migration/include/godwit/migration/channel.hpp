@@ -12,13 +12,13 @@ namespace godwit::migration {
 
 struct TlsConfig {
     bool enabled = true;
-    std::string ca_file;    // trusted CA for the peer's certificate
-    std::string cert_file;  // this host's certificate
-    std::string key_file;   // this host's private key
+    std::string ca_file;   // trusted CA for the peer's certificate
+    std::string cert_file; // this host's certificate
+    std::string key_file;  // this host's private key
 };
 
 class Channel {
-public:
+  public:
     virtual ~Channel() = default;
     virtual void write_all(const void* data, std::size_t length) = 0;
     virtual void read_exact(void* data, std::size_t length) = 0;
@@ -31,17 +31,17 @@ public:
 };
 
 // Connects to host:port (the caller restricts addresses; tests use 127.0.0.1 only).
-std::unique_ptr<Channel> connect_channel(const std::string& host, std::uint16_t port, const TlsConfig& tls,
-                                         std::chrono::seconds timeout);
+std::unique_ptr<Channel> connect_channel(const std::string& host, std::uint16_t port,
+                                         const TlsConfig& tls, std::chrono::seconds timeout);
 
 class Listener {
-public:
-    Listener(const std::string& address, std::uint16_t port);  // port 0 = any free port
+  public:
+    Listener(const std::string& address, std::uint16_t port); // port 0 = any free port
     ~Listener();
     std::uint16_t port() const;
     std::unique_ptr<Channel> accept(const TlsConfig& tls, std::chrono::seconds timeout);
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

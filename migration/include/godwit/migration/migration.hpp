@@ -30,7 +30,7 @@ struct Progress {
     double bandwidth_bytes_per_s = 0;
     double expected_downtime_ms = 0;
     unsigned throttle_percent = 0;
-    double percent = 0;  // never goes backwards
+    double percent = 0; // never goes backwards
 };
 
 struct Report {
@@ -43,21 +43,21 @@ struct Report {
     std::uint64_t pages_raw = 0, pages_zero = 0, pages_xbzrle = 0;
     unsigned iterations = 0;
     unsigned max_throttle_percent = 0;
-    bool converged = false;  // switched over because the rest fit the downtime limit
+    bool converged = false; // switched over because the rest fit the downtime limit
     nlohmann::ordered_json to_json() const;
 };
 
 struct SourceOptions {
     std::string vm_name = "vm";
-    bool live = true;                      // false: pause first, one pass (quick migration / save)
+    bool live = true; // false: pause first, one pass (quick migration / save)
     double downtime_limit_ms = 300;
     unsigned max_iterations = 30;
-    std::uint64_t max_bytes = 0;           // 0 = no cap; reached => switch over
-    std::uint64_t bandwidth_limit = 0;     // bytes/s, 0 = unlimited
+    std::uint64_t max_bytes = 0;       // 0 = no cap; reached => switch over
+    std::uint64_t bandwidth_limit = 0; // bytes/s, 0 = unlimited
     bool auto_converge = true;
     bool xbzrle = true;
-    std::uint64_t xbzrle_cache_pages = 65536;  // 256 MiB of page copies
-    bool digest = true;                    // SHA-256 of memory at switchover, checked by the destination
+    std::uint64_t xbzrle_cache_pages = 65536; // 256 MiB of page copies
+    bool digest = true; // SHA-256 of memory at switchover, checked by the destination
     std::chrono::seconds ack_timeout{60};
     std::function<void(const Progress&)> on_progress;
     const std::atomic<bool>* cancel = nullptr;
@@ -65,18 +65,18 @@ struct SourceOptions {
 
 // Migrates the VM out through `channel`. Never throws: failures are in the report, with the
 // VM running as before.
-Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmControl& vm, StateProvider& state,
-                   const SourceOptions& options);
+Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmControl& vm,
+                   StateProvider& state, const SourceOptions& options);
 
 // The destination's VM while it is being built from the stream.
 class IncomingVm {
-public:
+  public:
     virtual ~IncomingVm() = default;
     // Creates the VM's memory for `page_count` pages (all zero); Error to refuse (too big).
     virtual GuestMemory& create(const std::string& name, std::uint64_t page_count) = 0;
     virtual void restore(const std::vector<StateBlob>& state) = 0;
-    virtual void start() = 0;    // the VM runs here now
-    virtual void discard() = 0;  // partial VM dropped
+    virtual void start() = 0;   // the VM runs here now
+    virtual void discard() = 0; // partial VM dropped
 };
 
 struct IncomingResult {
@@ -89,6 +89,7 @@ struct IncomingResult {
 
 // Receives one VM from `channel`, validating every record; on any error the partial VM is
 // discarded and (when the channel still works) the source is told why.
-IncomingResult migrate_in(Channel& channel, IncomingVm& vm, const std::atomic<bool>* cancel = nullptr);
+IncomingResult migrate_in(Channel& channel, IncomingVm& vm,
+                          const std::atomic<bool>* cancel = nullptr);
 
 } // namespace godwit::migration

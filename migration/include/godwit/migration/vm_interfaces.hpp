@@ -12,7 +12,7 @@ namespace godwit::migration {
 inline constexpr std::uint32_t page_size = 4096;
 
 class GuestMemory {
-public:
+  public:
     virtual ~GuestMemory() = default;
     virtual std::uint64_t page_count() const = 0;
     virtual void read_page(std::uint64_t pfn, std::uint8_t* out) const = 0;
@@ -20,7 +20,7 @@ public:
 };
 
 class DirtyLog {
-public:
+  public:
     virtual ~DirtyLog() = default;
     virtual void enable() = 0;
     virtual void disable() = 0;
@@ -29,7 +29,7 @@ public:
 };
 
 class VmControl {
-public:
+  public:
     virtual ~VmControl() = default;
     virtual void pause() = 0;
     virtual void resume() = 0;
@@ -38,15 +38,15 @@ public:
 };
 
 struct StateBlob {
-    std::string kind;  // "vcpu" or "device"
+    std::string kind; // "vcpu" or "device"
     std::string id;
     std::vector<std::uint8_t> data;
 };
 
 class StateProvider {
-public:
+  public:
     virtual ~StateProvider() = default;
-    virtual std::vector<StateBlob> save_state() = 0;           // called with the VM paused
+    virtual std::vector<StateBlob> save_state() = 0; // called with the VM paused
     virtual void restore_state(const std::vector<StateBlob>& blobs) = 0;
 };
 

@@ -10,8 +10,8 @@ namespace godwit::migration::xbzrle {
 
 // Encodes `now` against `before` (both `size` bytes). Returns false when the encoding would
 // exceed `limit` bytes (then send the page raw).
-bool encode(const std::uint8_t* before, const std::uint8_t* now, std::size_t size, std::size_t limit,
-            std::vector<std::uint8_t>& out);
+bool encode(const std::uint8_t* before, const std::uint8_t* now, std::size_t size,
+            std::size_t limit, std::vector<std::uint8_t>& out);
 
 // Applies an encoding to `page` (in place). False on a malformed or oversized encoding; the
 // page is then left partially updated and the caller must treat the stream as broken.

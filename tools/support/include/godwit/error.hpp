@@ -14,31 +14,33 @@ namespace godwit {
 
 // Stable numbers: they are the process exit codes and appear in --json output.
 enum class ErrorCode : int {
-    failed = 1,          // the operation ran and did not succeed
-    usage = 2,           // bad command line
-    not_found = 3,       // file, VM, host, volume does not exist
-    invalid_input = 4,   // malformed or hostile data (VHD, stream, definition)
-    io = 5,              // the OS refused a read/write/open
-    unsupported = 6,     // valid but not supported (feature, format version, CPU)
-    conflict = 7,        // already exists, busy, locked, wrong state
-    timeout = 8,         // peer or device did not answer in time
-    cancelled = 9,       // stopped on request
-    protocol = 10,       // a peer broke the protocol
-    internal = 70,       // a bug in Godwit (EX_SOFTWARE)
+    failed = 1,        // the operation ran and did not succeed
+    usage = 2,         // bad command line
+    not_found = 3,     // file, VM, host, volume does not exist
+    invalid_input = 4, // malformed or hostile data (VHD, stream, definition)
+    io = 5,            // the OS refused a read/write/open
+    unsupported = 6,   // valid but not supported (feature, format version, CPU)
+    conflict = 7,      // already exists, busy, locked, wrong state
+    timeout = 8,       // peer or device did not answer in time
+    cancelled = 9,     // stopped on request
+    protocol = 10,     // a peer broke the protocol
+    internal = 70,     // a bug in Godwit (EX_SOFTWARE)
 };
 
 std::string_view to_string(ErrorCode code) noexcept;
 
 // Exit code a program returns for an error of this code.
-constexpr int exit_code_for(ErrorCode code) noexcept { return static_cast<int>(code); }
+constexpr int exit_code_for(ErrorCode code) noexcept {
+    return static_cast<int>(code);
+}
 
 class Error : public std::runtime_error {
-public:
+  public:
     Error(ErrorCode code, std::string message)
         : std::runtime_error(std::move(message)), code_(code) {}
     ErrorCode code() const noexcept { return code_; }
 
-private:
+  private:
     ErrorCode code_;
 };
 

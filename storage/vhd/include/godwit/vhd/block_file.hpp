@@ -9,13 +9,13 @@
 namespace godwit::vhd {
 
 class BlockFile {
-public:
+  public:
     virtual ~BlockFile() = default;
     // Whole transfers or a thrown godwit::Error (a short read past the end is invalid_input:
     // the file is truncated).
     virtual void read_at(void* buffer, std::size_t length, std::uint64_t offset) const = 0;
     virtual void write_at(const void* buffer, std::size_t length, std::uint64_t offset) = 0;
-    virtual void sync() = 0;  // data durable (fdatasync)
+    virtual void sync() = 0; // data durable (fdatasync)
     virtual std::uint64_t size() const = 0;
     virtual void truncate(std::uint64_t size) = 0;
     // Frees the storage of a range (reads then return zeros); false when unsupported.

@@ -23,19 +23,19 @@ namespace godwit::vhd {
 
 struct CreateOptions {
     DiskType type = DiskType::dynamic;
-    std::uint64_t size = 0;                  // bytes; ignored for differencing (parent's size)
+    std::uint64_t size = 0; // bytes; ignored for differencing (parent's size)
     std::uint32_t block_size = default_block_size;
-    std::string parent;                      // differencing only
+    std::string parent; // differencing only
 };
 
 struct AllocationRun {
     std::uint64_t offset;
     std::uint64_t length;
-    bool allocated;  // in this file (not counting a parent)
+    bool allocated; // in this file (not counting a parent)
 };
 
 class VhdImage {
-public:
+  public:
     // Opens and validates; a hostile file gets Error(invalid_input) naming what is wrong.
     // Differencing disks open their parent chain read-only (loops and chains deeper than 32
     // are refused).
@@ -60,9 +60,9 @@ public:
     // Differencing and fixed disks: no-op (the format cannot express it without data writes).
     void discard(std::uint64_t offset, std::uint64_t length);
 
-    std::uint64_t allocated_bytes() const;  // data blocks in this file (fixed: the size)
+    std::uint64_t allocated_bytes() const; // data blocks in this file (fixed: the size)
     std::vector<AllocationRun> allocation_map() const;
-    bool sector_present(std::uint64_t sector) const;  // in this file (differencing bitmap)
+    bool sector_present(std::uint64_t sector) const; // in this file (differencing bitmap)
 
     // Copies this differencing disk's written sectors into its parent (opened writable).
     void commit_to_parent();
@@ -72,11 +72,11 @@ public:
 
     ~VhdImage();
 
-private:
+  private:
     VhdImage() = default;
     void load(const std::string& path, bool writable, int depth, std::set<std::string>& seen);
     std::uint64_t bitmap_bytes() const;
-    std::uint64_t block_offset(std::uint32_t block) const;  // file offset of data, 0 = none
+    std::uint64_t block_offset(std::uint32_t block) const; // file offset of data, 0 = none
     std::vector<std::uint8_t>& bitmap_for(std::uint32_t block) const;
     void read_sectors(std::uint64_t sector, std::uint8_t* out, std::uint64_t count) const;
     void write_sectors(std::uint64_t sector, const std::uint8_t* in, std::uint64_t count);
@@ -90,9 +90,9 @@ private:
     bool footer_from_copy_ = false;
     std::vector<std::uint32_t> bat_;
     std::set<std::uint32_t> dirty_bat_;
-    mutable std::map<std::uint32_t, std::vector<std::uint8_t>> bitmaps_;  // differencing cache
+    mutable std::map<std::uint32_t, std::vector<std::uint8_t>> bitmaps_; // differencing cache
     std::set<std::uint32_t> dirty_bitmaps_;
-    std::uint64_t footer_offset_ = 0;  // where the trailing footer is now
+    std::uint64_t footer_offset_ = 0; // where the trailing footer is now
     std::unique_ptr<VhdImage> parent_;
     std::string parent_path_;
     mutable std::shared_mutex mutex_;
@@ -101,12 +101,12 @@ private:
 
 // Opens `path` as raw bytes or as a VHD (by its footer) for format-independent reading.
 class DiskReader {
-public:
+  public:
     static std::unique_ptr<DiskReader> open(const std::string& path);
     virtual ~DiskReader() = default;
     virtual std::uint64_t size() const = 0;
     virtual void read(std::uint64_t offset, void* buffer, std::size_t length) const = 0;
-    virtual std::string format() const = 0;  // "raw", "vhd-fixed", ...
+    virtual std::string format() const = 0; // "raw", "vhd-fixed", ...
 };
 
 bool is_vhd_file(const std::string& path);

@@ -86,85 +86,23 @@ struct WatchdogScope {
     ~WatchdogScope() { w.end(); }
 };
 
-class TcpChannel final : public Channel {
+// One implementation for plain TCP (Stream = tcp::socket) and TLS (an ssl::stream over it):
+// whole reads and writes under the stall watchdog, errors turned into godwit::Error.
+template <typename Stream>
+class StreamChannel : public Channel {
   public:
-    TcpChannel(std::unique_ptr<asio::io_context> io, tcp::socket socket,
-               std::chrono::seconds timeout)
-        : io_(std::move(io)), socket_(std::move(socket)),
-          watchdog_(socket_.native_handle(), timeout) {}
-    void write_all(const void* data, std::size_t length) override {
-        boost::system::error_code ec;
-        {
-            WatchdogScope scope(watchdog_);
-            asio::write(socket_, asio::buffer(data, length), ec);
-        }
-        if (watchdog_.fired())
-            throw Error(ErrorCode::timeout,
-                        "send to " + peer() + ": peer made no progress (stalled)");
-        if (ec)
-            throw io_error("send to " + peer(), ec);
-        bytes_written += length;
-    }
-    void read_exact(void* data, std::size_t length) override {
-        boost::system::error_code ec;
-        {
-            WatchdogScope scope(watchdog_);
-            asio::read(socket_, asio::buffer(data, length), ec);
-        }
-        if (watchdog_.fired())
-            throw Error(ErrorCode::timeout,
-                        "receive from " + peer() + ": peer sent nothing (stalled)");
-        if (ec)
-            throw io_error("receive from " + peer(), ec);
-        bytes_read += length;
-    }
-    void close() override {
-        boost::system::error_code ec;
-        socket_.shutdown(tcp::socket::shutdown_both, ec);
-        socket_.close(ec);
-    }
-    std::string peer() const override {
-        boost::system::error_code ec;
-        auto ep = socket_.remote_endpoint(ec);
-        return ec ? "peer" : ep.address().to_string() + ":" + std::to_string(ep.port());
-    }
-
-  private:
-    std::unique_ptr<asio::io_context> io_;
-    tcp::socket socket_;
-    Watchdog watchdog_;
-};
-
-class TlsChannel final : public Channel {
-  public:
-    TlsChannel(std::unique_ptr<asio::io_context> io, std::unique_ptr<asio::ssl::context> ctx,
-               tcp::socket socket, bool server, std::chrono::seconds timeout)
-        : io_(std::move(io)), ctx_(std::move(ctx)), stream_(std::move(socket), *ctx_),
-          watchdog_(stream_.lowest_layer().native_handle(), timeout) {
-        stream_.set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
-        boost::system::error_code ec;
-        {
-            WatchdogScope scope(watchdog_);
-            stream_.handshake(
-                server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client, ec);
-        }
-        if (ec) {
-            throw Error(ErrorCode::protocol,
-                        "TLS handshake with " + peer() + " failed: " + ec.message() +
-                            " (both hosts need certificates signed by the configured CA)");
-        }
-    }
+    template <typename... Args>
+    StreamChannel(std::unique_ptr<asio::io_context> io, std::chrono::seconds timeout,
+                  Args&&... stream_args)
+        : io_(std::move(io)), stream_(std::forward<Args>(stream_args)...),
+          watchdog_(stream_.lowest_layer().native_handle(), timeout) {}
     void write_all(const void* data, std::size_t length) override {
         boost::system::error_code ec;
         {
             WatchdogScope scope(watchdog_);
             asio::write(stream_, asio::buffer(data, length), ec);
         }
-        if (watchdog_.fired())
-            throw Error(ErrorCode::timeout,
-                        "send to " + peer() + ": peer made no progress (stalled)");
-        if (ec)
-            throw io_error("send to " + peer(), ec);
+        check("send to ", ec, "peer made no progress (stalled)");
         bytes_written += length;
     }
     void read_exact(void* data, std::size_t length) override {
@@ -173,11 +111,7 @@ class TlsChannel final : public Channel {
             WatchdogScope scope(watchdog_);
             asio::read(stream_, asio::buffer(data, length), ec);
         }
-        if (watchdog_.fired())
-            throw Error(ErrorCode::timeout,
-                        "receive from " + peer() + ": peer sent nothing (stalled)");
-        if (ec)
-            throw io_error("receive from " + peer(), ec);
+        check("receive from ", ec, "peer sent nothing (stalled)");
         bytes_read += length;
     }
     void close() override {
@@ -191,11 +125,45 @@ class TlsChannel final : public Channel {
         return ec ? "peer" : ep.address().to_string() + ":" + std::to_string(ep.port());
     }
 
-  private:
+  protected:
+    void check(const char* what, const boost::system::error_code& ec, const char* stalled) {
+        if (watchdog_.fired()) {
+            throw Error(ErrorCode::timeout, what + peer() + ": " + stalled);
+        }
+        if (ec) {
+            throw io_error(what + peer(), ec);
+        }
+    }
     std::unique_ptr<asio::io_context> io_;
-    std::unique_ptr<asio::ssl::context> ctx_;
-    asio::ssl::stream<tcp::socket> stream_;
+    Stream stream_;
     Watchdog watchdog_;
+};
+
+using TcpChannel = StreamChannel<tcp::socket>;
+
+class TlsChannel final : public StreamChannel<asio::ssl::stream<tcp::socket>> {
+  public:
+    TlsChannel(std::unique_ptr<asio::io_context> io, std::unique_ptr<asio::ssl::context> ctx,
+               tcp::socket socket, bool server, std::chrono::seconds timeout)
+        : StreamChannel(std::move(io), timeout, std::move(socket), *ctx), ctx_(std::move(ctx)) {
+        stream_.set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+        boost::system::error_code ec;
+        {
+            WatchdogScope scope(watchdog_);
+            stream_.handshake(
+                server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client, ec);
+        }
+        if (ec) {
+            throw Error(ErrorCode::protocol,
+                        "TLS handshake with " + peer() + " failed: " + ec.message() +
+                            " (both hosts need certificates signed by the configured CA)");
+        }
+    }
+
+  private:
+    // Destroyed before the base's stream; safe because the stream's SSL object holds its own
+    // reference to the SSL_CTX (OpenSSL reference-counts it).
+    std::unique_ptr<asio::ssl::context> ctx_;
 };
 
 std::unique_ptr<asio::ssl::context> make_tls_context(const TlsConfig& tls) {
@@ -221,7 +189,7 @@ std::unique_ptr<Channel> wrap(std::unique_ptr<asio::io_context> io, tcp::socket 
                               const TlsConfig& tls, bool server, std::chrono::seconds timeout) {
     set_timeouts(socket.native_handle(), timeout);
     if (!tls.enabled)
-        return std::make_unique<TcpChannel>(std::move(io), std::move(socket), timeout);
+        return std::make_unique<TcpChannel>(std::move(io), timeout, std::move(socket));
     return std::make_unique<TlsChannel>(std::move(io), make_tls_context(tls), std::move(socket),
                                         server, timeout);
 }

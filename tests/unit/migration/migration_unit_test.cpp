@@ -111,7 +111,7 @@ TEST(Migration, InProcessLiveMigrationWithDirtying) {
     auto a = std::make_shared<PipeEnd::Queue>(), b = std::make_shared<PipeEnd::Queue>();
     PipeEnd src(a, b), dst(b, a);
     testing::SyntheticGuest guest(2048, 0.3, 5); // 8 MiB, 30% zero pages
-    guest.start_writers(2, 20000);
+    guest.start_writers(2, 2000);
     testing::SyntheticIncomingVm incoming;
     IncomingResult in;
     std::thread receiver([&] { in = migrate_in(dst, incoming); });
@@ -123,7 +123,7 @@ TEST(Migration, InProcessLiveMigrationWithDirtying) {
     ASSERT_TRUE(r.ok) << r.error;
     ASSERT_TRUE(in.ok) << in.error;
     EXPECT_TRUE(incoming.started_);
-    EXPECT_GT(r.pages_zero, 400u);
+    EXPECT_GT(r.pages_zero, 200u);  // ~614 zero pages at start; writers dirty some first
     EXPECT_EQ(incoming.guest()->restored_.size(), 2u);
     // Same memory: the engine's digest check passed; verify independently too.
     std::vector<std::uint8_t> x(page_size), y(page_size);

@@ -24,7 +24,7 @@ void emit_locked(const char* text, usize length) {
     serial_write(text, length);
     for (usize i = 0; i < length; ++i)
         ring[(ring_written + i) % ring_size] = text[i];
-    ring_written += length;
+    __atomic_store_n(&ring_written, ring_written + length, __ATOMIC_RELEASE);
 }
 
 const char* level_name(LogLevel level) {
@@ -67,6 +67,12 @@ void console_init(const char* cmdline) {
         else if (str_equal(value, "debug"))
             verbosity = LogLevel::debug;
     }
+}
+
+void console_ring(const char*& text, u64& size, u64& written) {
+    text = ring;
+    size = ring_size;
+    written = __atomic_load_n(&ring_written, __ATOMIC_ACQUIRE);
 }
 
 void console_percpu_ready() {

@@ -17,4 +17,8 @@ void console_printf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 // (command line `loglevel=error|warn|info|debug`, default info).
 void log(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
+// The console ring (the last 64 KiB of output): byte p of the output since boot is at
+// text[p % size] while p >= written - size. Read by the CONSOLE_READ hypercall.
+void console_ring(const char*& text, u64& size, u64& written);
+
 } // namespace godwit::hv

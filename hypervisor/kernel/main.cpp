@@ -17,6 +17,7 @@
 #include "platform/cmdline.hpp"
 #include "platform/lapic.hpp"
 #include "platform/multiboot2.hpp"
+#include "root/root_partition.hpp"
 #include "selftest/selftest.hpp"
 
 extern "C" char __image_start[], __image_end[];
@@ -30,6 +31,8 @@ namespace {
 Multiboot2Info mb2;
 BootInfo info;
 MadtInfo madt;
+root::Range hidden[2]; // hypervisor memory: image, pool
+constexpr u64 default_pool_mib = 32;
 
 // All RAM is identity-mapped, so a physical address is directly readable.
 class IdentityReader final : public PhysicalMemoryReader {
@@ -108,6 +111,31 @@ extern "C" [[noreturn]] void kernel_main(u32 magic, u32 info_address) {
     console_percpu_ready();
 
     memory_init(mb2, info_address);
+    // The hypervisor's own memory: a pool (hv_memory=MiB, default 32) plus the image. All
+    // other RAM belongs to the root partition.
+    u64 pool_mib = default_pool_mib;
+    char value[16];
+    if (cmdline_value(info.cmdline, "hv_memory", value, sizeof(value)) &&
+        (!parse_u64(value, pool_mib) || pool_mib < 8 || pool_mib > 4096 || pool_mib % 2 != 0)) {
+        log(LogLevel::warn, "hv_memory=%s is not an even number of MiB in 8-4096; using %lu", value,
+            default_pool_mib);
+        pool_mib = default_pool_mib;
+    }
+    MemoryRange modules[Multiboot2Info::max_modules];
+    for (u32 i = 0; i < mb2.module_count; ++i)
+        modules[i] =
+            MemoryRange{mb2.modules[i].start, u64{mb2.modules[i].end} - mb2.modules[i].start};
+    u64 pool = memory_reserve_pool(mb2, pool_mib << 20, modules, mb2.module_count);
+    if (pool == 0) {
+        console_printf("godwit: refusing to start: no %lu MiB RAM region below 4 GiB for the "
+                       "hypervisor pool\n",
+                       pool_mib);
+        end_run("not enough memory");
+    }
+    hidden[0] = root::Range{align_down(reinterpret_cast<u64>(__image_start), page_size),
+                            align_up(reinterpret_cast<u64>(__image_end), page_size) -
+                                align_down(reinterpret_cast<u64>(__image_start), page_size)};
+    hidden[1] = root::Range{pool, pool_mib << 20};
     map_all_ram(mb2);
 
     IdentityReader memory;
@@ -148,9 +176,15 @@ extern "C" [[noreturn]] void kernel_main(u32 magic, u32 info_address) {
         bool ok = run_selftests();
         end_run(ok ? "self-tests passed" : "self-tests failed");
     }
-    console_printf("godwit: ready (%u CPUs, %lu MiB free)\n", online,
+    console_printf("godwit: ready (%u CPUs, %lu MiB free in the hypervisor pool)\n", online,
                    (stats.free_frames * page_size) >> 20);
-    end_run("no root partition yet");
+    if (info.module_count == 0) {
+        console_printf("godwit: no root kernel among the boot modules; nothing to run\n");
+        end_run("no root partition");
+    }
+    const char* why = launch_root_partition(mb2, rsdp, hidden, 2);
+    console_printf("godwit: cannot start the root partition: %s\n", why);
+    end_run("root partition did not start");
 }
 
 } // namespace godwit::hv

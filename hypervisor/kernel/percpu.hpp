@@ -15,6 +15,8 @@ struct PerCpu {
     u64 stack_top;        // this CPU's hypervisor stack
     void* vmx;            // owned by arch/x86/vmx (VMXON region, current VMCS, ...)
     volatile bool online; // set by the CPU itself once it runs C++ code
+    u64 exits;            // VM exits handled on this CPU (hypercall CPU_LIST reports it)
+    bool runs_root;       // this CPU runs a vCPU of the root partition
 };
 
 PerCpu& this_cpu();

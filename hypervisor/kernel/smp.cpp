@@ -108,6 +108,11 @@ void run_on_cpu(u32 index, CpuWork fn, void* arg) {
     wait_done(index);
 }
 
+void start_on_cpu(u32 index, CpuWork fn, void* arg) {
+    if (index != this_cpu().index)
+        post(index, fn, arg);
+}
+
 void run_on_all_cpus(CpuWork fn, void* arg) {
     u32 self = this_cpu().index;
     u32 n = cpu_count();

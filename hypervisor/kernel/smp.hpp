@@ -15,4 +15,8 @@ void run_on_all_cpus(CpuWork fn, void* arg);
 // Runs fn(arg) on CPU `index` (may be the caller's) and waits for it to finish.
 void run_on_cpu(u32 index, CpuWork fn, void* arg);
 
+// Hands fn(arg) to another CPU without waiting: for work that never returns (a CPU that
+// goes on to run a root vCPU forever). `index` must not be the caller's.
+void start_on_cpu(u32 index, CpuWork fn, void* arg);
+
 } // namespace godwit::hv

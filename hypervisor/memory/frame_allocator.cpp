@@ -46,6 +46,41 @@ void memory_init(const Multiboot2Info& info, u64 info_address) {
         ram >> 20, info.region_count, (bitmap.free_count() * page_size) >> 20);
 }
 
+u64 memory_reserve_pool(const Multiboot2Info& info, u64 bytes, const MemoryRange* avoid,
+                        u32 avoid_count) {
+    // Candidates: the top of each RAM region below 4 GiB, then lower 2 MiB steps, highest
+    // first; a candidate must consist of frames that are free now (not image, boot info,
+    // first MiB) and miss every `avoid` range.
+    u64 best = 0;
+    for (u32 i = 0; i < info.region_count; ++i) {
+        const Mb2MemoryRegion& r = info.regions[i];
+        if (r.type != 1)
+            continue;
+        u64 end = r.addr + r.length < (4ull << 30) ? r.addr + r.length : (4ull << 30);
+        for (u64 base = align_down(end, large_page_size);
+             base >= r.addr + bytes && base - bytes > best; base -= large_page_size) {
+            u64 start = base - bytes;
+            bool clear = true;
+            for (u32 a = 0; a < avoid_count && clear; ++a)
+                clear = start >= avoid[a].base + avoid[a].size || base <= avoid[a].base;
+            for (u64 f = start; f < base && clear; f += page_size)
+                clear = !bitmap.is_used(f / page_size);
+            if (clear) {
+                best = start;
+                break;
+            }
+        }
+    }
+    if (best == 0)
+        return 0;
+    SpinLockGuard guard(lock);
+    bitmap.init(bitmap_storage, tracked_frames); // everything used ...
+    bitmap.release_range(best, bytes);           // ... except the pool
+    log(LogLevel::info, "memory: hypervisor pool %lu MiB at 0x%lx-0x%lx", bytes >> 20, best,
+        best + bytes - 1);
+    return best;
+}
+
 PhysAddr alloc_frames(usize count, u64 align) {
     u64 pa;
     {

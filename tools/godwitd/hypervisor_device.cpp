@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "godwit/error.hpp"
 
@@ -66,6 +67,39 @@ godwit_hc_memory_stats HypervisorDevice::memory_stats() const {
     godwit_hc_memory_stats m{};
     ioctl_or_throw(GODWIT_IOCTL_MEMORY_STATS, &m, "GODWIT_IOCTL_MEMORY_STATS");
     return m;
+}
+
+std::string HypervisorDevice::console(std::uint64_t from, std::uint64_t& start,
+                                      std::uint64_t& end) const {
+    std::vector<char> buffer(sizeof(godwit_hc_console_chunk) + GODWIT_HC_CONSOLE_READ_MAX);
+    std::string text;
+    std::uint64_t position = from;
+    start = from;
+    for (int round = 0;; ++round) {
+        godwit_ioctl_buffer req{};
+        req.user_ptr = reinterpret_cast<godwit_u64>(buffer.data());
+        req.size = static_cast<godwit_u32>(buffer.size());
+        req.position = position;
+        ioctl_or_throw(GODWIT_IOCTL_CONSOLE_READ, &req, "GODWIT_IOCTL_CONSOLE_READ");
+        godwit_hc_console_chunk chunk{};
+        std::memcpy(&chunk, buffer.data(), sizeof chunk);
+        if (req.result > GODWIT_HC_CONSOLE_READ_MAX || chunk.start < position ||
+            chunk.start + req.result > chunk.end_of_log) {
+            throw Error(ErrorCode::protocol, "hypervisor returned an inconsistent console chunk");
+        }
+        if (round == 0) {
+            start = chunk.start;
+        } else if (chunk.start != position) {
+            start = chunk.start; // the ring overtook us between calls: keep the newest
+            text.clear();
+        }
+        text.append(buffer.data() + sizeof chunk, req.result);
+        position = chunk.start + req.result;
+        end = chunk.end_of_log;
+        if (req.result == 0 || position >= end || round > 16) {
+            return text;
+        }
+    }
 }
 
 std::vector<std::string> vmx_feature_names(godwit_u64 features) {

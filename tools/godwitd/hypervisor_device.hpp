@@ -21,6 +21,9 @@ class HypervisorDevice {
     godwit_hc_version version() const;
     std::vector<godwit_hc_cpu> cpus() const;
     godwit_hc_memory_stats memory_stats() const;
+    // Hypervisor console text from position `from` to the end of the log (in 64 KiB
+    // hypercalls); `start` is where the returned text begins, `end` the log's end.
+    std::string console(std::uint64_t from, std::uint64_t& start, std::uint64_t& end) const;
 
   private:
     void ioctl_or_throw(unsigned long request, void* arg, const char* what) const;

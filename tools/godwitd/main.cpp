@@ -18,6 +18,7 @@
 #include "godwit/logging.hpp"
 #include "godwit/version.hpp"
 #include "host_info.hpp"
+#include "hypervisor_device.hpp"
 
 namespace po = boost::program_options;
 using namespace godwit;
@@ -113,6 +114,15 @@ int main(int argc, char** argv) {
         daemon::ControlServer server(
             io, vm["socket"].as<std::string>(), [device](const control::Request& request) {
                 control::Response response;
+                if (request.has_host_log()) {
+                    daemon::HypervisorDevice hv(device);
+                    control::HostLog* log = response.mutable_host_log();
+                    std::uint64_t start = 0, end = 0;
+                    log->set_text(hv.console(request.host_log().from(), start, end));
+                    log->set_start(start);
+                    log->set_end_of_log(end);
+                    return response;
+                }
                 if (request.has_host_info()) {
                     *response.mutable_host_info() = daemon::read_host_info(device);
                     return response;

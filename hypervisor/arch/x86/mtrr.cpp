@@ -53,13 +53,53 @@ u8 mtrr_type_of(const MtrrState& s, u64 address) {
 }
 
 u8 mtrr_type_of_range(const MtrrState& s, u64 address, u64 length) {
-    // Types change at 4 KiB granularity at most; sample every page boundary in the range.
-    u8 first = mtrr_type_of(s, address);
-    for (u64 a = align_down(address, page_size) + page_size; a < address + length; a += page_size) {
-        if (mtrr_type_of(s, a) != first)
+    // Split into naturally aligned power-of-two blocks: each is answered without sampling.
+    u64 end = align_down(address + length + page_size - 1, page_size);
+    u8 type = mtrr_mixed;
+    for (u64 a = align_down(address, page_size); a < end;) {
+        u64 size = a == 0 ? (1ull << 62) : (a & (~a + 1)); // largest power of two dividing a
+        while (size > end - a)
+            size >>= 1;
+        u8 t = mtrr_type_of_block(s, a, size);
+        if (t == mtrr_mixed || (type != mtrr_mixed && t != type))
+            return mtrr_mixed;
+        type = t;
+        a += size;
+    }
+    return type;
+}
+
+u8 mtrr_type_of_block(const MtrrState& s, u64 base, u64 size) {
+    if (size <= page_size || !s.enabled)
+        return mtrr_type_of(s, base);
+    u64 end = base + size;
+    if (s.fixed_enabled && base < 0x100000) {
+        // Fixed ranges change type as often as every 4 KiB: sample them (at most 256).
+        if (end > 0x100000)
+            return mtrr_mixed; // a block reaching past 1 MiB is at least 2 MiB: never uniform
+        u8 first = fixed_type(s, base);
+        for (u64 a = base + page_size; a < end; a += page_size) {
+            if (fixed_type(s, a) != first)
+                return mtrr_mixed;
+        }
+        return first;
+    }
+    // A variable MTRR matches an address when (address & mask) == (base & mask). Over an
+    // aligned power-of-two block only the mask bits below `size` can vary: when any are set
+    // and the bits above agree, the MTRR covers part of the block, so the type is mixed.
+    for (u32 i = 0; i < s.variable_count && i < 16; ++i) {
+        u64 mask = s.variable_mask[i];
+        if ((mask & (1ull << 11)) == 0)
+            continue;
+        u64 m = mask & s.physical_address_mask & ~0xFFFull;
+        u64 low = m & (size - 1);
+        if (low == 0)
+            continue;
+        u64 high = m & ~(size - 1);
+        if ((base & high) == (s.variable_base[i] & high))
             return mtrr_mixed;
     }
-    return first;
+    return mtrr_type_of(s, base);
 }
 
 } // namespace godwit::hv

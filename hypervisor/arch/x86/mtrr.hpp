@@ -29,4 +29,8 @@ u8 mtrr_type_of(const MtrrState& s, u64 address);
 inline constexpr u8 mtrr_mixed = 0xFF;
 u8 mtrr_type_of_range(const MtrrState& s, u64 address, u64 length);
 
+// The same for a naturally aligned power-of-two block (base % size == 0), without sampling
+// every page: cheap enough to plan an identity map of the whole physical address space.
+u8 mtrr_type_of_block(const MtrrState& s, u64 base, u64 size);
+
 } // namespace godwit::hv

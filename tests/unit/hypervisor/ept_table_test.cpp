@@ -1,34 +1,11 @@
 // The real EPT table code over a fake physical memory (page-table policy, as in Hedron).
 #include "ept/ept_table.hpp"
-
-#include <map>
-#include <memory>
+#include "fake_table_memory.hpp"
 
 #include <gtest/gtest.h>
 
 namespace godwit::hv::ept {
 namespace {
-
-class FakeTableMemory final : public TableMemory {
-  public:
-    u64 allocate_table() override {
-        if (limit_ != 0 && pages_.size() >= limit_)
-            return 0;
-        u64 pa = next_;
-        next_ += 0x1000;
-        pages_[pa] = std::make_unique<u64[]>(512);
-        return pa;
-    }
-    void free_table(u64 pa) override { pages_.erase(pa); }
-    u64* table(u64 pa) override { return pages_.at(pa).get(); }
-    usize live() const { return pages_.size(); }
-    void set_limit(usize n) { limit_ = n; }
-
-  private:
-    std::map<u64, std::unique_ptr<u64[]>> pages_;
-    u64 next_ = 0x7000000;
-    usize limit_ = 0;
-};
 
 struct Translation {
     bool mapped;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 namespace godwit::hv {
 namespace {
 
@@ -52,6 +54,65 @@ TEST(Mtrr, Ranges) {
     EXPECT_EQ(mtrr_type_of_range(s, 0x200000, 2 << 20), mtrr_wb);
     EXPECT_EQ(mtrr_type_of_range(s, 0x4FF00000, 2 << 20), mtrr_mixed);
     EXPECT_EQ(mtrr_type_of_range(s, 0x7F000, 0x2000), mtrr_mixed); // WB then UC (fixed[1] is UC)
+}
+
+// The block computation against brute force (one sample per page) on random MTRR states,
+// including non-contiguous masks, over a 32-bit address space so brute force stays cheap.
+u8 sampled(const MtrrState& s, u64 base, u64 size) {
+    u8 first = mtrr_type_of(s, base);
+    for (u64 a = base + page_size; a < base + size; a += page_size) {
+        if (mtrr_type_of(s, a) != first)
+            return mtrr_mixed;
+    }
+    return first;
+}
+
+TEST(Mtrr, BlocksMatchSampling) {
+    std::mt19937_64 rng(42);
+    const u8 types[] = {mtrr_uc, mtrr_wc, mtrr_wt, mtrr_wp, mtrr_wb};
+    int exact = 0, total = 0;
+    for (int round = 0; round < 300; ++round) {
+        MtrrState s{};
+        s.enabled = true;
+        s.fixed_enabled = rng() % 2;
+        s.default_type = types[rng() % 5];
+        s.physical_address_mask = (1ull << 32) - 1;
+        for (u64& f : s.fixed)
+            f = 0x0606060606060606ull;
+        s.fixed[rng() % 11] = 0x0600000606000006ull;
+        s.variable_count = 1 + rng() % 4;
+        for (u32 i = 0; i < s.variable_count; ++i) {
+            u64 size_log2 = 12 + rng() % 19; // 4 KiB .. 1 GiB
+            u64 mask = ~((1ull << size_log2) - 1) & s.physical_address_mask;
+            if (rng() % 8 == 0)
+                mask &= ~(1ull << (size_log2 + 1 + rng() % 3)); // non-contiguous
+            s.variable_base[i] = ((rng() & s.physical_address_mask) & mask) | types[rng() % 5];
+            s.variable_mask[i] = mask | (rng() % 6 == 0 ? 0 : (1ull << 11));
+        }
+        for (int probe = 0; probe < 20; ++probe) {
+            u64 size = 1ull << (12 + rng() % 19);
+            u64 base = (rng() & s.physical_address_mask) & ~(size - 1);
+            if (rng() % 4 == 0)
+                base = 0;
+            // Exact, or "mixed" where an MTRR covers part of the block with the same type as
+            // the rest (conservative: the caller maps smaller pages). Never a wrong type.
+            u8 block = mtrr_type_of_block(s, base, size), truth = sampled(s, base, size);
+            ASSERT_TRUE(block == truth || block == mtrr_mixed)
+                << "round " << round << " base 0x" << std::hex << base << " size 0x" << size;
+            exact += block == truth;
+            ++total;
+        }
+    }
+    EXPECT_GT(exact, total * 9 / 10);
+}
+
+TEST(Mtrr, RangeOfUnalignedSpans) {
+    MtrrState s = pc();
+    EXPECT_EQ(mtrr_type_of_range(s, 0x100000, (2ull << 30) - 0x100000 - 1), mtrr_mixed);
+    EXPECT_EQ(mtrr_type_of_range(s, 0x51000, 0x2000), mtrr_wb);
+    EXPECT_EQ(mtrr_type_of_range(s, 0x80000000, 0x7FFFF000), mtrr_uc);
+    EXPECT_EQ(mtrr_type_of_range(s, 0x50001000, 0x3000), mtrr_wb);
+    EXPECT_EQ(mtrr_type_of_range(s, 0x4FFFF000, 0x2000), mtrr_mixed); // WT page, UC page
 }
 
 } // namespace

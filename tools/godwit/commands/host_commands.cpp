@@ -1,4 +1,5 @@
-// `godwit host info`: the hypervisor's view of this host, through godwitd.
+// `godwit host info|log`: the hypervisor's view of this host and its console log, through
+// godwitd.
 #include "../cli.hpp"
 
 #include <ostream>
@@ -86,9 +87,43 @@ int run_host_info(Invocation& inv) {
     return 0;
 }
 
+int run_host_log(Invocation& inv) {
+    po::options_description options("Options");
+    options.add_options()(
+        "socket", po::value<std::string>()->default_value(control::socket_path_from_environment()),
+        "godwitd's control socket (also $GODWIT_SOCKET)")(
+        "from", po::value<std::uint64_t>()->default_value(0),
+        "console position to start at (bytes since the hypervisor booted; the hypervisor keeps "
+        "the last 64 KiB)");
+    po::positional_options_description positional;
+    po::variables_map vm;
+    if (!parse_options(inv, options, positional, vm)) {
+        return 0;
+    }
+    control::Request request;
+    request.mutable_host_log()->set_from(vm["from"].as<std::uint64_t>());
+    control::Response response = control::call(vm["socket"].as<std::string>(), request);
+    if (!response.has_host_log()) {
+        throw Error(ErrorCode::protocol, "godwitd answered host log with something else");
+    }
+    const control::HostLog& log = response.host_log();
+    if (inv.json) {
+        print_json(*inv.out, Json{{"start", log.start()},
+                                  {"end", log.end_of_log()},
+                                  {"lost_bytes", log.start() - vm["from"].as<std::uint64_t>()},
+                                  {"text", log.text()}});
+    } else {
+        *inv.out << log.text();
+    }
+    return 0;
+}
+
 const Registration registration{{"host", "info", "[--socket PATH]",
                                  "hypervisor version, CPUs, VMX features and memory of this host",
                                  run_host_info}};
+const Registration log_registration{
+    {"host", "log", "[--from POSITION] [--socket PATH]",
+     "the hypervisor's console log (its last 64 KiB), read through hypercalls", run_host_log}};
 
 } // namespace
 } // namespace godwit::cli

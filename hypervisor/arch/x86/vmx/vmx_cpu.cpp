@@ -105,7 +105,12 @@ bool vmx_enable_on_this_cpu() {
     if ((feature_control & 1) == 0)
         x86::wrmsr(vmx::msr::feature_control, feature_control | 0x5);
     // Fixed CR0/CR4 bits in VMX operation; OSXSAVE so we can XSETBV on a guest's behalf.
-    x86::write_cr0(vmx::apply_fixed_bits(x86::read_cr0(), caps.cr0_fixed0, caps.cr0_fixed1));
+    // Caches on (CR0.CD = CR0.NW = 0): VM entry and exit leave CD/NW alone (Vol. 3C
+    // 26.3.2.1), so a hypervisor that kept the reset value CD = NW = 1 would hand it to its
+    // guests, and Linux's MTRR code then faults clearing CD with NW still set.
+    constexpr u64 cr0_nw = 1ull << 29, cr0_cd = 1ull << 30;
+    x86::write_cr0(vmx::apply_fixed_bits(x86::read_cr0() & ~(cr0_cd | cr0_nw), caps.cr0_fixed0,
+                                         caps.cr0_fixed1));
     u64 cr4 = x86::read_cr4() | cr4_vmxe;
     if ((x86::cpuid(1).ecx >> 26) & 1)
         cr4 |= cr4_osxsave;
@@ -125,6 +130,10 @@ bool vmx_enable_on_this_cpu() {
     s.on = true;
     log(LogLevel::info, "vmx: VMXON on cpu %u", this_cpu().index);
     return true;
+}
+
+bool vmx_cpu_on(u32 index) {
+    return index < max_cpus && cpu_state[index].on;
 }
 
 u32 vmx_cpus_on() {

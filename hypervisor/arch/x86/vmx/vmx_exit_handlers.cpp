@@ -90,6 +90,12 @@ ExitOutcome handle_msr(VmxVcpu& v, const VmExit& e, bool write) {
         else
             result = x86::rdtsc() + v.read_field(field(VmcsField::tsc_offset));
         break;
+    case 0x1A0: // IA32_MISC_ENABLE: virtual (see VmxVcpu::misc_enable)
+        if (write)
+            v.misc_enable = value | VmxVcpu::misc_enable_default;
+        else
+            result = v.misc_enable;
+        break;
     case 0x277: // IA32_PAT
         if (write)
             v.write_field(field(VmcsField::guest_pat), value);
@@ -179,8 +185,9 @@ ExitOutcome handle_exit(VmxVcpu& v, const VmExit& e) {
     case ExitReason::ept_misconfiguration:
         return {ExitAction::stop_guest, "EPT misconfiguration"};
     case ExitReason::init_signal:
-        // INIT: the vCPU waits for a SIPI (activity state 3, Vol. 3C 25.4.2).
-        v.write_field(field(VmcsField::guest_activity_state), 3);
+        // INIT: the vCPU takes the INIT state and waits for a SIPI (Vol. 3A 9.1, Vol. 3C
+        // 25.4.2), as the physical CPU would outside VMX.
+        v.reset_to_wait_for_sipi();
         return {ExitAction::resume, nullptr};
     case ExitReason::startup_ipi: {
         // SIPI with vector V: real mode at CS = V << 8 (base V << 12), IP = 0.

@@ -14,5 +14,6 @@ const vmx::Features& vmx_features();
 const vmx::CapabilityMsrs& vmx_capabilities();
 VmxCpuState& vmx_this_cpu();
 u32 vmx_cpus_on();
+bool vmx_cpu_on(u32 index); // CPU `index` is in VMX operation
 
 } // namespace godwit::hv

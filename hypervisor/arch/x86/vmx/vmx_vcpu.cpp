@@ -23,6 +23,7 @@ constexpr u64 efer_lme = 1ull << 8, efer_lma = 1ull << 10;
 constexpr u64 cr0_pe = 1ull << 0, cr0_et = 1ull << 4, cr0_ne = 1ull << 5, cr0_pg = 1ull << 31;
 constexpr u64 cr4_pae = 1ull << 5, cr4_vmxe = 1ull << 13;
 constexpr u32 ar_unusable = 1u << 16;
+constexpr u64 activity_wait_for_sipi = 3;
 
 } // namespace
 
@@ -42,29 +43,38 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
     launched_ = false;
 
     u32 pin = 0, proc = 0, proc2 = 0, exit = 0, entry = 0;
+    bool real_mode = c.mode == GuestMode::real_mode;
     u32 pin_required = c.preemption_timer ? vmx::pin::preemption_timer : 0;
+    u32 proc_required = vmx::proc::activate_secondary |
+                        (c.root ? vmx::proc::use_msr_bitmaps
+                                : vmx::proc::hlt_exiting | vmx::proc::unconditional_io_exiting);
     u32 proc2_required = vmx::proc2::enable_ept | vmx::proc2::enable_vpid |
-                         (c.mode == GuestMode::real_mode ? vmx::proc2::unrestricted_guest : 0) |
+                         (real_mode || c.root ? vmx::proc2::unrestricted_guest : 0) |
                          (c.pml ? vmx::proc2::enable_pml : 0);
+    u32 proc2_optional = vmx::proc2::enable_rdtscp | vmx::proc2::enable_invpcid |
+                         (c.root ? vmx::proc2::enable_xsaves : 0);
+    u32 exit_required =
+        vmx::exit_ctl::host_address_space_64 | vmx::exit_ctl::save_efer | vmx::exit_ctl::load_efer;
+    u32 exit_optional = c.root ? vmx::exit_ctl::save_pat | vmx::exit_ctl::load_pat : 0;
     u32 entry_required = vmx::entry_ctl::load_efer |
                          (c.mode == GuestMode::long_mode ? vmx::entry_ctl::ia32e_guest : 0);
+    u32 entry_optional = c.root ? vmx::entry_ctl::load_pat : 0;
     if (!vmx::compute_controls(caps.pinbased, pin_required, 0, pin) ||
-        !vmx::compute_controls(caps.procbased,
-                               vmx::proc::hlt_exiting | vmx::proc::unconditional_io_exiting |
-                                   vmx::proc::activate_secondary,
-                               0, proc) ||
-        !vmx::compute_controls(caps.procbased2, proc2_required,
-                               vmx::proc2::enable_rdtscp | vmx::proc2::enable_invpcid, proc2) ||
-        !vmx::compute_controls(caps.exit,
-                               vmx::exit_ctl::host_address_space_64 | vmx::exit_ctl::save_efer |
-                                   vmx::exit_ctl::load_efer,
-                               0, exit) ||
-        !vmx::compute_controls(caps.entry, entry_required, 0, entry)) {
+        !vmx::compute_controls(caps.procbased, proc_required, 0, proc) ||
+        !vmx::compute_controls(caps.procbased2, proc2_required, proc2_optional, proc2) ||
+        !vmx::compute_controls(caps.exit, exit_required, exit_optional, exit) ||
+        !vmx::compute_controls(caps.entry, entry_required, entry_optional, entry)) {
         *error = "a required VM-execution control is not supported by this CPU";
         return false;
     }
-    // Without "use MSR bitmaps" every RDMSR/WRMSR exits: what the self-tests want.
-    proc &= ~vmx::proc::use_msr_bitmaps;
+    if (c.wait_for_sipi && !f.wait_for_sipi) {
+        *error = "the CPU cannot park a vCPU in wait-for-SIPI (IA32_VMX_MISC bit 8)";
+        return false;
+    }
+    if (!c.root) {
+        // Without "use MSR bitmaps" every RDMSR/WRMSR exits: what the self-tests want.
+        proc &= ~vmx::proc::use_msr_bitmaps;
+    }
 
     vmx::VmcsWriter w;
     w.write(VmcsField::pin_based_controls, pin);
@@ -77,6 +87,12 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
     w.write(VmcsField::ept_pointer, c.eptp);
     w.write(VmcsField::vpid, c.vpid);
     w.write(VmcsField::vmcs_link_pointer, ~0ull);
+    if (proc & vmx::proc::use_msr_bitmaps)
+        w.write(VmcsField::msr_bitmap, c.msr_bitmap);
+    if (proc2 & vmx::proc2::enable_xsaves)
+        w.write(VmcsField::xss_exiting_bitmap, 0);
+    if (exit & vmx::exit_ctl::load_pat)
+        w.write(VmcsField::host_pat, x86::rdmsr(msr_pat));
     if (c.pml) {
         w.write(VmcsField::pml_address, c.pml_buffer);
         w.write(VmcsField::guest_pml_index, 511);
@@ -116,7 +132,7 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
 
     // Guest state. CR0.NE and CR4.VMXE must stay set under VMX; the read shadows hide them
     // from the guest (guest/host masks), as a real machine would show them clear.
-    bool long_mode = c.mode == GuestMode::long_mode;
+    bool long_mode = !real_mode;
     u64 cr0 = long_mode ? (cr0_pe | cr0_et | cr0_ne | cr0_pg) : (cr0_et | cr0_ne);
     u64 cr4 = (long_mode ? cr4_pae : 0) | cr4_vmxe;
     u64 fixed0_cr0 = caps.cr0_fixed0 & ~(long_mode ? 0 : (cr0_pe | cr0_pg)); // unrestricted guest
@@ -134,7 +150,7 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
     w.write(VmcsField::guest_rip, c.rip);
     w.write(VmcsField::guest_rsp, c.rsp);
     w.write(VmcsField::guest_interruptibility, 0);
-    w.write(VmcsField::guest_activity_state, 0);
+    w.write(VmcsField::guest_activity_state, c.wait_for_sipi ? activity_wait_for_sipi : 0);
     w.write(VmcsField::guest_pending_debug, 0);
     w.write(VmcsField::guest_sysenter_cs, 0);
     w.write(VmcsField::guest_sysenter_esp, 0);
@@ -156,18 +172,18 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
          VmcsField::guest_gs_access_rights},
     };
     if (long_mode) {
-        w.write(VmcsField::guest_cs_selector, 0x08);
+        w.write(VmcsField::guest_cs_selector, c.code_selector);
         w.write(VmcsField::guest_cs_base, 0);
         w.write(VmcsField::guest_cs_limit, 0xFFFFFFFF);
         w.write(VmcsField::guest_cs_access_rights, 0xA09B); // 64-bit code, present, accessed
         for (const Segment& s : data_segments) {
-            w.write(s.selector, 0x10);
+            w.write(s.selector, c.data_selector);
             w.write(s.base, 0);
             w.write(s.limit, 0xFFFFFFFF);
             w.write(s.rights, 0xC093);
         }
         w.write(VmcsField::guest_gdtr_base, c.gdt_base);
-        w.write(VmcsField::guest_gdtr_limit, 0x17);
+        w.write(VmcsField::guest_gdtr_limit, c.gdt_limit);
     } else {
         w.write(VmcsField::guest_cs_selector, 0);
         w.write(VmcsField::guest_cs_base, 0);
@@ -224,6 +240,69 @@ void VmxVcpu::skip_instruction(u32 length) {
     x86::vmptrld(vmcs_.value);
     x86::vmwrite(static_cast<u64>(VmcsField::guest_rip),
                  vmx::vmcs_read(VmcsField::guest_rip) + length);
+}
+
+void VmxVcpu::reset_to_wait_for_sipi() {
+    // Table 9-1: real mode, caches as after INIT, segments base 0 limit 0xFFFF (CS is set by
+    // the SIPI), EFER 0. CR0.NE and CR4.VMXE stay set underneath (read shadows hide them).
+    const vmx::CapabilityMsrs& caps = vmx_capabilities();
+    x86::vmptrld(vmcs_.value);
+    vmx::VmcsWriter w;
+    u64 cr0 = cr0_et | cr0_ne;
+    w.write(VmcsField::guest_cr0,
+            vmx::apply_fixed_bits(cr0, caps.cr0_fixed0 & ~(cr0_pe | cr0_pg), caps.cr0_fixed1));
+    w.write(VmcsField::cr0_read_shadow, 0x60000010); // CD | NW | ET
+    w.write(VmcsField::guest_cr4,
+            vmx::apply_fixed_bits(cr4_vmxe, caps.cr4_fixed0, caps.cr4_fixed1));
+    w.write(VmcsField::cr4_read_shadow, 0);
+    w.write(VmcsField::guest_cr3, 0);
+    w.write(VmcsField::guest_efer, 0);
+    w.write(VmcsField::entry_controls,
+            vmx::vmcs_read(VmcsField::entry_controls) & ~vmx::entry_ctl::ia32e_guest);
+    w.write(VmcsField::guest_rflags, 0x2);
+    w.write(VmcsField::guest_rip, 0xFFF0);
+    w.write(VmcsField::guest_rsp, 0);
+    w.write(VmcsField::guest_dr7, 0x400);
+    w.write(VmcsField::guest_cs_selector, 0xF000);
+    w.write(VmcsField::guest_cs_base, 0xFFFF0000);
+    w.write(VmcsField::guest_cs_limit, 0xFFFF);
+    w.write(VmcsField::guest_cs_access_rights, 0x9B);
+    const VmcsField data[][4] = {
+        {VmcsField::guest_ds_selector, VmcsField::guest_ds_base, VmcsField::guest_ds_limit,
+         VmcsField::guest_ds_access_rights},
+        {VmcsField::guest_es_selector, VmcsField::guest_es_base, VmcsField::guest_es_limit,
+         VmcsField::guest_es_access_rights},
+        {VmcsField::guest_ss_selector, VmcsField::guest_ss_base, VmcsField::guest_ss_limit,
+         VmcsField::guest_ss_access_rights},
+        {VmcsField::guest_fs_selector, VmcsField::guest_fs_base, VmcsField::guest_fs_limit,
+         VmcsField::guest_fs_access_rights},
+        {VmcsField::guest_gs_selector, VmcsField::guest_gs_base, VmcsField::guest_gs_limit,
+         VmcsField::guest_gs_access_rights},
+    };
+    for (const auto& s : data) {
+        w.write(s[0], 0);
+        w.write(s[1], 0);
+        w.write(s[2], 0xFFFF);
+        w.write(s[3], 0x93);
+    }
+    w.write(VmcsField::guest_gdtr_base, 0);
+    w.write(VmcsField::guest_gdtr_limit, 0xFFFF);
+    w.write(VmcsField::guest_idtr_base, 0);
+    w.write(VmcsField::guest_idtr_limit, 0xFFFF);
+    w.write(VmcsField::guest_ldtr_selector, 0);
+    w.write(VmcsField::guest_ldtr_base, 0);
+    w.write(VmcsField::guest_ldtr_limit, 0xFFFF);
+    w.write(VmcsField::guest_ldtr_access_rights, 0x82);
+    w.write(VmcsField::guest_tr_selector, 0);
+    w.write(VmcsField::guest_tr_base, 0);
+    w.write(VmcsField::guest_tr_limit, 0xFFFF);
+    w.write(VmcsField::guest_tr_access_rights, 0x8B);
+    w.write(VmcsField::guest_interruptibility, 0);
+    w.write(VmcsField::guest_pending_debug, 0);
+    w.write(VmcsField::entry_interruption_info, 0);
+    w.write(VmcsField::guest_activity_state, activity_wait_for_sipi);
+    regs = GuestRegisters{};
+    regs.rdx = 0x600; // EDX after INIT: family/model/stepping (Table 9-1); Linux ignores it
 }
 
 u64 VmxVcpu::read_field(u32 encoding) const {

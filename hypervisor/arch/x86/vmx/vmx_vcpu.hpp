@@ -27,6 +27,13 @@ struct VcpuConfig {
     u64 pml_buffer = 0; // host-physical 4 KiB page
     bool preemption_timer = false;
     u32 preemption_timer_value = 0;
+    // The root partition: owns the machine's devices, so no HLT or port I/O exits; MSRs go
+    // through `msr_bitmap` (a zero bitmap = no exits where the bitmap applies); guest PAT
+    // and XSAVES/INVPCID/RDTSCP are its own (Linux needs them, ../shared/ROOT-PARTITION.md).
+    bool root = false;
+    u64 msr_bitmap = 0;
+    u16 code_selector = 0x08, data_selector = 0x10, gdt_limit = 0x17; // long mode
+    bool wait_for_sipi = false; // real mode, parked until a SIPI (an AP of the root)
 };
 
 struct VmExit {
@@ -47,11 +54,19 @@ class VmxVcpu {
     // Enters the guest and returns at the next VM exit (or entry failure).
     VmExit run();
     void skip_instruction(u32 length); // RIP += length (after emulating the instruction)
+    // Architectural INIT state (Vol. 3A, 9.1.1, Table 9-1), parked in wait-for-SIPI: what an
+    // INIT IPI does to a real CPU. Needs unrestricted guest.
+    void reset_to_wait_for_sipi();
     u64 read_field(u32 encoding) const;
     void write_field(u32 encoding, u64 value);
     void destroy();
 
     GuestRegisters regs{};
+    // IA32_MISC_ENABLE (0x1A0) as this vCPU sees it: virtual, as KVM does, because not every
+    // CPU (Bochs' emulated ones) implements the MSR and Linux reads it before it has an IDT.
+    // Fast strings on, branch trace and PEBS unavailable.
+    static constexpr u64 misc_enable_default = (1ull << 0) | (1ull << 11) | (1ull << 12);
+    u64 misc_enable = misc_enable_default;
 
   private:
     PhysAddr vmcs_{};

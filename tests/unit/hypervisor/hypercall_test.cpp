@@ -1,0 +1,137 @@
+// Hypercall argument validation over a fake hypervisor: every bad argument gets an error
+// code and nothing is written outside the caller's buffer.
+#include "hypercall/hypercall.hpp"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace godwit::hv::hypercall {
+namespace {
+
+class FakeHost final : public HypercallHost {
+  public:
+    // Caller memory: [0x1000, 0x1000 + memory.size()).
+    std::vector<unsigned char> memory = std::vector<unsigned char>(0x30000, 0xEE);
+    std::string ring = std::string(256, '.');
+    u64 written = 0;
+    u32 cpus = 3;
+
+    bool caller_owns(u64 gpa, u64 length) const override {
+        return length != 0 && gpa >= 0x1000 && gpa + length >= gpa &&
+               gpa + length <= 0x1000 + memory.size();
+    }
+    void copy_to_caller(u64 gpa, const void* source, u64 length) override {
+        ASSERT_TRUE(caller_owns(gpa, length));
+        std::memcpy(memory.data() + (gpa - 0x1000), source, length);
+    }
+    void version(godwit_hc_version& out) const override {
+        out.abi_version = GODWIT_HC_ABI_VERSION;
+        out.cpu_count = cpus;
+        std::strcpy(out.build, "test");
+    }
+    u32 cpu_count() const override { return cpus; }
+    void cpu(u32 index, godwit_hc_cpu& out) const override {
+        out.index = index;
+        out.apic_id = index * 2;
+        out.flags = 7;
+    }
+    void memory_stats(godwit_hc_memory_stats& out) const override { out.total_bytes = 512 << 20; }
+    void console(const char*& text, u64& size, u64& total) const override {
+        text = ring.data();
+        size = ring.size();
+        total = written;
+    }
+    void log(const std::string& s) { // what the hypervisor console would do
+        for (char c : s)
+            ring[written++ % ring.size()] = c;
+    }
+    unsigned char* at(u64 gpa) { return memory.data() + (gpa - 0x1000); }
+};
+
+Result call(FakeHost& h, u64 number, u64 a0, u64 a1, u64 a2 = 0, u8 cpl = 0, bool root = true) {
+    return dispatch(Call{number, a0, a1, a2, cpl, root}, h);
+}
+
+TEST(Hypercall, Version) {
+    FakeHost h;
+    Result r = call(h, GODWIT_HC_VERSION, 0x2000, sizeof(godwit_hc_version));
+    ASSERT_EQ(r.status, GODWIT_HC_OK);
+    godwit_hc_version v{};
+    std::memcpy(&v, h.at(0x2000), sizeof v);
+    EXPECT_EQ(v.abi_version, GODWIT_HC_ABI_VERSION);
+    EXPECT_STREQ(v.build, "test");
+    EXPECT_EQ(*h.at(0x2000 + sizeof v), 0xEE); // nothing past the struct
+}
+
+TEST(Hypercall, RefusesBadCallers) {
+    FakeHost h;
+    EXPECT_EQ(call(h, GODWIT_HC_VERSION, 0x2000, 72, 0, 3).status, GODWIT_HC_DENIED);
+    EXPECT_EQ(call(h, GODWIT_HC_VERSION, 0x2000, 72, 0, 0, false).status, GODWIT_HC_DENIED);
+    EXPECT_EQ(call(h, 0, 0, 0).status, GODWIT_HC_UNKNOWN_CALL);
+    EXPECT_EQ(call(h, 999, 0x2000, 72).status, GODWIT_HC_UNKNOWN_CALL);
+    EXPECT_EQ(*h.at(0x2000), 0xEE);
+}
+
+TEST(Hypercall, RefusesBadBuffers) {
+    FakeHost h;
+    for (u64 n : {u64{GODWIT_HC_VERSION}, u64{GODWIT_HC_MEMORY_STATS}, u64{GODWIT_HC_CPU_LIST},
+                  u64{GODWIT_HC_CONSOLE_READ}}) {
+        SCOPED_TRACE(n);
+        EXPECT_EQ(call(h, n, 0x0, 4096).status, GODWIT_HC_BAD_ADDRESS);         // not its memory
+        EXPECT_EQ(call(h, n, 0x30F00, 4096).status, GODWIT_HC_BAD_ADDRESS);     // runs off the end
+        EXPECT_EQ(call(h, n, ~0ull - 100, 4096).status, GODWIT_HC_BAD_ADDRESS); // wraps
+        EXPECT_EQ(call(h, n, 0x2000, 8).status, GODWIT_HC_BAD_LENGTH);          // too small
+        EXPECT_EQ(call(h, n, 0x2000, 1ull << 40).status, GODWIT_HC_BAD_LENGTH); // too big
+    }
+    EXPECT_EQ(call(h, GODWIT_HC_VERSION, 0x2000, 72, 1).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_CPU_LIST, 0x2000, 72, 1).status, GODWIT_HC_BAD_ARGUMENT);
+    for (u64 i = 0; i < h.memory.size(); ++i)
+        ASSERT_EQ(h.memory[i], 0xEE) << i;
+}
+
+TEST(Hypercall, CpuListTruncatesAndReportsTheCount) {
+    FakeHost h;
+    Result r = call(h, GODWIT_HC_CPU_LIST, 0x2000, 2 * sizeof(godwit_hc_cpu) + 5);
+    ASSERT_EQ(r.status, GODWIT_HC_OK);
+    EXPECT_EQ(r.value, 3u);
+    godwit_hc_cpu second{};
+    std::memcpy(&second, h.at(0x2000 + sizeof(godwit_hc_cpu)), sizeof second);
+    EXPECT_EQ(second.apic_id, 2u);
+    EXPECT_EQ(*h.at(0x2000 + 2 * sizeof(godwit_hc_cpu)), 0xEE);
+}
+
+TEST(Hypercall, ConsoleReadWrapsAndReportsLoss) {
+    FakeHost h;
+    h.log("hello ");
+    Result r = call(h, GODWIT_HC_CONSOLE_READ, 0x2000, 16 + 64);
+    ASSERT_EQ(r.status, GODWIT_HC_OK);
+    EXPECT_EQ(r.value, 6u);
+    EXPECT_EQ(std::string(reinterpret_cast<char*>(h.at(0x2010)), 6), "hello ");
+    // Overrun the 256-byte ring: a read from 0 starts at the oldest byte held.
+    std::string line;
+    for (int i = 0; i < 40; ++i)
+        line += "line" + std::to_string(i) + "\n";
+    h.log(line);
+    r = call(h, GODWIT_HC_CONSOLE_READ, 0x3000, 16 + 1024, 0);
+    ASSERT_EQ(r.status, GODWIT_HC_OK);
+    godwit_hc_console_chunk chunk{};
+    std::memcpy(&chunk, h.at(0x3000), sizeof chunk);
+    EXPECT_EQ(chunk.end_of_log, h.written);
+    EXPECT_EQ(chunk.start, h.written - 256);
+    EXPECT_EQ(r.value, 256u);
+    std::string all = "hello " + line;
+    EXPECT_EQ(std::string(reinterpret_cast<char*>(h.at(0x3010)), 256),
+              all.substr(all.size() - 256));
+    // A position beyond the end is refused; the end itself reads nothing.
+    EXPECT_EQ(call(h, GODWIT_HC_CONSOLE_READ, 0x3000, 64, h.written + 1).status,
+              GODWIT_HC_BAD_ARGUMENT);
+    r = call(h, GODWIT_HC_CONSOLE_READ, 0x3000, 64, h.written);
+    EXPECT_EQ(r.status, GODWIT_HC_OK);
+    EXPECT_EQ(r.value, 0u);
+}
+
+} // namespace
+} // namespace godwit::hv::hypercall

@@ -121,7 +121,7 @@ TEST(RootMemory, PlaceHighAvoidsEverything) {
     EXPECT_EQ(a, 0x10000000 - size);
     EXPECT_EQ(place_high(ram, 2, more, 3, 512ull << 20, 4ull << 30), 0u); // does not fit
     EXPECT_EQ(place_high(ram, 2, avoid, 3, size, 0x5000000), 0x200000u);  // below the kernel
-    EXPECT_EQ(place_high(ram, 2, avoid, 3, size, 0xF00000), 0u);          // limit too low
+    EXPECT_EQ(place_high(ram, 2, avoid, 3, size, 0xE00000), 0u);          // limit too low
     EXPECT_EQ(place_high(ram, 2, avoid, 3, 0, 4ull << 30), 0u);
 }
 

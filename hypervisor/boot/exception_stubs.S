@@ -1,6 +1,7 @@
 /* Exception entry stubs for vectors 0-31: push a dummy error code where the CPU pushes
  * none (Intel SDM Vol. 3A, 7.3 table 7-1), push the vector and all GPRs, and call
- * exception_handler(ExceptionFrame*). The handler does not return. */
+ * exception_handler(ExceptionFrame*). The handler returns only when the faulting instruction
+ * has an exception-table entry (a probe such as x86::rdmsr_safe): it resumes at the fixup. */
     .text
     .code64
 
@@ -63,12 +64,28 @@ exception_common:
     pushq %r13
     pushq %r14
     pushq %r15
+    mov %rsp, %rbx                 /* callee-saved: the frame, for the return path */
     mov %rsp, %rdi
     and $-16, %rsp
-    call exception_handler
-1:  cli
-    hlt
-    jmp 1b
+    call exception_handler         /* returns only after an exception-table fixup */
+    mov %rbx, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    add $16, %rsp                  /* vector, error code */
+    iretq
 
     .section .rodata
     .balign 8

@@ -103,7 +103,7 @@ void handle_vmcall(VmxVcpu& v, const VmExit& e) {
 // accepts — checked here, because executing a bad one would fault the hypervisor.
 void handle_xsetbv(VmxVcpu& v, const VmExit& e) {
     constexpr u64 cr4_osxsave = 1ull << 18;
-    if ((v.read_field(field(VmcsField::cr4_read_shadow)) & cr4_osxsave) == 0) {
+    if ((v.guest_visible_cr4() & cr4_osxsave) == 0) {
         inject(v, inject_ud);
         return;
     }

@@ -8,11 +8,13 @@
 #include "arch/x86/intrinsics.hpp"
 #include "arch/x86/mtrr_read.hpp"
 #include "arch/x86/vmx/vmx_exit.hpp"
+#include "arch/x86/vmx/vmx_exit_handlers.hpp"
 #include "arch/x86/vmx/vmx_state.hpp"
 #include "kernel/console.hpp"
 #include "kernel/percpu.hpp"
 #include "kernel/smp.hpp"
 #include "memory/frame_allocator.hpp"
+#include "platform/lapic.hpp"
 
 extern "C" void* memcpy(void*, const void*, godwit::hv::usize);
 extern "C" void* memmove(void*, const void*, godwit::hv::usize);
@@ -101,6 +103,26 @@ void build_boot_page_tables() {
     }
 }
 
+// MSRs a CPU's CPUID implies but it may not implement (emulators): probed with rdmsr_safe.
+// IA32_MISC_ENABLE missing: virtualized for the root (intercepted in the MSR bitmap).
+// MCG_CAP/MCG_STATUS missing while CPUID claims MCA: MCE/MCA hidden from CPUID, else
+// Linux's machine-check init panics ("MCA architectural violation").
+void probe_msrs(u8* msr_bitmap) {
+    constexpr u32 msr_misc_enable = 0x1A0, msr_mcg_cap = 0x179, msr_mcg_status = 0x17A;
+    u64 value = 0;
+    if (!x86::rdmsr_safe(msr_misc_enable, value)) {
+        msr_bitmap[msr_misc_enable / 8] |= static_cast<u8>(1u << (msr_misc_enable % 8));
+        msr_bitmap[2048 + msr_misc_enable / 8] |= static_cast<u8>(1u << (msr_misc_enable % 8));
+        log(LogLevel::info, "root: CPU lacks IA32_MISC_ENABLE: the root gets a virtual one");
+    }
+    bool mca = (x86::cpuid(1).edx >> 14) & 1;
+    if (mca && (!x86::rdmsr_safe(msr_mcg_cap, value) || !x86::rdmsr_safe(msr_mcg_status, value))) {
+        set_cpuid_quirks(CpuidQuirks{.hide_machine_check = true});
+        log(LogLevel::warn, "root: CPUID reports machine-check architecture but MCG_CAP/"
+                            "MCG_STATUS are missing: MCE/MCA hidden from the root");
+    }
+}
+
 struct ApLaunch {
     VcpuConfig config;
     volatile u32 started;
@@ -109,6 +131,7 @@ struct ApLaunch {
 ApLaunch ap_launch;
 
 void ap_enter_root(void*) {
+    lapic_return_to_firmware_mode();
     VmxVcpu& v = root_vcpus[this_cpu().index];
     const char* error = nullptr;
     x86::invept(2, x86::InveptDescriptor{0, 0});
@@ -247,10 +270,7 @@ const char* launch_root_partition(const Multiboot2Info& mb2, u64 rsdp, const Ran
     PhysAddr msr_bitmap = alloc_frame();
     if (msr_bitmap.value == 0)
         return "no memory for the MSR bitmap";
-    auto* bitmap = static_cast<u8*>(phys_to_virt(msr_bitmap));
-    constexpr u32 msr_misc_enable = 0x1A0;
-    bitmap[msr_misc_enable / 8] |= static_cast<u8>(1u << (msr_misc_enable % 8));
-    bitmap[2048 + msr_misc_enable / 8] |= static_cast<u8>(1u << (msr_misc_enable % 8));
+    probe_msrs(static_cast<u8*>(phys_to_virt(msr_bitmap)));
     root_state.msr_bitmap = msr_bitmap.value;
     root_state.code_start = bz.load_address + linux_boot::entry64_offset;
     log(LogLevel::info,
@@ -297,6 +317,7 @@ const char* launch_root_partition(const Multiboot2Info& mb2, u64 rsdp, const Ran
     bsp.gdt_limit = 0x1F;
     bsp.code_selector = boot_cs;
     bsp.data_selector = boot_ds;
+    lapic_return_to_firmware_mode();
     VmxVcpu& v = root_vcpus[self];
     const char* error = nullptr;
     x86::invept(2, x86::InveptDescriptor{0, 0});

@@ -14,8 +14,15 @@ struct CpuidValues {
     u32 eax, ebx, ecx, edx;
 };
 
+// Corrections for CPUs whose CPUID promises more than they implement, found by probing at
+// boot (emulators: Bochs reports MCE/MCA but has no MCG_* MSRs, and Linux panics on them).
+struct CpuidQuirks {
+    bool hide_machine_check = false; // leaf 1 EDX.MCE (bit 7) and EDX.MCA (bit 14) cleared
+};
+
 // `host` holds what the CPU returned for (leaf, subleaf); returns what the guest sees.
-CpuidValues guest_cpuid(u32 leaf, u32 subleaf, CpuidValues host, u64 guest_cr4);
+CpuidValues guest_cpuid(u32 leaf, u32 subleaf, CpuidValues host, u64 guest_cr4,
+                        CpuidQuirks quirks = {});
 
 // True when the leaf is answered by the hypervisor itself (no need to ask the CPU).
 constexpr bool is_hypervisor_leaf(u32 leaf) {

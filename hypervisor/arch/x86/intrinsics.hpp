@@ -107,6 +107,24 @@ inline void xsetbv(u32 index, u64 value) {
     asm volatile("xsetbv" ::"c"(index), "a"(static_cast<u32>(value)),
                  "d"(static_cast<u32>(value >> 32)));
 }
+// RDMSR that reports a #GP (MSR not implemented) instead of faulting the hypervisor: the
+// exception table (kernel/exceptions.cpp) resumes after the instruction with ok still 0.
+inline bool rdmsr_safe(u32 msr, u64& value) {
+    u32 lo = 0, hi = 0, ok = 0;
+    asm volatile("1: rdmsr\n"
+                 "   mov $1, %[ok]\n"
+                 "2:\n"
+                 ".pushsection .godwit_extable, \"a\"\n"
+                 ".balign 8\n"
+                 ".quad 1b, 2b\n"
+                 ".popsection\n"
+                 : "+a"(lo), "+d"(hi), [ok] "+r"(ok)
+                 : "c"(msr)
+                 : "memory");
+    value = (u64{hi} << 32) | lo;
+    return ok != 0;
+}
+
 inline u64 xgetbv(u32 index) {
     u32 lo, hi;
     asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(index));

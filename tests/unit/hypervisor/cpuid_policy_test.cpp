@@ -38,5 +38,13 @@ TEST(CpuidPolicy, HypervisorLeaves) {
     EXPECT_EQ(unknown.eax | unknown.ebx | unknown.ecx | unknown.edx, 0u);
 }
 
+TEST(CpuidPolicy, QuirkHidesMachineCheckOnlyWhenAsked) {
+    CpuidValues host{0x50654, 0, 0, 0xBFEBFBFF}; // MCE (7) and MCA (14) set
+    EXPECT_EQ(guest_cpuid(1, 0, host, 0).edx, 0xBFEBFBFFu);
+    CpuidValues hidden = guest_cpuid(1, 0, host, 0, CpuidQuirks{.hide_machine_check = true});
+    EXPECT_EQ(hidden.edx, 0xBFEBFBFFu & ~((1u << 7) | (1u << 14)));
+    EXPECT_EQ(guest_cpuid(7, 0, host, 0, CpuidQuirks{.hide_machine_check = true}).edx, host.edx);
+}
+
 } // namespace
 } // namespace godwit::hv

@@ -60,6 +60,8 @@ u64& gpr(GuestRegisters& r, u8 index) {
     }
 }
 
+CpuidQuirks cpuid_quirks;
+
 ExitOutcome handle_cpuid(VmxVcpu& v, const VmExit& e) {
     u32 leaf = static_cast<u32>(v.regs.rax), subleaf = static_cast<u32>(v.regs.rcx);
     CpuidValues host{};
@@ -68,7 +70,7 @@ ExitOutcome handle_cpuid(VmxVcpu& v, const VmExit& e) {
         host = {r.eax, r.ebx, r.ecx, r.edx};
     }
     CpuidValues g =
-        guest_cpuid(leaf, subleaf, host, v.read_field(field(VmcsField::cr4_read_shadow)));
+        guest_cpuid(leaf, subleaf, host, v.guest_visible_cr4(), cpuid_quirks);
     v.regs.rax = g.eax;
     v.regs.rbx = g.ebx;
     v.regs.rcx = g.ecx;
@@ -167,6 +169,10 @@ ExitOutcome handle_cr_access(VmxVcpu& v, const VmExit& e) {
 }
 
 } // namespace
+
+void set_cpuid_quirks(const CpuidQuirks& quirks) {
+    cpuid_quirks = quirks;
+}
 
 ExitOutcome handle_exit(VmxVcpu& v, const VmExit& e) {
     if (e.entry_failed)

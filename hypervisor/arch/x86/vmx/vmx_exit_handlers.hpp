@@ -5,6 +5,7 @@
 // vCPU: the self-tests now, the VMM through /dev/godwit later.
 #pragma once
 
+#include "arch/x86/cpuid_policy.hpp"
 #include "arch/x86/vmx/vmx_vcpu.hpp"
 
 namespace godwit::hv {
@@ -21,5 +22,8 @@ struct ExitOutcome {
 };
 
 ExitOutcome handle_exit(VmxVcpu& vcpu, const VmExit& exit);
+
+// CPUID corrections every guest gets (set once at boot, before any guest runs).
+void set_cpuid_quirks(const CpuidQuirks& quirks);
 
 } // namespace godwit::hv

@@ -305,6 +305,18 @@ void VmxVcpu::reset_to_wait_for_sipi() {
     regs.rdx = 0x600; // EDX after INIT: family/model/stepping (Table 9-1); Linux ignores it
 }
 
+u64 VmxVcpu::guest_visible_cr0() const {
+    u64 mask = read_field(static_cast<u32>(VmcsField::cr0_guest_host_mask));
+    return (read_field(static_cast<u32>(VmcsField::guest_cr0)) & ~mask) |
+           (read_field(static_cast<u32>(VmcsField::cr0_read_shadow)) & mask);
+}
+
+u64 VmxVcpu::guest_visible_cr4() const {
+    u64 mask = read_field(static_cast<u32>(VmcsField::cr4_guest_host_mask));
+    return (read_field(static_cast<u32>(VmcsField::guest_cr4)) & ~mask) |
+           (read_field(static_cast<u32>(VmcsField::cr4_read_shadow)) & mask);
+}
+
 u64 VmxVcpu::read_field(u32 encoding) const {
     x86::vmptrld(vmcs_.value);
     return vmx::vmcs_read(static_cast<VmcsField>(encoding));

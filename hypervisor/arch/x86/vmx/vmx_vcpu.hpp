@@ -58,6 +58,10 @@ class VmxVcpu {
     // INIT IPI does to a real CPU. Needs unrestricted guest.
     void reset_to_wait_for_sipi();
     u64 read_field(u32 encoding) const;
+    // CR0/CR4 as the guest sees them: the real register for bits the hypervisor does not
+    // own, the read shadow for the bits it does (guest/host mask) — Vol. 3C 25.6.6.
+    u64 guest_visible_cr0() const;
+    u64 guest_visible_cr4() const;
     void write_field(u32 encoding, u64 value);
     void destroy();
 

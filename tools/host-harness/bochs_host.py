@@ -1,0 +1,171 @@
+"""One emulated Godwit host: Bochs (Intel VT-x + EPT) booting godwit-host.iso, with COM1 on
+a pseudo-terminal so a harness can read the console and type shell commands into the root
+partition. Used by the `root` tests and later by the two-host harness.
+
+    with BochsHost(iso, workdir) as host:
+        host.wait_for("godwit-root: ready", timeout=300)
+        status, output = host.run("godwit host info --json")
+"""
+
+import os
+import pty
+import re
+import select
+import subprocess
+import time
+import tty
+
+BOCHS_BIOS = "/usr/share/bochs/BIOS-bochs-latest"
+VGA_BIOS = "/usr/share/bochs/VGABIOS-lgpl-latest"
+
+
+class HostError(Exception):
+    pass
+
+
+class BochsHost:
+    def __init__(self, iso, workdir, cpus=1, megs=512, cpu_model="corei7_skylake_x",
+                 ips=50_000_000, name="host"):
+        self.iso = os.path.abspath(iso)
+        self.workdir = os.path.abspath(workdir)
+        self.cpus, self.megs, self.cpu_model, self.ips, self.name = cpus, megs, cpu_model, ips, name
+        self.proc = None
+        self.master = None
+        self.console = b""  # everything COM1 printed so far
+        self.seen = 0       # console offset wait_for/run have consumed up to
+        self.log = None
+        self.sequence = 0
+        self.started_at = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self):
+        if not os.path.exists(self.iso):
+            raise HostError(f"{self.name}: ISO missing: {self.iso}")
+        for tool in ("bochs-bin",):
+            if subprocess.call(["sh", "-c", f"command -v {tool} >/dev/null"]) != 0:
+                raise HostError(f"{self.name}: {tool} not installed (tools/bootstrap)")
+        os.makedirs(self.workdir, exist_ok=True)
+        self.master, slave = pty.openpty()
+        tty.setraw(slave)
+        slave_name = os.ttyname(slave)
+        self._slave = slave
+        with open(os.path.join(self.workdir, "bochsrc"), "w") as f:
+            f.write(f"""config_interface: textconfig
+display_library: rfb, options="timeout=0"
+megs: {self.megs}
+romimage: file={BOCHS_BIOS}
+vgaromimage: file={VGA_BIOS}
+cpu: model={self.cpu_model}, count={self.cpus}, ips={self.ips}, reset_on_triple_fault=0, ignore_bad_msrs=0
+ata0-master: type=cdrom, path={self.iso}, status=inserted
+boot: cdrom
+clock: sync=none, time0=946681200
+com1: enabled=1, mode=term, dev={slave_name}
+log: {self.workdir}/bochs.log
+panic: action=fatal
+error: action=report
+magic_break: enabled=1
+""")
+        # At a magic breakpoint (the hypervisor ending the run) the debugger reads `quit`.
+        with open(os.path.join(self.workdir, "dbg.rc"), "w") as f:
+            f.write("c\nquit\n")
+        self.log = open(os.path.join(self.workdir, "com1.txt"), "wb")
+        self.proc = subprocess.Popen(
+            ["bochs-bin", "-q", "-f", "bochsrc", "-rc", "dbg.rc"], cwd=self.workdir,
+            stdin=subprocess.DEVNULL, stdout=open(os.path.join(self.workdir, "bochs.out"), "w"),
+            stderr=subprocess.STDOUT, start_new_session=True)
+        self.started_at = time.monotonic()
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._pump(0)
+        for fd in (self.master, getattr(self, "_slave", None)):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.master = None
+        if self.log:
+            self.log.close()
+            self.log = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def elapsed(self):
+        return time.monotonic() - self.started_at
+
+    # -- console ---------------------------------------------------------------------
+    def _pump(self, timeout):
+        """Reads whatever COM1 printed within `timeout` seconds into self.console."""
+        if self.master is None:
+            return
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if not ready:
+            return
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:
+            return
+        self.console += data
+        if self.log:
+            self.log.write(data)
+            self.log.flush()
+
+    def text(self, start=0):
+        return self.console[start:].replace(b"\r", b"").decode(errors="replace")
+
+    def wait_for(self, pattern, timeout):
+        """Waits until `pattern` (a regex) appears in console output not consumed yet."""
+        regex = re.compile(pattern.encode() if isinstance(pattern, str) else pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self.console, self.seen)
+            if match:
+                self.seen = match.end()
+                return match
+            if not self.running():
+                self._pump(0.2)
+                match = regex.search(self.console, self.seen)
+                if match:
+                    self.seen = match.end()
+                    return match
+                raise HostError(f"{self.name}: Bochs exited (status {self.proc.poll()}) before "
+                                f"'{pattern}' appeared; console tail:\n{self.text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise HostError(f"{self.name}: '{pattern}' did not appear within {timeout}s; "
+                                f"console tail:\n{self.text()[-2000:]}")
+            self._pump(0.5)
+
+    def type(self, text):
+        """Types `text` on COM1, slowly enough for the emulated 16550's small FIFO."""
+        data = text.encode()
+        for i in range(0, len(data), 8):
+            os.write(self.master, data[i:i + 8])
+            self._pump(0.02)
+
+    def run(self, command, timeout=120):
+        """Runs a shell command in the root partition; returns (exit status, output)."""
+        self.sequence += 1
+        tag = f"{self.sequence:04d}"
+        # The marker is assembled by the shell, so the echoed command line never matches it.
+        self.type(f"{command}; echo \"@@GW\"\"END {tag} $?@@\"\n")
+        match = self.wait_for(rf"@@GWEND {tag} (\d+)@@", timeout)
+        whole = self.console[:match.start()].replace(b"\r", b"").decode(errors="replace")
+        # Output = what follows the echoed command line (when the tty echoes) up to the marker.
+        start = whole.rfind(f"\"@@GW\"\"END {tag} $?@@\"")
+        output = whole[start:].split("\n", 1)[1] if start >= 0 and "\n" in whole[start:] else ""
+        return int(match.group(1)), output

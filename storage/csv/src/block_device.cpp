@@ -44,12 +44,17 @@ AlignedBuffer::~AlignedBuffer() {
     std::free(data_);
 }
 
+void BlockDevice::reopen() {
+    throw Error(ErrorCode::unsupported, "this device cannot be reopened");
+}
+
+int PosixBlockDevice::open_flags() const noexcept {
+    return (writable_ ? O_RDWR : O_RDONLY) | O_CLOEXEC | (direct_ ? O_DIRECT : 0);
+}
+
 PosixBlockDevice::PosixBlockDevice(const std::string& path, Access access, bool direct)
-    : path_(path), direct_(direct) {
-    int flags = (access == Access::read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-    if (direct) {
-        flags |= O_DIRECT;
-    }
+    : path_(path), writable_(access == Access::read_write), direct_(direct) {
+    const int flags = open_flags();
     fd_ = ::open(path.c_str(), flags);
     if (fd_ < 0) {
         int err = errno;
@@ -86,6 +91,32 @@ PosixBlockDevice::~PosixBlockDevice() {
     if (fd_ >= 0) {
         ::close(fd_);
     }
+}
+
+void PosixBlockDevice::reopen() {
+    int fd = ::open(path_.c_str(), open_flags());
+    if (fd < 0) {
+        throw system_error("cannot reopen " + path_, errno);
+    }
+    struct stat st {};
+    const bool same_size = ::fstat(fd, &st) == 0 &&
+                           (S_ISBLK(st.st_mode) || static_cast<std::uint64_t>(st.st_size) == size_);
+    if (!same_size || ::dup2(fd, fd_) < 0) {
+        const int err = errno;
+        ::close(fd);
+        throw same_size ? system_error("cannot reopen " + path_, err)
+                        : Error(ErrorCode::io, path_ + " is not the same device any more");
+    }
+    ::close(fd);
+}
+
+void PosixBlockDevice::sever() {
+    // A directory descriptor: pread fails with EISDIR and pwrite with EBADF.
+    int fd = ::open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || ::dup2(fd, fd_) < 0) {
+        throw system_error("cannot inject a path failure", errno);
+    }
+    ::close(fd);
 }
 
 void PosixBlockDevice::create_image(const std::string& path, std::uint64_t size) {

@@ -22,29 +22,51 @@ namespace godwit::csv {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 namespace pb = godwit::csv::protocol;
+using Clock = std::chrono::steady_clock;
 
-struct Session {
+namespace {
+
+// Redirected I/O moves at most this much per message (frames are limited to 4 MiB).
+constexpr std::uint64_t kMaxRedirectedBytes = 1 << 20;
+
+// Thrown by a handler when this service does not (or no longer) coordinate: the node is
+// told to look for the coordinator elsewhere.
+struct NotCoordinator : Error {
+    NotCoordinator() : Error(ErrorCode::conflict, "this node is not the coordinator") {}
+};
+
+} // namespace
+
+struct Session : std::enable_shared_from_this<Session> {
     explicit Session(tcp::socket s) : socket(std::move(s)) {}
     tcp::socket socket;
     std::mutex write_mutex;
     std::uint64_t node_id = 0;
-    std::map<std::uint64_t, FileHandle> handles; // by handle id (this session's thread only)
+    std::string node_name;
+    bool registered = false;
+    std::atomic<int> io_state{pb::DIRECT};
+    std::atomic<std::uint64_t> redirected_bytes{0};
+    std::map<std::uint64_t, FileHandle> handles; // by handle id (guarded by volume_mutex)
     std::thread thread;
+    std::atomic<bool> finished{false};
 
     void send(const pb::CoordinatorMessage& m) {
         std::lock_guard lock(write_mutex);
         send_frame(socket, m);
     }
+    void disconnect() {
+        boost::system::error_code ec;
+        socket.shutdown(tcp::socket::shutdown_both, ec);
+    }
 };
 
 struct MapLease {
-    Session* session = nullptr;
+    std::shared_ptr<Session> session;
     std::uint64_t inode = 0;
 };
 
 struct Coordinator::State {
-    Volume& volume;
-    std::chrono::milliseconds map_lease;
+    ServiceOptions options;
     asio::io_context io;
     tcp::acceptor acceptor{io};
     std::atomic<bool> stopping{false};
@@ -52,11 +74,15 @@ struct Coordinator::State {
     std::mutex stop_mutex;
     std::condition_variable stop_cv;
     std::atomic<std::uint64_t> revocations{0};
+    std::atomic<std::uint64_t> fenced{0};
 
-    std::mutex volume_mutex; // never held while waiting for a node
+    std::mutex volume_mutex;  // never held while waiting for a node
+    Volume* volume = nullptr; // null: standby
+    Clock::time_point grace_until{};
+    Clock::time_point lease_ok_at{}; // last time the lease was verified ours on disk
 
     std::mutex sessions_mutex;
-    std::list<std::unique_ptr<Session>> sessions;
+    std::list<std::shared_ptr<Session>> sessions;
 
     std::mutex lease_mutex;
     std::condition_variable lease_cv;
@@ -64,34 +90,122 @@ struct Coordinator::State {
     std::map<std::uint64_t, MapLease> leases;
     std::set<std::uint64_t> awaiting_ack;
     std::set<std::uint64_t> revoking; // inodes whose map is being changed
+    bool moving = false;              // a planned move is under way: no new maps
 
-    explicit State(Volume& v, std::chrono::milliseconds lease) : volume(v), map_lease(lease) {}
+    explicit State(ServiceOptions o) : options(std::move(o)) {}
 
-    // Keeps the on-disk coordinator lease alive (a third of its duration apart).
+    // The volume, when this service coordinates and its lease is known to be current: a
+    // standby waits a whole lease duration of unchanged heartbeat before it takes over, so
+    // the lease is ours for half a duration after it was last verified. Past that (this
+    // process was stopped, or starved), it is verified again before anything is served, so
+    // a coordinator that was cut off never answers with stale maps or writes metadata.
+    Volume& require_volume() {
+        if (volume == nullptr) {
+            throw NotCoordinator();
+        }
+        const auto valid = std::chrono::milliseconds(volume->lease_duration_ms() / 2);
+        if (const auto now = Clock::now(); now - lease_ok_at > valid) {
+            volume->heartbeat(); // throws FencedError once the lease moved on
+            lease_ok_at = now;
+        }
+        return *volume;
+    }
+
+    // Stops coordinating (handed over or fenced): forget handles and maps, disconnect the
+    // nodes (they find the new coordinator), tell the owner. `except` keeps the session
+    // that asked for the move until its reply is out.
+    // Called with volume_mutex held: from here on every request finds no volume.
+    void detach_locked() {
+        volume = nullptr;
+        std::lock_guard sessions_lock(sessions_mutex);
+        for (auto& s : sessions) {
+            s->handles.clear();
+        }
+    }
+
+    void demote(bool was_fenced, Session* except, bool detached = false) {
+        if (!detached) {
+            std::lock_guard lock(volume_mutex);
+            if (volume == nullptr) {
+                return;
+            }
+            detach_locked();
+        }
+        {
+            std::lock_guard lock(lease_mutex);
+            leases.clear();
+            awaiting_ack.clear();
+            moving = false;
+            lease_cv.notify_all();
+        }
+        {
+            std::lock_guard lock(sessions_mutex);
+            for (auto& s : sessions) {
+                if (s.get() != except && s->registered) {
+                    s->disconnect();
+                }
+            }
+        }
+        spdlog::warn("csv node {}: no longer the coordinator ({})", options.identity.node_id,
+                     was_fenced ? "fenced: another node holds the lease" : "handed over");
+        if (options.demoted) {
+            options.demoted(was_fenced);
+        }
+    }
+
+    // Keeps the on-disk coordinator lease alive (a third of its duration apart); a heartbeat
+    // refused by the fence demotes this service.
     void heartbeat_loop() {
-        const auto interval =
-            std::chrono::milliseconds(std::max(1u, volume.lease_duration_ms() / 3));
         std::unique_lock lock(stop_mutex);
-        while (!stop_cv.wait_for(lock, interval, [&] { return stopping.load(); })) {
+        for (;;) {
+            std::chrono::milliseconds interval(100);
+            {
+                std::lock_guard volume_lock(volume_mutex);
+                if (volume != nullptr) {
+                    interval =
+                        std::chrono::milliseconds(std::max(1u, volume->lease_duration_ms() / 3));
+                }
+            }
+            if (stop_cv.wait_for(lock, interval, [&] { return stopping.load(); })) {
+                return;
+            }
+            bool lost = false;
             try {
                 std::lock_guard volume_lock(volume_mutex);
-                volume.heartbeat();
+                if (volume != nullptr) {
+                    const auto now = Clock::now();
+                    volume->heartbeat();
+                    lease_ok_at = now;
+                }
+            } catch (const FencedError& e) {
+                spdlog::error("csv coordinator: {}", e.what());
+                lost = true;
             } catch (const Error& e) {
                 spdlog::error("csv coordinator: heartbeat failed: {}", e.what());
+            }
+            if (lost) {
+                ++fenced;
+                lock.unlock();
+                demote(true, nullptr);
+                lock.lock();
             }
         }
     }
 
     // Takes every map lease on `inode` back (the requester's own are simply dropped).
     void revoke_inode(std::uint64_t inode, Session* requester) {
-        std::vector<std::pair<std::uint64_t, Session*>> targets;
+        std::vector<std::pair<std::uint64_t, std::shared_ptr<Session>>> targets;
         {
             std::unique_lock lock(lease_mutex);
+            // Maps the previous coordinator handed out run out by themselves.
+            if (Clock::now() < grace_until) {
+                lease_cv.wait_until(lock, grace_until, [&] { return stopping.load(); });
+            }
             revoking.insert(inode);
             for (auto it = leases.begin(); it != leases.end();) {
                 if (it->second.inode != inode) {
                     ++it;
-                } else if (it->second.session == requester) {
+                } else if (it->second.session.get() == requester) {
                     it = leases.erase(it);
                 } else {
                     targets.emplace_back(it->first, it->second.session);
@@ -114,7 +228,7 @@ struct Coordinator::State {
         }
         std::unique_lock lock(lease_mutex);
         // A node that does not answer stops using the map when its lease runs out.
-        lease_cv.wait_for(lock, map_lease + std::chrono::milliseconds(200), [&] {
+        lease_cv.wait_for(lock, options.map_lease + std::chrono::milliseconds(200), [&] {
             for (auto& [id, s] : targets) {
                 if (awaiting_ack.count(id)) {
                     return false;
@@ -132,7 +246,7 @@ struct Coordinator::State {
     void drop_session_leases(Session* session) {
         std::lock_guard lock(lease_mutex);
         for (auto it = leases.begin(); it != leases.end();) {
-            if (it->second.session == session) {
+            if (it->second.session.get() == session) {
                 awaiting_ack.erase(it->first);
                 it = leases.erase(it);
             } else {
@@ -151,7 +265,7 @@ struct Coordinator::State {
         reply->set_name(fi.name);
     }
 
-    const FileHandle& handle_of(Session& s, std::uint64_t id) {
+    static const FileHandle& handle_of(Session& s, std::uint64_t id) {
         auto it = s.handles.find(id);
         if (it == s.handles.end()) {
             throw Error(ErrorCode::usage, "unknown file handle " + std::to_string(id));
@@ -159,82 +273,218 @@ struct Coordinator::State {
         return it->second;
     }
 
+    FileHandle session_handle(Session& s, std::uint64_t id) {
+        std::lock_guard lock(volume_mutex);
+        require_volume();
+        return handle_of(s, id);
+    }
+
+    void describe(pb::NodeStatus& status) {
+        status.set_node_id(options.identity.node_id);
+        status.set_node_name(options.identity.node_name);
+        if (options.describe) {
+            options.describe(status);
+        }
+        std::lock_guard lock(volume_mutex);
+        status.set_coordinator(volume != nullptr);
+        if (volume == nullptr) {
+            return;
+        }
+        status.set_lease_generation(volume->lease_generation());
+        status.set_coordinator_node_id(options.identity.node_id);
+        const Superblock sb = volume->superblock();
+        status.set_volume_label(std::string(sb.label.data(), strnlen(sb.label.data(), 64)));
+        std::lock_guard sessions_lock(sessions_mutex);
+        for (auto& s : sessions) {
+            if (!s->registered) {
+                continue;
+            }
+            auto* n = status.add_nodes();
+            n->set_node_id(s->node_id);
+            n->set_node_name(s->node_name);
+            n->set_state(static_cast<pb::IoState>(s->io_state.load()));
+            n->set_connected(true);
+            n->set_redirected_bytes(s->redirected_bytes);
+        }
+    }
+
+    // Planned move (docs/csv-protocol.md §move): no new maps, every map taken back, the
+    // lease written over to the target, the target told to take over, the nodes disconnected
+    // (they re-register with the target).
+    void move_to(std::uint64_t target, Session& requester) {
+        if (target == options.identity.node_id) {
+            std::lock_guard lock(volume_mutex);
+            require_volume();
+            return;
+        }
+        auto peer = options.peers.find(target);
+        if (peer == options.peers.end()) {
+            throw Error(ErrorCode::not_found,
+                        "no node " + std::to_string(target) + " in this cluster's membership");
+        }
+        std::set<std::uint64_t> inodes;
+        {
+            std::lock_guard lock(lease_mutex);
+            if (moving) {
+                throw Error(ErrorCode::conflict, "a move is already under way");
+            }
+            moving = true;
+            for (auto& [id, lease] : leases) {
+                inodes.insert(lease.inode);
+            }
+        }
+        std::uint64_t generation = 0;
+        try {
+            for (std::uint64_t inode : inodes) {
+                revoke_inode(inode, nullptr);
+            }
+            std::lock_guard lock(volume_mutex);
+            Volume& v = require_volume();
+            generation = v.hand_over({target, "node" + std::to_string(target)});
+            detach_locked(); // no request may reach the handed-over volume
+        } catch (...) {
+            std::lock_guard lock(lease_mutex);
+            moving = false;
+            throw;
+        }
+        spdlog::info("csv node {}: handing the volume to node {} (generation {})",
+                     options.identity.node_id, target, generation);
+        demote(false, &requester, true);
+        pb::NodeMessage take;
+        take.mutable_take_over()->set_generation(generation);
+        pb::CoordinatorMessage answer;
+        request_once(peer->second, take, answer, std::chrono::seconds(20));
+        if (answer.has_error()) {
+            throw Error(static_cast<ErrorCode>(answer.error().code()),
+                        "node " + std::to_string(target) +
+                            " did not take over: " + answer.error().message() +
+                            " (the lease expires and a standby takes over)");
+        }
+    }
+
     pb::CoordinatorMessage handle(Session& s, const pb::NodeMessage& request) {
         pb::CoordinatorMessage reply;
         reply.set_request_id(request.request_id());
         switch (request.body_case()) {
-        case pb::NodeMessage::kRegisterNode:
+        case pb::NodeMessage::kStatus:
+            describe(*reply.mutable_status());
+            return reply;
+        case pb::NodeMessage::kTakeOver:
+            if (!options.take_over) {
+                throw Error(ErrorCode::unsupported, "this service cannot take over a volume");
+            }
+            options.take_over(request.take_over().generation());
+            reply.set_ok(true);
+            return reply;
+        case pb::NodeMessage::kMove:
+            move_to(request.move().target_node_id(), s);
+            reply.set_ok(true);
+            return reply;
+        case pb::NodeMessage::kRegisterNode: {
+            std::lock_guard lock(volume_mutex);
+            require_volume();
             s.node_id = request.register_node().node_id();
-            spdlog::info("csv coordinator: node {} ({}) registered", s.node_id,
-                         request.register_node().node_name());
+            s.node_name = request.register_node().node_name();
+            s.registered = true;
+            spdlog::info("csv coordinator: node {} ({}) registered", s.node_id, s.node_name);
+            reply.set_ok(true);
+            return reply;
+        }
+        default:
+            break;
+        }
+        if (!s.registered) {
+            throw Error(ErrorCode::protocol, "register first");
+        }
+        switch (request.body_case()) {
+        case pb::NodeMessage::kState:
+            s.io_state = request.state().state();
             reply.set_ok(true);
             break;
         case pb::NodeMessage::kCreate: {
             std::lock_guard lock(volume_mutex);
-            fill_file(reply.mutable_file(), 0,
-                      volume.create_file(request.create().path(), request.create().size()));
+            fill_file(
+                reply.mutable_file(), 0,
+                require_volume().create_file(request.create().path(), request.create().size()));
             break;
         }
         case pb::NodeMessage::kMkdir: {
             std::lock_guard lock(volume_mutex);
-            fill_file(reply.mutable_file(), 0, volume.make_directory(request.mkdir().path()));
+            fill_file(reply.mutable_file(), 0,
+                      require_volume().make_directory(request.mkdir().path()));
             break;
         }
         case pb::NodeMessage::kRemove: {
             // Open files cannot be removed, so no node holds a map of what goes away.
             std::lock_guard lock(volume_mutex);
-            volume.remove(request.remove().path());
+            require_volume().remove(request.remove().path());
             reply.set_ok(true);
             break;
         }
         case pb::NodeMessage::kRename: {
             std::lock_guard lock(volume_mutex);
-            volume.rename(request.rename().from(), request.rename().to());
+            require_volume().rename(request.rename().from(), request.rename().to());
             reply.set_ok(true);
             break;
         }
         case pb::NodeMessage::kStat: {
             std::lock_guard lock(volume_mutex);
-            fill_file(reply.mutable_file(), 0, volume.stat(request.stat().path()));
+            fill_file(reply.mutable_file(), 0, require_volume().stat(request.stat().path()));
             break;
         }
         case pb::NodeMessage::kList: {
             std::lock_guard lock(volume_mutex);
             auto* list = reply.mutable_list();
-            for (const FileInfo& fi : volume.list(request.list().path())) {
+            for (const FileInfo& fi : require_volume().list(request.list().path())) {
                 fill_file(list->add_entries(), 0, fi);
             }
             break;
         }
         case pb::NodeMessage::kOpen: {
             std::lock_guard lock(volume_mutex);
-            FileHandle h = volume.open(request.open().path());
+            Volume& v = require_volume();
+            FileHandle h = v.open(request.open().path());
             s.handles[h.id] = h;
-            FileInfo fi = volume.stat(request.open().path());
+            FileInfo fi = v.stat(request.open().path());
+            fill_file(reply.mutable_file(), h.id, fi);
+            break;
+        }
+        case pb::NodeMessage::kReopen: {
+            std::lock_guard lock(volume_mutex);
+            Volume& v = require_volume();
+            FileHandle h = v.open(request.reopen().inode(), request.reopen().generation());
+            s.handles[h.id] = h;
+            FileInfo fi;
+            fi.inode = h.inode;
+            fi.generation = h.generation;
+            fi.type = InodeType::file;
+            fi.size = v.block_map(h, 0, 0).size;
             fill_file(reply.mutable_file(), h.id, fi);
             break;
         }
         case pb::NodeMessage::kClose: {
-            FileHandle h = handle_of(s, request.close().handle());
+            FileHandle h = session_handle(s, request.close().handle());
             {
                 std::lock_guard lock(lease_mutex);
                 for (auto it = leases.begin(); it != leases.end();) {
-                    it = it->second.session == &s && it->second.inode == h.inode ? leases.erase(it)
-                                                                                 : std::next(it);
+                    it = it->second.session.get() == &s && it->second.inode == h.inode
+                             ? leases.erase(it)
+                             : std::next(it);
                 }
             }
             std::lock_guard lock(volume_mutex);
-            volume.close(h);
+            require_volume().close(h);
             s.handles.erase(h.id);
             reply.set_ok(true);
             break;
         }
         case pb::NodeMessage::kResize: {
-            FileHandle h = handle_of(s, request.resize().handle());
+            FileHandle h = session_handle(s, request.resize().handle());
             revoke_inode(h.inode, &s);
             std::lock_guard lock(volume_mutex);
-            volume.resize(h, request.resize().size());
-            auto map = volume.block_map(h, 0, 0);
+            Volume& v = require_volume();
+            v.resize(h, request.resize().size());
+            auto map = v.block_map(h, 0, 0);
             FileInfo fi;
             fi.inode = h.inode;
             fi.generation = map.generation;
@@ -243,18 +493,19 @@ struct Coordinator::State {
             break;
         }
         case pb::NodeMessage::kMap: {
-            FileHandle h = handle_of(s, request.map().handle());
+            FileHandle h = session_handle(s, request.map().handle());
             std::uint64_t lease_id = 0;
             {
                 std::lock_guard lock(lease_mutex);
-                if (revoking.count(h.inode)) {
+                if (revoking.count(h.inode) || moving) {
                     throw Error(ErrorCode::conflict, "the file's map is changing: retry");
                 }
                 lease_id = next_lease++;
-                leases[lease_id] = {&s, h.inode};
+                leases[lease_id] = {s.shared_from_this(), h.inode};
             }
             std::lock_guard lock(volume_mutex);
-            BlockMap map = volume.block_map(h, request.map().offset(), request.map().length());
+            BlockMap map =
+                require_volume().block_map(h, request.map().offset(), request.map().length());
             auto* m = reply.mutable_map();
             m->set_lease_id(lease_id);
             m->set_inode(map.inode);
@@ -266,6 +517,48 @@ struct Coordinator::State {
                 out->set_device_offset(seg.device_offset);
                 out->set_length(seg.length);
             }
+            break;
+        }
+        case pb::NodeMessage::kRead: {
+            const auto& r = request.read();
+            if (r.length() > kMaxRedirectedBytes) {
+                throw Error(ErrorCode::protocol, "redirected read larger than 1 MiB");
+            }
+            std::string data(static_cast<std::size_t>(r.length()), '\0');
+            std::lock_guard lock(volume_mutex);
+            Volume& v = require_volume();
+            const std::size_t n = v.read(
+                handle_of(s, r.handle()), r.offset(),
+                std::span<std::byte>(reinterpret_cast<std::byte*>(data.data()), data.size()));
+            data.resize(n);
+            s.redirected_bytes += n;
+            reply.mutable_data()->set_data(std::move(data));
+            break;
+        }
+        case pb::NodeMessage::kWrite: {
+            const auto& w = request.write();
+            if (w.data().size() > kMaxRedirectedBytes) {
+                throw Error(ErrorCode::protocol, "redirected write larger than 1 MiB");
+            }
+            const FileHandle h = session_handle(s, w.handle());
+            std::uint64_t size = 0;
+            {
+                std::lock_guard lock(volume_mutex);
+                size = require_volume().block_map(h, 0, 0).size;
+            }
+            if (w.offset() + w.data().size() > size) {
+                // Growing changes the map: take it back from the other nodes first.
+                revoke_inode(h.inode, &s);
+                std::lock_guard lock(volume_mutex);
+                require_volume().resize(h, w.offset() + w.data().size());
+            }
+            std::lock_guard lock(volume_mutex);
+            require_volume().write(
+                h, w.offset(),
+                std::span<const std::byte>(reinterpret_cast<const std::byte*>(w.data().data()),
+                                           w.data().size()));
+            s.redirected_bytes += w.data().size();
+            reply.set_ok(true);
             break;
         }
         default:
@@ -288,43 +581,86 @@ struct Coordinator::State {
                 try {
                     reply = handle(s, request);
                 } catch (const Error& e) {
+                    const bool fenced_now = dynamic_cast<const FencedError*>(&e) != nullptr;
                     reply.Clear();
                     reply.set_request_id(request.request_id());
                     reply.mutable_error()->set_code(static_cast<int>(e.code()));
                     reply.mutable_error()->set_message(e.what());
+                    reply.mutable_error()->set_not_coordinator(
+                        fenced_now || dynamic_cast<const NotCoordinator*>(&e) != nullptr);
+                    if (fenced_now) {
+                        ++fenced;
+                        s.send(reply);
+                        demote(true, nullptr);
+                        continue;
+                    }
                 }
                 s.send(reply);
             }
         } catch (const std::exception& e) {
             if (!stopping) {
-                spdlog::warn("csv coordinator: node {} disconnected: {}", s.node_id, e.what());
+                spdlog::debug("csv coordinator: node {} disconnected: {}", s.node_id, e.what());
             }
         }
         drop_session_leases(&s);
         std::lock_guard lock(volume_mutex);
-        for (auto& [id, h] : s.handles) {
-            try {
-                volume.close(h);
-            } catch (const Error&) {
+        if (volume != nullptr) {
+            for (auto& [id, h] : s.handles) {
+                try {
+                    volume->close(h);
+                } catch (const Error&) {
+                }
             }
         }
         s.handles.clear();
     }
 };
 
+Coordinator::Coordinator(ServiceOptions options)
+    : state_(std::make_unique<State>(std::move(options))) {
+    State& st = *state_;
+    tcp::endpoint endpoint(asio::ip::make_address(st.options.address), st.options.port);
+    st.acceptor.open(endpoint.protocol());
+    st.acceptor.set_option(tcp::acceptor::reuse_address(true));
+    st.acceptor.bind(endpoint);
+    st.acceptor.listen();
+    st.heartbeat = std::thread([&st] { st.heartbeat_loop(); });
+}
+
 Coordinator::Coordinator(Volume& volume, const std::string& address, std::uint16_t port,
                          std::chrono::milliseconds map_lease)
-    : state_(std::make_unique<State>(volume, map_lease)) {
-    tcp::endpoint endpoint(asio::ip::make_address(address), port);
-    state_->acceptor.open(endpoint.protocol());
-    state_->acceptor.set_option(tcp::acceptor::reuse_address(true));
-    state_->acceptor.bind(endpoint);
-    state_->acceptor.listen();
-    state_->heartbeat = std::thread([st = state_.get()] { st->heartbeat_loop(); });
+    : Coordinator([&] {
+          ServiceOptions o;
+          o.address = address;
+          o.port = port;
+          o.map_lease = map_lease;
+          return o;
+      }()) {
+    promote(volume, false);
 }
 
 Coordinator::~Coordinator() {
     stop();
+}
+
+void Coordinator::promote(Volume& volume, bool grace) {
+    State& st = *state_;
+    {
+        std::lock_guard lock(st.lease_mutex);
+        st.grace_until = grace ? Clock::now() + st.options.map_lease : Clock::time_point{};
+        st.moving = false;
+    }
+    std::lock_guard lock(st.volume_mutex);
+    st.volume = &volume;
+    st.lease_ok_at = Clock::now(); // mount just verified it
+    spdlog::info("csv node {}: coordinating the volume (lease generation {}{})",
+                 st.options.identity.node_id, volume.lease_generation(),
+                 grace ? ", map grace" : "");
+}
+
+bool Coordinator::active() const {
+    std::lock_guard lock(state_->volume_mutex);
+    return state_->volume != nullptr;
 }
 
 std::uint16_t Coordinator::port() const {
@@ -333,6 +669,10 @@ std::uint16_t Coordinator::port() const {
 
 std::uint64_t Coordinator::revocations_sent() const {
     return state_->revocations;
+}
+
+std::uint64_t Coordinator::fenced_commits() const {
+    return state_->fenced;
 }
 
 void Coordinator::run() {
@@ -352,9 +692,23 @@ void Coordinator::run() {
         if (st.stopping) {
             break;
         }
-        auto& session = st.sessions.emplace_back(std::make_unique<Session>(std::move(socket)));
+        // Sessions whose thread has finished are reaped here (their socket is closed).
+        for (auto it = st.sessions.begin(); it != st.sessions.end();) {
+            if ((*it)->finished) {
+                if ((*it)->thread.joinable()) {
+                    (*it)->thread.join();
+                }
+                it = st.sessions.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        auto& session = st.sessions.emplace_back(std::make_shared<Session>(std::move(socket)));
         Session* raw = session.get();
-        session->thread = std::thread([&st, raw] { st.serve(*raw); });
+        session->thread = std::thread([&st, raw] {
+            st.serve(*raw);
+            raw->finished = true; // reaped (joined, freed) at the next accept
+        });
     }
 }
 
@@ -367,6 +721,7 @@ void Coordinator::stop() {
         }
     }
     st.stop_cv.notify_all();
+    st.lease_cv.notify_all();
     if (st.heartbeat.joinable()) {
         st.heartbeat.join();
     }
@@ -376,6 +731,7 @@ void Coordinator::stop() {
     st.acceptor.close(ec);
     std::lock_guard lock(st.sessions_mutex);
     for (auto& s : st.sessions) {
+        std::lock_guard write_lock(s->write_mutex);
         s->socket.shutdown(tcp::socket::shutdown_both, ec);
     }
     for (auto& s : st.sessions) {

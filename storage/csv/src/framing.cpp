@@ -1,6 +1,10 @@
 #include "godwit/csv/framing.hpp"
 
 #include <cstring>
+#include <stdexcept>
+
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
@@ -50,6 +54,50 @@ bool receive_frame(asio::ip::tcp::socket& socket, google::protobuf::MessageLite&
         throw Error(ErrorCode::protocol, "CSV connection: malformed message");
     }
     return true;
+}
+
+Endpoint parse_endpoint(const std::string& text) {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+        throw Error(ErrorCode::usage, "invalid endpoint '" + text + "' (want ADDRESS:PORT)");
+    }
+    Endpoint e;
+    e.address = text.substr(0, colon);
+    try {
+        std::size_t used = 0;
+        const unsigned long port = std::stoul(text.substr(colon + 1), &used);
+        if (used != text.size() - colon - 1 || port == 0 || port > 65535) {
+            throw std::out_of_range("port");
+        }
+        e.port = static_cast<std::uint16_t>(port);
+    } catch (const std::exception&) {
+        throw Error(ErrorCode::usage, "invalid port in '" + text + "'");
+    }
+    boost::system::error_code ec;
+    asio::ip::make_address(e.address, ec);
+    if (ec) {
+        throw Error(ErrorCode::usage, "invalid address in '" + text + "'");
+    }
+    return e;
+}
+
+void request_once(const Endpoint& peer, const google::protobuf::MessageLite& request,
+                  google::protobuf::MessageLite& reply, std::chrono::milliseconds timeout) {
+    asio::io_context io;
+    asio::ip::tcp::socket socket(io);
+    boost::system::error_code ec;
+    socket.connect({asio::ip::make_address(peer.address), peer.port}, ec);
+    if (ec) {
+        throw Error(ErrorCode::io, "cannot reach CSV node " + peer.text() + ": " + ec.message());
+    }
+    timeval tv{};
+    tv.tv_sec = timeout.count() / 1000;
+    tv.tv_usec = (timeout.count() % 1000) * 1000;
+    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    send_frame(socket, request);
+    if (!receive_frame(socket, reply)) {
+        throw Error(ErrorCode::io, "CSV node " + peer.text() + " closed the connection");
+    }
 }
 
 } // namespace godwit::csv

@@ -77,6 +77,10 @@ std::uint64_t acquire_lease(BlockDevice& device, std::uint64_t lease_block, cons
     write_lease(device, lease_block, mine);
     // Re-read: a racing taker that wrote after us wins, and we must notice.
     verify_lease(device, lease_block, me, mine.generation);
+    if (options.settle_ms > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(options.settle_ms));
+        verify_lease(device, lease_block, me, mine.generation);
+    }
     return mine.generation;
 }
 
@@ -85,13 +89,12 @@ void verify_lease(BlockDevice& device, std::uint64_t lease_block, const LeaseIde
     LeaseBlock lease = read_lease(device, lease_block);
     if (lease.state != static_cast<std::uint32_t>(LeaseState::held) ||
         lease.owner_node_id != me.node_id || lease.generation != generation) {
-        throw Error(ErrorCode::conflict,
-                    "lost the coordinator lease (now generation " +
-                        std::to_string(lease.generation) + ", " +
-                        (lease.state == static_cast<std::uint32_t>(LeaseState::held)
-                             ? "held by " + owner_text(lease)
-                             : std::string("free")) +
-                        "): metadata writes are fenced");
+        throw FencedError("lost the coordinator lease (now generation " +
+                          std::to_string(lease.generation) + ", " +
+                          (lease.state == static_cast<std::uint32_t>(LeaseState::held)
+                               ? "held by " + owner_text(lease)
+                               : std::string("free")) +
+                          "): metadata writes are fenced");
     }
 }
 
@@ -102,6 +105,25 @@ void heartbeat_lease(BlockDevice& device, std::uint64_t lease_block, const Lease
     lease.heartbeat_counter += 1;
     lease.heartbeat_unix_ns = now_unix_ns();
     write_lease(device, lease_block, lease);
+}
+
+std::uint64_t hand_over_lease(BlockDevice& device, std::uint64_t lease_block,
+                              const LeaseIdentity& me, std::uint64_t generation,
+                              const LeaseIdentity& target) {
+    if (target.node_id == 0) {
+        throw Error(ErrorCode::usage, "node id 0 is reserved");
+    }
+    verify_lease(device, lease_block, me, generation);
+    LeaseBlock lease = read_lease(device, lease_block);
+    lease.owner_node_id = target.node_id;
+    lease.generation = generation + 1;
+    lease.heartbeat_counter = 0;
+    lease.heartbeat_unix_ns = now_unix_ns();
+    lease.owner_name = {};
+    std::size_t n = std::min(target.node_name.size(), lease.owner_name.size() - 1);
+    std::memcpy(lease.owner_name.data(), target.node_name.data(), n);
+    write_lease(device, lease_block, lease);
+    return lease.generation;
 }
 
 void release_lease(BlockDevice& device, std::uint64_t lease_block, const LeaseIdentity& me,

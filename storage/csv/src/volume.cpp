@@ -1,6 +1,7 @@
 #include "godwit/csv/volume.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <optional>
 #include <set>
@@ -59,7 +60,26 @@ bool bit(const BitmapBlock& b, std::uint64_t i) {
 } // namespace
 
 struct Volume::State {
-    BlockDevice& device;
+    BlockDevice& raw;
+    // Every write of a coordinator passes the fence first (docs/csv-format.md §4): it is
+    // made only while the lease is known to be ours, i.e. within half a lease duration of
+    // the last heartbeat that found it ours; past that the write heartbeats first, which
+    // throws FencedError once another node took the lease.
+    struct FencedWrites final : BlockDevice {
+        State& s;
+        explicit FencedWrites(State& st) : s(st) {}
+        void read(std::uint64_t offset, std::span<std::byte> out) override {
+            s.raw.read(offset, out);
+        }
+        void write(std::uint64_t offset, std::span<const std::byte> in) override {
+            s.fence();
+            s.raw.write(offset, in);
+        }
+        void flush() override { s.raw.flush(); }
+        std::uint64_t size() const override { return s.raw.size(); }
+    } guarded{*this};
+    BlockDevice& device; // `guarded`: every metadata and data write of this volume
+    std::chrono::steady_clock::time_point lease_fresh_at{}; // before the last good heartbeat
     MountOptions options;
     Superblock sb{}; // as of the last commit
     JournalLayout journal;
@@ -71,11 +91,35 @@ struct Volume::State {
     std::uint64_t lease_generation = 0;
     bool mounted = true;
     bool broken = false; // an I/O error during a commit: only a remount may continue
+    bool fenced = false; // a write found the lease taken
     std::uint64_t next_handle = 1;
     std::map<std::uint64_t, FileHandle> handles;
     std::map<std::uint64_t, std::uint32_t> open_counts;
 
-    explicit State(BlockDevice& d) : device(d) {}
+    explicit State(BlockDevice& d) : raw(d), device(guarded) {}
+
+    void heartbeat() {
+        const auto before = std::chrono::steady_clock::now();
+        try {
+            heartbeat_lease(raw, sb.lease_block, options.identity, lease_generation);
+        } catch (const FencedError&) {
+            fenced = true;
+            throw;
+        }
+        lease_fresh_at = before;
+    }
+    void fence() {
+        if (options.read_only || lease_generation == 0) {
+            return; // mounting: the lease was just acquired, the replay runs on `raw`
+        }
+        if (fenced) {
+            throw FencedError("this node lost the coordinator lease: writes are fenced");
+        }
+        if (std::chrono::steady_clock::now() - lease_fresh_at >=
+            std::chrono::milliseconds(options.lease.lease_duration_ms / 2)) {
+            heartbeat();
+        }
+    }
 
     struct Txn {
         std::map<std::uint64_t, Block> dirty;
@@ -416,6 +460,9 @@ struct Volume::State {
         if (options.read_only) {
             throw Error(ErrorCode::conflict, "the volume is mounted read-only");
         }
+        if (fenced) {
+            throw FencedError("this node lost the coordinator lease: metadata writes are fenced");
+        }
         if (broken) {
             throw Error(ErrorCode::io,
                         "an earlier commit failed: remount the volume to replay its journal");
@@ -453,6 +500,9 @@ struct Volume::State {
                 device.flush();
             }
             journal_commit(device, journal, jt);
+        } catch (const FencedError&) {
+            broken = fenced = true; // another node coordinates now: never write again
+            throw;
         } catch (...) {
             broken = true;
             throw;
@@ -860,6 +910,23 @@ void Volume::unmount() {
     release_lease(s.device, s.sb.lease_block, s.options.identity, s.lease_generation);
 }
 
+std::uint64_t Volume::hand_over(const LeaseIdentity& target) {
+    State& s = *state_;
+    s.check_writable();
+    Block backup = s.cache.at(0);
+    BlockHeader h = header_of(backup);
+    h.block_number = s.sb.data_end;
+    store(backup, h);
+    reseal_block(backup);
+    verify_lease(s.device, s.sb.lease_block, s.options.identity, s.lease_generation);
+    write_block(s.device, s.sb.data_end, backup);
+    s.device.flush();
+    const std::uint64_t generation =
+        hand_over_lease(s.device, s.sb.lease_block, s.options.identity, s.lease_generation, target);
+    s.mounted = false;
+    return generation;
+}
+
 FileInfo Volume::stat(std::string_view path) {
     auto parts = split_path(path);
     std::uint64_t ino = state_->resolve(nullptr, path);
@@ -975,6 +1042,26 @@ FileHandle Volume::open(std::string_view path) {
     Inode inode = s.get_inode(nullptr, ino);
     if (inode.type != static_cast<std::uint16_t>(InodeType::file)) {
         throw Error(ErrorCode::conflict, std::string(path) + " is not a file");
+    }
+    FileHandle h{s.next_handle++, ino, inode.generation};
+    s.handles[h.id] = h;
+    s.open_counts[ino] += 1;
+    return h;
+}
+
+FileHandle Volume::open(std::uint64_t ino, std::uint64_t generation) {
+    State& s = *state_;
+    if (!s.mounted) {
+        throw Error(ErrorCode::conflict, "the volume is not mounted");
+    }
+    if (ino == 0 || ino >= s.sb.inode_count) {
+        throw Error(ErrorCode::not_found, "no inode " + std::to_string(ino));
+    }
+    Inode inode = s.get_inode(nullptr, ino);
+    if (inode.type != static_cast<std::uint16_t>(InodeType::file) ||
+        inode.generation != generation) {
+        throw Error(ErrorCode::not_found, "inode " + std::to_string(ino) + " generation " +
+                                              std::to_string(generation) + " is gone");
     }
     FileHandle h{s.next_handle++, ino, inode.generation};
     s.handles[h.id] = h;
@@ -1113,8 +1200,7 @@ std::uint32_t Volume::lease_duration_ms() const {
 
 void Volume::heartbeat() {
     state_->check_writable();
-    heartbeat_lease(state_->device, state_->sb.lease_block, state_->options.identity,
-                    state_->lease_generation);
+    state_->heartbeat();
 }
 
 } // namespace godwit::csv

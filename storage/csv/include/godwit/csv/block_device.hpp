@@ -49,6 +49,10 @@ class BlockDevice {
     // Makes every completed write durable (fdatasync / cache flush).
     virtual void flush() = 0;
     virtual std::uint64_t size() const = 0;
+    // Opens the path to the device again after I/O on it failed (a node probing whether its
+    // lost LUN path is back). Throws when it is still gone; devices without a path throw
+    // Error(unsupported).
+    virtual void reopen();
 };
 
 class PosixBlockDevice final : public BlockDevice {
@@ -66,6 +70,12 @@ class PosixBlockDevice final : public BlockDevice {
     void write(std::uint64_t offset, std::span<const std::byte> in) override;
     void flush() override;
     std::uint64_t size() const override { return size_; }
+    // Opens `path` again with the same flags and puts the new descriptor in place of the old
+    // one (dup2: concurrent I/O sees one or the other, never a closed descriptor).
+    void reopen() override;
+    // Fault injection for tests of redirected mode: swaps the descriptor for one on which
+    // every read and write really fails (as I/O on a lost SAN path does), until reopen().
+    void sever();
     bool direct() const noexcept { return direct_; }
     const std::string& path() const noexcept { return path_; }
 
@@ -74,7 +84,9 @@ class PosixBlockDevice final : public BlockDevice {
 
   private:
     void check_range(std::uint64_t offset, std::size_t length) const;
+    int open_flags() const noexcept;
     std::string path_;
+    bool writable_ = false;
     int fd_ = -1;
     bool direct_ = false;
     std::uint64_t size_ = 0;

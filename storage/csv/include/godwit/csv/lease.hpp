@@ -14,8 +14,16 @@
 
 #include "godwit/csv/block_device.hpp"
 #include "godwit/csv/format.hpp"
+#include "godwit/error.hpp"
 
 namespace godwit::csv {
+
+// verify_lease's refusal: the lease moved on (to another owner or generation), so this node
+// must not write metadata any more.
+class FencedError : public Error {
+  public:
+    explicit FencedError(std::string message) : Error(ErrorCode::conflict, std::move(message)) {}
+};
 
 struct LeaseIdentity {
     std::uint64_t node_id = 1; // non-zero, unique in the cluster
@@ -27,6 +35,9 @@ LeaseBlock read_lease(BlockDevice& device, std::uint64_t lease_block);
 struct AcquireOptions {
     std::uint32_t lease_duration_ms = 10000;
     bool force = false; // take over without waiting (the operator has fenced the old owner)
+    // After writing the lease, wait this long and re-read it again (a taker racing within
+    // the window then wins alone): failover takers use it, a plain mount does not.
+    std::uint32_t settle_ms = 0;
 };
 
 // Takes the lease; returns the new generation. Throws Error(conflict) when another node
@@ -41,6 +52,13 @@ void verify_lease(BlockDevice& device, std::uint64_t lease_block, const LeaseIde
 // Bumps the heartbeat (after verifying ownership).
 void heartbeat_lease(BlockDevice& device, std::uint64_t lease_block, const LeaseIdentity& me,
                      std::uint64_t generation);
+
+// Planned coordinator move: writes the lease as held by `target` at generation+1 with a
+// fresh heartbeat (after verifying it is still ours) and returns that generation. From
+// then on `me` is fenced; `target` takes it at once (acquire_lease finds itself the owner).
+std::uint64_t hand_over_lease(BlockDevice& device, std::uint64_t lease_block,
+                              const LeaseIdentity& me, std::uint64_t generation,
+                              const LeaseIdentity& target);
 
 // Marks the lease free (if still ours).
 void release_lease(BlockDevice& device, std::uint64_t lease_block, const LeaseIdentity& me,

@@ -2,6 +2,14 @@
 // writes file data on the shared LUN directly (the BlockDevice, O_DIRECT in production).
 // A reader thread answers the coordinator's Revoke messages: it waits for this node's
 // in-flight I/O on the file to finish, drops the map, and acknowledges.
+//
+// Coordinator changes (docs/csv-protocol.md): when the connection breaks (the coordinator
+// died, moved, or stopped answering) the node is **Paused**: calls wait while a supervisor
+// thread tries every listener in turn until one answers as coordinator, re-opens the node's
+// open files there by identity, and lets the calls continue (a request that was in flight
+// is sent again; see the retry rules in the protocol doc). When the LUN itself fails under
+// this node it is **Redirected**: data I/O goes through the coordinator until a probe finds
+// the path back, then it is **Direct** again.
 #pragma once
 
 #include <chrono>
@@ -12,6 +20,7 @@
 #include <vector>
 
 #include "godwit/csv/block_device.hpp"
+#include "godwit/csv/framing.hpp"
 
 namespace godwit::csv {
 
@@ -22,8 +31,26 @@ struct NodeEntry {
     bool directory = false;
 };
 
+enum class IoState { direct, redirected, paused };
+std::string_view to_string(IoState state) noexcept;
+
+struct NodeOptions {
+    std::vector<Endpoint> listeners; // every node's listener: one of them coordinates
+    std::uint64_t node_id = 1;
+    std::string node_name;
+    std::chrono::milliseconds map_lease{3000};
+    // A call without an answer for this long counts as a lost coordinator.
+    std::chrono::milliseconds call_timeout{30000};
+    // How long the node stays Paused looking for a coordinator before calls fail.
+    std::chrono::milliseconds pause_limit{60000};
+    // How often a Redirected node probes its LUN path.
+    std::chrono::milliseconds probe_interval{200};
+};
+
 class NodeClient {
   public:
+    NodeClient(NodeOptions options, BlockDevice& lun);
+    // One coordinator, no failover (the older tests and the benchmark).
     NodeClient(const std::string& address, std::uint16_t port, BlockDevice& lun,
                std::uint64_t node_id, const std::string& node_name,
                std::chrono::milliseconds map_lease = std::chrono::seconds(3));
@@ -37,15 +64,19 @@ class NodeClient {
     void rename(const std::string& from, const std::string& to);
     NodeEntry stat(const std::string& path);
     std::vector<NodeEntry> list(const std::string& directory);
-    std::uint64_t open(const std::string& path); // returns a handle
+    std::uint64_t open(const std::string& path); // returns a handle (stable across failover)
     void close(std::uint64_t handle);
     void resize(std::uint64_t handle, std::uint64_t size);
     std::uint64_t size(std::uint64_t handle);
     void write(std::uint64_t handle, std::uint64_t offset, std::span<const std::byte> data);
     std::size_t read(std::uint64_t handle, std::uint64_t offset, std::span<std::byte> out);
 
+    IoState state() const;
     std::uint64_t revocations_received() const;
     std::uint64_t maps_fetched() const;
+    std::uint64_t reconnections() const;    // coordinator changes survived
+    std::uint64_t redirected_bytes() const; // data moved through the coordinator
+    std::chrono::milliseconds longest_pause() const;
 
     struct State;
 

@@ -88,6 +88,9 @@ class Volume {
 
     // Files.
     FileHandle open(std::string_view path);
+    // Opens the file by identity (a node re-registering an open file with a new
+    // coordinator). Error(not_found) when the inode is no longer that file.
+    FileHandle open(std::uint64_t inode, std::uint64_t generation);
     void close(const FileHandle& handle);
     std::size_t read(const FileHandle& handle, std::uint64_t offset, std::span<std::byte> out);
     void write(const FileHandle& handle, std::uint64_t offset, std::span<const std::byte> in);
@@ -107,6 +110,10 @@ class Volume {
     // Bumps the lease heartbeat; the holder must do so well within the lease duration, or
     // another node may take the volume over. Throws Error(conflict) once fenced.
     void heartbeat();
+    // Planned coordinator move: writes the backup superblock, then hands the lease to
+    // `target` (docs/csv-format.md §4). Afterwards this Volume is unmounted and fenced.
+    // Returns the generation the lease names `target` at.
+    std::uint64_t hand_over(const LeaseIdentity& target);
 
     struct State;
 

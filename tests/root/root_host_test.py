@@ -46,7 +46,7 @@ def main():
         host.start()
         host.wait_for(r"godwit: starting the root partition", 120)
         handoff = host.elapsed()
-        host.wait_for(r"godwit-root: ready", args.boot_timeout)
+        host.shell_ready(args.boot_timeout)
         ready = host.elapsed()
         print(f"boot: hypervisor handed over to Linux after {handoff:.1f}s, root shell after "
               f"{ready:.1f}s (wall clock, Bochs)")
@@ -73,7 +73,15 @@ def main():
         check(len(cpus) == args.cpus and all(c.get("vmx_on") for c in cpus),
               f"{args.cpus} CPU(s) in VMX operation", str(cpus))
         check(any(c.get("runs_root") for c in cpus), "a CPU runs the root partition")
+        status, out = host.run("grep -c ^processor /proc/cpuinfo")
+        check(status == 0 and out.strip().splitlines()[-1:] == [str(args.cpus)],
+              f"Linux runs on all {args.cpus} CPU(s) (root SMP through INIT/SIPI exits)",
+              out.strip()[-200:])
         memory = info.get("memory", {})
+        check(memory.get("root_bytes", 0) > 0 and
+              memory.get("root_bytes", 0) + memory.get("hypervisor_bytes", 0) <=
+              memory.get("total_bytes", 0), "memory split between root and hypervisor",
+              str(memory))
         print(f"host info: {json.dumps(info)[:600]}")
 
         # Isolation: hypervisor image and pool through /dev/mem, read and write.

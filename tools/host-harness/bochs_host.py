@@ -3,7 +3,7 @@ a pseudo-terminal so a harness can read the console and type shell commands into
 partition. Used by the `root` tests and later by the two-host harness.
 
     with BochsHost(iso, workdir) as host:
-        host.wait_for("godwit-root: ready", timeout=300)
+        host.shell_ready(timeout=300)
         status, output = host.run("godwit host info --json")
 """
 
@@ -15,6 +15,7 @@ import subprocess
 import time
 import tty
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 BOCHS_BIOS = "/usr/share/bochs/BIOS-bochs-latest"
 VGA_BIOS = "/usr/share/bochs/VGABIOS-lgpl-latest"
 
@@ -157,15 +158,24 @@ magic_break: enabled=1
             os.write(self.master, data[i:i + 8])
             self._pump(0.02)
 
+    def shell_ready(self, timeout):
+        """Waits for the root partition's shell and turns terminal echo off, so command
+        output is only what the command prints."""
+        self.wait_for(r"godwit-root: ready", timeout)
+        self.type("stty -echo\n")
+        self.run("true")
+
     def run(self, command, timeout=120):
         """Runs a shell command in the root partition; returns (exit status, output)."""
         self.sequence += 1
         tag = f"{self.sequence:04d}"
-        # The marker is assembled by the shell, so the echoed command line never matches it.
+        start = len(self.console)
+        # The marker is assembled by the shell, so an echoed command line never matches it.
         self.type(f"{command}; echo \"@@GW\"\"END {tag} $?@@\"\n")
         match = self.wait_for(rf"@@GWEND {tag} (\d+)@@", timeout)
-        whole = self.console[:match.start()].replace(b"\r", b"").decode(errors="replace")
-        # Output = what follows the echoed command line (when the tty echoes) up to the marker.
-        start = whole.rfind(f"\"@@GW\"\"END {tag} $?@@\"")
-        output = whole[start:].split("\n", 1)[1] if start >= 0 and "\n" in whole[start:] else ""
-        return int(match.group(1)), output
+        text = self.console[start:match.start()].replace(b"\r", b"").decode(errors="replace")
+        text = ANSI_ESCAPE.sub("", text)
+        # Drop shell prompts that arrived after the previous command's marker.
+        lines = [line for line in text.split("\n") if line.strip() not in ("/ #", "#")]
+        output = "\n".join(line[4:] if line.startswith("/ # ") else line for line in lines)
+        return int(match.group(1)), output.lstrip("\n")

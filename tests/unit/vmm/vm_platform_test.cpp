@@ -1,0 +1,126 @@
+#include "godwit/vmm/vm_platform.hpp"
+
+#include <unistd.h>
+
+#include "test_support.hpp"
+
+using namespace godwit::vmm;
+using godwit::ErrorCode;
+
+namespace {
+const std::string hello_elf = std::string(GODWIT_GUEST_DIR) + "/hello.elf";
+
+VmDefinition hello_definition(unsigned vcpus) {
+    VmDefinition d;
+    d.name = "hello";
+    d.vcpus = vcpus;
+    d.memory_mib = 64;
+    d.kernel = hello_elf;
+    d.cmdline = "answer=42";
+    return d;
+}
+
+std::uint64_t port_read(VmPlatform& vm, std::uint64_t port, std::uint8_t size) {
+    IoAccess a{port, size, false, 0};
+    vm.handle_port_io(a);
+    return a.data;
+}
+
+void port_write(VmPlatform& vm, std::uint64_t port, std::uint8_t size, std::uint64_t value) {
+    IoAccess a{port, size, true, value};
+    vm.handle_port_io(a);
+}
+} // namespace
+
+TEST(VmPlatform, BuildsTheMachineForAMultibootGuest) {
+    VmPlatform vm(hello_definition(2), {});
+    EXPECT_EQ(vm.kernel_format(), KernelFormat::multiboot1);
+    ASSERT_EQ(vm.initial_vcpu_states().size(), 2u);
+    const VcpuState& bsp = vm.initial_vcpu_states()[0];
+    EXPECT_EQ(bsp.rax, multiboot1_boot_magic);
+    EXPECT_EQ(bsp.rip, vm.loaded().bsp.rip);
+    EXPECT_EQ(vm.initial_vcpu_states()[1].activity, ActivityState::wait_for_sipi);
+
+    // fw_cfg as the guest runtime reads it (tests/guests/runtime/runtime.c).
+    port_write(vm, 0x510, 2, FwCfg::key_nb_cpus);
+    EXPECT_EQ(port_read(vm, 0x511, 1), 2u);
+    port_write(vm, 0x510, 2, FwCfg::key_ram_size);
+    std::uint64_t ram = 0;
+    for (int i = 0; i < 8; ++i) {
+        ram |= port_read(vm, 0x511, 1) << (8 * i);
+    }
+    EXPECT_EQ(ram, 64ull << 20);
+    port_write(vm, 0x510, 2, FwCfg::key_file_dir);
+    std::uint32_t files = 0;
+    for (int i = 0; i < 4; ++i) {
+        files = (files << 8) | static_cast<std::uint32_t>(port_read(vm, 0x511, 1));
+    }
+    EXPECT_EQ(files, 1u); // etc/e820 (big-endian count)
+    // The data port is one byte wide: a 4-byte access there is not fw_cfg's.
+    EXPECT_EQ(port_read(vm, 0x511, 4), 0xffffffffu);
+
+    // PCI: host bridge, then nothing; unclaimed ports float high.
+    port_write(vm, 0xcf8, 4, 0x80000000);
+    EXPECT_EQ(port_read(vm, 0xcfc, 2), 0x8086u);
+    port_write(vm, 0xcf8, 4, 0x80000800);
+    EXPECT_EQ(port_read(vm, 0xcfc, 2), 0xffffu);
+    EXPECT_EQ(port_read(vm, 0x2f8, 1), 0xffu);
+
+    // ACPI: the RSDP is where the tables were placed, inside the BIOS area.
+    std::string rsdp(8, '\0');
+    vm.memory().read(vm.acpi().rsdp, std::as_writable_bytes(std::span{rsdp.data(), 8}));
+    EXPECT_EQ(rsdp, "RSD PTR ");
+    EXPECT_GT(port_read(vm, VmPlatform::pm_base + 8, 4) + 1, 0u); // PM timer readable
+    EXPECT_FALSE(vm.stop());
+}
+
+TEST(VmPlatform, Com1GoesToTheLogFileAndTheConsoleStream) {
+    char tmpl[] = "/tmp/godwit-console-XXXXXX";
+    int fd = ::mkstemp(tmpl);
+    ASSERT_GE(fd, 0);
+    ::close(fd);
+    std::string streamed;
+    {
+        VmPlatform vm(
+            hello_definition(1),
+            {tmpl, [&](std::uint8_t b) { streamed.push_back(static_cast<char>(b)); }, {}});
+        for (char c : std::string("hello: PASS\n")) {
+            port_write(vm, 0x3f8, 1, static_cast<std::uint8_t>(c));
+        }
+    }
+    EXPECT_EQ(streamed, "hello: PASS\n");
+    auto logged = read_test_file(tmpl);
+    EXPECT_EQ(std::string(logged.begin(), logged.end()), "hello: PASS\n");
+    ::unlink(tmpl);
+}
+
+TEST(VmPlatform, StopsOnDebugExitAndPowerOff) {
+    VmPlatform vm(hello_definition(1), {});
+    port_write(vm, 0xf4, 4, 0);
+    ASSERT_TRUE(vm.stop());
+    EXPECT_EQ(vm.stop()->reason, VmStop::Reason::debug_exit);
+    EXPECT_EQ(vm.stop()->result, 1u);
+    EXPECT_NE(vm.stop()->describe().find("result 1"), std::string::npos);
+
+    VmPlatform off(hello_definition(1), {});
+    port_write(off, VmPlatform::pm_base + 4, 2, 1u << 13);
+    ASSERT_TRUE(off.stop());
+    EXPECT_EQ(off.stop()->reason, VmStop::Reason::power_off);
+}
+
+TEST(VmPlatform, AccessOutsideRamStopsTheVm) {
+    // The isolation guest writes 16 MiB past the end of RAM (tests/guests/isolation.c).
+    VmPlatform vm(hello_definition(1), {});
+    IoAccess write{(64ull << 20) + 0x1000000, 4, true, 0x5a5a5a5a};
+    vm.handle_mmio(write);
+    ASSERT_TRUE(vm.stop());
+    EXPECT_EQ(vm.stop()->reason, VmStop::Reason::outside_ram);
+    EXPECT_EQ(vm.stop()->address, 0x5000000u);
+    EXPECT_NE(vm.stop()->describe().find("outside its RAM"), std::string::npos);
+}
+
+TEST(VmPlatform, MissingKernelIsNotFound) {
+    VmDefinition d = hello_definition(1);
+    d.kernel = "/nonexistent/guest.elf";
+    expect_error(ErrorCode::not_found, "does not exist", [&] { VmPlatform vm(d, {}); });
+}

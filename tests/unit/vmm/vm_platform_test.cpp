@@ -124,3 +124,16 @@ TEST(VmPlatform, MissingKernelIsNotFound) {
     d.kernel = "/nonexistent/guest.elf";
     expect_error(ErrorCode::not_found, "does not exist", [&] { VmPlatform vm(d, {}); });
 }
+
+// Every test guest must load unchanged into a Godwit VM, not only under QEMU.
+TEST(VmPlatform, LoadsEveryTestGuest) {
+    for (const char* guest : {"hello", "cpuid_msr", "apic_timer", "smp", "isolation", "dirty"}) {
+        VmDefinition d = hello_definition(2);
+        d.kernel = std::string(GODWIT_GUEST_DIR) + "/" + guest + ".elf";
+        VmPlatform vm(d, {});
+        EXPECT_EQ(vm.kernel_format(), KernelFormat::multiboot1) << guest;
+        EXPECT_EQ(vm.loaded().kernel_start, 0x100000u) << guest;
+        EXPECT_LT(vm.loaded().kernel_end, 4u << 20) << guest;
+        EXPECT_EQ(vm.initial_vcpu_states()[0].rip & ~0xfffffu, 0x100000u) << guest;
+    }
+}

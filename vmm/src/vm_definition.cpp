@@ -61,11 +61,14 @@ bool is_valid_vm_name(const std::string& name) {
     return std::regex_match(name, pattern);
 }
 
-VmDefinition parse_vm_definition(const std::string& json_text, const std::string& source) {
+namespace {
+
+VmDefinition parse_document(const std::string& json_text, const std::string& source) {
     json doc;
     try {
         doc = json::parse(json_text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
+        // parse_error, and out_of_range for numbers no integer type holds.
         invalid(source, fmt::format("not valid JSON ({})", e.what()));
     }
     if (!doc.is_object()) {
@@ -144,6 +147,17 @@ VmDefinition parse_vm_definition(const std::string& json_text, const std::string
         }
     }
     return d;
+}
+
+} // namespace
+
+VmDefinition parse_vm_definition(const std::string& json_text, const std::string& source) {
+    try {
+        return parse_document(json_text, source);
+    } catch (const nlohmann::json::exception& e) {
+        // A type or range surprise the checks in parse_document did not anticipate.
+        invalid(source, fmt::format("malformed ({})", e.what()));
+    }
 }
 
 VmDefinition load_vm_definition(const std::filesystem::path& path) {

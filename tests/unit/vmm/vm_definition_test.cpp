@@ -57,6 +57,11 @@ TEST(VmDefinition, DefaultsToOneVcpu) {
 
 TEST(VmDefinition, ParseErrorsNameTheProblem) {
     expect_error(ErrorCode::invalid_input, "not valid JSON", [] { parse_vm_definition("{", "x"); });
+    // Found by fuzz_vmm_inputs: a number no double holds is a JSON range error, not a crash.
+    expect_error(ErrorCode::invalid_input, "not valid JSON", [] {
+        parse_vm_definition(R"({"schema": 1, "name": "a", "memory_mib": 1e400, "kernel": "/k"})",
+                            "x");
+    });
     expect_error(ErrorCode::invalid_input, "must be a JSON object",
                  [] { parse_vm_definition("[]", "x"); });
     expect_error(ErrorCode::invalid_input, "unknown key \"memory\"",

@@ -261,3 +261,85 @@ TEST(Multiboot, RefusesWhatItCannotLoad) {
         load_multiboot1(m, {fits, huge_cmdline, {}, {}});
     });
 }
+
+namespace {
+// Multiboot2 flat image: header with an address tag, an entry tag, optional extra tag.
+std::vector<std::uint8_t> mb2_flat_image(const std::vector<std::uint32_t>& extra_tag) {
+    std::vector<std::uint32_t> w = {multiboot2_header_magic, 0, 0, 0};
+    // address tag: type 2, flags 0, size 24; header at 0x200000 = load_addr, whole file,
+    // bss up to 0x203000.
+    w.insert(w.end(), {2, 24, 0x200000, 0x200000, 0, 0x203000});
+    w.insert(w.end(), {3, 12, 0x200100, 0}); // entry tag (+4 bytes padding to 8)
+    w.insert(w.end(), extra_tag.begin(), extra_tag.end());
+    w.insert(w.end(), {0, 8}); // end tag
+    std::uint32_t length = static_cast<std::uint32_t>(w.size() * 4);
+    w[2] = length;
+    w[3] = -(multiboot2_header_magic + 0 + length);
+    w.resize(0x400 / 4, 0x90909090); // some "code" after the header
+    std::vector<std::uint8_t> image(w.size() * 4);
+    std::memcpy(image.data(), w.data(), image.size());
+    return image;
+}
+} // namespace
+
+TEST(Multiboot2, AddressAndEntryTagsLoadAFlatImage) {
+    auto image = mb2_flat_image({});
+    ASSERT_EQ(detect_kernel_format(image), KernelFormat::multiboot2);
+    GuestMemory m(8 << 20);
+    m.fill(0x200000, 0x4000, std::byte{0xaa});
+    LoadedGuest g = load_multiboot2(m, {image, "", {}, {}});
+    EXPECT_EQ(g.bsp.rip, 0x200100u);
+    EXPECT_EQ(g.kernel_start, 0x200000u);
+    EXPECT_EQ(g.kernel_end, 0x203000u);
+    EXPECT_EQ(m.read_value<std::uint32_t>(0x200000), multiboot2_header_magic);
+    EXPECT_EQ(m.read_value<std::uint32_t>(0x2003fc), 0x90909090u);
+    EXPECT_EQ(m.read_value<std::uint8_t>(0x202fff), 0); // bss zeroed
+    EXPECT_EQ(m.read_value<std::uint8_t>(0x203000), 0xaa);
+}
+
+TEST(Multiboot2, RefusesRequiredFeaturesItLacks) {
+    GuestMemory m(8 << 20);
+    // Framebuffer tag (type 5), required: no graphics in a Godwit VM.
+    auto framebuffer = mb2_flat_image({5, 20, 1024, 768, 32, 0});
+    expect_error(ErrorCode::unsupported, "tag 5 is required", [&] {
+        load_multiboot2(m, {framebuffer, "", {}, {}});
+    });
+    // The same tag marked optional (flags bit 0) is fine.
+    auto optional_framebuffer = mb2_flat_image({5 | (1u << 16), 20, 1024, 768, 32, 0});
+    EXPECT_EQ(load_multiboot2(m, {optional_framebuffer, "", {}, {}}).bsp.rip, 0x200100u);
+    // Required information request for the framebuffer info tag (8).
+    auto wants_framebuffer_info = mb2_flat_image({1, 12, 8, 0});
+    expect_error(ErrorCode::unsupported, "boot information tag 8", [&] {
+        load_multiboot2(m, {wants_framebuffer_info, "", {}, {}});
+    });
+}
+
+TEST(Multiboot1, LoadsElf64ImagesByPhysicalAddress) {
+    std::vector<std::uint8_t> f(0x300, 0);
+    Elf64_Ehdr eh{};
+    std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
+    eh.e_ident[EI_CLASS] = ELFCLASS64;
+    eh.e_ident[EI_DATA] = ELFDATA2LSB;
+    eh.e_machine = EM_X86_64;
+    eh.e_entry = 0x400010;
+    eh.e_phoff = sizeof eh;
+    eh.e_phentsize = sizeof(Elf64_Phdr);
+    eh.e_phnum = 1;
+    Elf64_Phdr ph{};
+    ph.p_type = PT_LOAD;
+    ph.p_offset = 0x200;
+    ph.p_vaddr = 0xffffffff80400000; // higher-half link address; loaded physically
+    ph.p_paddr = 0x400000;
+    ph.p_filesz = 0x100;
+    ph.p_memsz = 0x100;
+    std::memcpy(f.data(), &eh, sizeof eh);
+    std::memcpy(f.data() + sizeof eh, &ph, sizeof ph);
+    std::uint32_t header[3] = {multiboot1_header_magic, 0, -multiboot1_header_magic};
+    std::memcpy(f.data() + 0x200, header, sizeof header);
+    f[0x2ff] = 0x77;
+    GuestMemory m(8 << 20);
+    LoadedGuest g = load_multiboot1(m, {f, "", {}, {}});
+    EXPECT_EQ(g.bsp.rip, 0x400010u);
+    EXPECT_EQ(m.read_value<std::uint32_t>(0x400000), multiboot1_header_magic);
+    EXPECT_EQ(m.read_value<std::uint8_t>(0x4000ff), 0x77);
+}

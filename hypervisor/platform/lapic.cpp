@@ -18,7 +18,6 @@ constexpr u32 icr_startup = 0x00004600; // delivery mode STARTUP
 constexpr u32 icr_pending = 1u << 12;
 
 bool x2apic = false;
-u64 firmware_apic_base = 0; // IA32_APIC_BASE as the firmware left it (BSP, first enable)
 
 volatile u32& xapic_reg(u32 offset) {
     u64 base = x86::rdmsr(msr_apic_base) & 0xFFFFFF000ull;
@@ -39,13 +38,12 @@ void send_ipi(u32 apic_id, u32 command) {
 } // namespace
 
 bool lapic_enable_this_cpu() {
-    u64 base = x86::rdmsr(msr_apic_base);
-    if (firmware_apic_base == 0)
-        firmware_apic_base = base;
-    base |= apic_base_enable;
-    x2apic = (x86::cpuid(1).ecx >> 21) & 1;
-    if (x2apic)
-        base |= apic_base_x2apic;
+    // The mode the firmware chose (x2APIC when it enabled it, as it must for APIC IDs above
+    // 255). Never switch: the root partition inherits the APIC, Linux cannot leave x2APIC
+    // without interrupt remapping, and leaving it means a hardware disable, which some CPUs
+    // (and Bochs) only undo at reset.
+    u64 base = x86::rdmsr(msr_apic_base) | apic_base_enable;
+    x2apic = (base & apic_base_x2apic) != 0;
     x86::wrmsr(msr_apic_base, base);
     // Spurious-interrupt vector register: software enable (bit 8), vector 0xFF.
     if (x2apic) {
@@ -54,17 +52,6 @@ bool lapic_enable_this_cpu() {
         xapic_reg(xapic_svr) = 0x1FF;
     }
     return x2apic;
-}
-
-void lapic_return_to_firmware_mode() {
-    bool firmware_x2apic = (firmware_apic_base & apic_base_x2apic) != 0;
-    u64 base = x86::rdmsr(msr_apic_base);
-    if ((base & apic_base_x2apic) == 0 || firmware_x2apic)
-        return;
-    // x2APIC -> xAPIC only through the disabled state (Vol. 3A, 11.12.5, Figure 11-27).
-    x86::wrmsr(msr_apic_base, base & ~(apic_base_enable | apic_base_x2apic));
-    x86::wrmsr(msr_apic_base, (base & ~apic_base_x2apic) | apic_base_enable);
-    x2apic = false;
 }
 
 u32 lapic_id() {

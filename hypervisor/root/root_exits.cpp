@@ -9,10 +9,12 @@
 #include "arch/x86/vmx/vmx_exit_handlers.hpp"
 #include "arch/x86/vmx/vmx_state.hpp"
 #include "hypercall/hypercall.hpp"
+#include "kernel/boot_info.hpp"
 #include "kernel/console.hpp"
 #include "kernel/end_run.hpp"
 #include "kernel/percpu.hpp"
 #include "memory/frame_allocator.hpp"
+#include "platform/cmdline.hpp"
 #include "root/root_partition.hpp"
 
 extern "C" void* memcpy(void*, const void*, godwit::hv::usize);
@@ -158,6 +160,24 @@ bool is_vmx_instruction(u32 reason) {
     if (e.entry_failed && e.instruction_error != 0)
         console_printf("godwit: VM-instruction error %u: %s\n", e.instruction_error,
                        vmx::vm_instruction_error_text(e.instruction_error));
+    if (e.entry_failed && e.reason == 33) { // invalid guest state: show what VM entry saw
+        console_printf("godwit: guest CR0 %lx CR4 %lx EFER %lx entry controls %lx activity %lu "
+                       "interruptibility %lx\n",
+                       v.read_field(field(VmcsField::guest_cr0)),
+                       v.read_field(field(VmcsField::guest_cr4)),
+                       v.read_field(field(VmcsField::guest_efer)),
+                       v.read_field(field(VmcsField::entry_controls)),
+                       v.read_field(field(VmcsField::guest_activity_state)),
+                       v.read_field(field(VmcsField::guest_interruptibility)));
+        console_printf("godwit: guest CS %lx base %lx limit %lx rights %lx, SS rights %lx, "
+                       "TR rights %lx\n",
+                       v.read_field(field(VmcsField::guest_cs_selector)),
+                       v.read_field(field(VmcsField::guest_cs_base)),
+                       v.read_field(field(VmcsField::guest_cs_limit)),
+                       v.read_field(field(VmcsField::guest_cs_access_rights)),
+                       v.read_field(field(VmcsField::guest_ss_access_rights)),
+                       v.read_field(field(VmcsField::guest_tr_access_rights)));
+    }
     end_run("root partition stopped");
 }
 
@@ -166,9 +186,20 @@ bool is_vmx_instruction(u32 reason) {
 [[noreturn]] void run_root_vcpu(VmxVcpu& v) {
     PerCpu& self = this_cpu();
     self.runs_root = true;
+    // trace_root_exits=N on the hypervisor command line: log each CPU's first N exits.
+    u64 trace = 0;
+    char value[24];
+    if (cmdline_value(boot_info().cmdline, "trace_root_exits", value, sizeof(value)))
+        parse_u64(value, trace);
     for (;;) {
         VmExit e = v.run();
-        __atomic_fetch_add(&self.exits, 1, __ATOMIC_RELAXED);
+        u64 n = __atomic_add_fetch(&self.exits, 1, __ATOMIC_RELAXED);
+        if (n <= trace)
+            log(LogLevel::info,
+                "root exit %lu: %s (%u) rip 0x%lx qualification 0x%lx rax 0x%lx "
+                "rcx 0x%lx",
+                n, vmx::exit_reason_name(e.reason), e.reason, e.guest_rip, e.qualification,
+                v.regs.rax, v.regs.rcx);
         if (e.entry_failed)
             root_failed(v, e, "VM entry failed");
         switch (static_cast<ExitReason>(e.reason)) {

@@ -14,7 +14,6 @@
 #include "kernel/percpu.hpp"
 #include "kernel/smp.hpp"
 #include "memory/frame_allocator.hpp"
-#include "platform/lapic.hpp"
 
 extern "C" void* memcpy(void*, const void*, godwit::hv::usize);
 extern "C" void* memmove(void*, const void*, godwit::hv::usize);
@@ -107,13 +106,22 @@ void build_boot_page_tables() {
 // IA32_MISC_ENABLE missing: virtualized for the root (intercepted in the MSR bitmap).
 // MCG_CAP/MCG_STATUS missing while CPUID claims MCA: MCE/MCA hidden from CPUID, else
 // Linux's machine-check init panics ("MCA architectural violation").
+void intercept_msr(u8* msr_bitmap, u32 msr) { // read-low and write-low bitmaps
+    msr_bitmap[msr / 8] |= static_cast<u8>(1u << (msr % 8));
+    msr_bitmap[2048 + msr / 8] |= static_cast<u8>(1u << (msr % 8));
+}
+
 void probe_msrs(u8* msr_bitmap) {
-    constexpr u32 msr_misc_enable = 0x1A0, msr_mcg_cap = 0x179, msr_mcg_status = 0x17A;
+    constexpr u32 msr_misc_enable = 0x1A0, msr_mcg_cap = 0x179, msr_mcg_status = 0x17A,
+                  msr_bios_sign_id = 0x8B;
     u64 value = 0;
     if (!x86::rdmsr_safe(msr_misc_enable, value)) {
-        msr_bitmap[msr_misc_enable / 8] |= static_cast<u8>(1u << (msr_misc_enable % 8));
-        msr_bitmap[2048 + msr_misc_enable / 8] |= static_cast<u8>(1u << (msr_misc_enable % 8));
+        intercept_msr(msr_bitmap, msr_misc_enable);
         log(LogLevel::info, "root: CPU lacks IA32_MISC_ENABLE: the root gets a virtual one");
+    }
+    if (!x86::rdmsr_safe(msr_bios_sign_id, value)) {
+        intercept_msr(msr_bitmap, msr_bios_sign_id); // microcode revision: reads 0
+        log(LogLevel::info, "root: CPU lacks IA32_BIOS_SIGN_ID: the root reads revision 0");
     }
     bool mca = (x86::cpuid(1).edx >> 14) & 1;
     if (mca && (!x86::rdmsr_safe(msr_mcg_cap, value) || !x86::rdmsr_safe(msr_mcg_status, value))) {
@@ -131,7 +139,6 @@ struct ApLaunch {
 ApLaunch ap_launch;
 
 void ap_enter_root(void*) {
-    lapic_return_to_firmware_mode();
     VmxVcpu& v = root_vcpus[this_cpu().index];
     const char* error = nullptr;
     x86::invept(2, x86::InveptDescriptor{0, 0});
@@ -317,7 +324,6 @@ const char* launch_root_partition(const Multiboot2Info& mb2, u64 rsdp, const Ran
     bsp.gdt_limit = 0x1F;
     bsp.code_selector = boot_cs;
     bsp.data_selector = boot_ds;
-    lapic_return_to_firmware_mode();
     VmxVcpu& v = root_vcpus[self];
     const char* error = nullptr;
     x86::invept(2, x86::InveptDescriptor{0, 0});

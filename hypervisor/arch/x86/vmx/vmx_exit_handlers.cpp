@@ -69,8 +69,7 @@ ExitOutcome handle_cpuid(VmxVcpu& v, const VmExit& e) {
         x86::CpuidResult r = x86::cpuid(leaf, subleaf);
         host = {r.eax, r.ebx, r.ecx, r.edx};
     }
-    CpuidValues g =
-        guest_cpuid(leaf, subleaf, host, v.guest_visible_cr4(), cpuid_quirks);
+    CpuidValues g = guest_cpuid(leaf, subleaf, host, v.guest_visible_cr4(), cpuid_quirks);
     v.regs.rax = g.eax;
     v.regs.rbx = g.ebx;
     v.regs.rcx = g.ecx;
@@ -91,6 +90,9 @@ ExitOutcome handle_msr(VmxVcpu& v, const VmExit& e, bool write) {
             known = false;
         else
             result = x86::rdtsc() + v.read_field(field(VmcsField::tsc_offset));
+        break;
+    case 0x8B:      // IA32_BIOS_SIGN_ID (microcode revision; only exits where the CPU lacks it)
+        result = 0; // writes (the "trigger CPUID update" idiom) are accepted and ignored
         break;
     case 0x1A0: // IA32_MISC_ENABLE: virtual (see VmxVcpu::misc_enable)
         if (write)
@@ -177,6 +179,8 @@ void set_cpuid_quirks(const CpuidQuirks& quirks) {
 ExitOutcome handle_exit(VmxVcpu& v, const VmExit& e) {
     if (e.entry_failed)
         return {ExitAction::stop_guest, "VM entry failed"};
+    bool just_started = v.started_by_sipi;
+    v.started_by_sipi = false;
     switch (static_cast<ExitReason>(e.reason)) {
     case ExitReason::cpuid:
         return handle_cpuid(v, e);
@@ -191,6 +195,26 @@ ExitOutcome handle_exit(VmxVcpu& v, const VmExit& e) {
     case ExitReason::ept_misconfiguration:
         return {ExitAction::stop_guest, "EPT misconfiguration"};
     case ExitReason::init_signal:
+        if (just_started && e.guest_rip == 0 && !v.latched_init_spent) {
+            // The INIT latched before the SIPI. Bochs reports SMI blocking in the state it
+            // saved, which VM entry outside SMM refuses (Vol. 3C 26.3.1.5): clear it.
+            u64 blocking = v.read_field(field(VmcsField::guest_interruptibility));
+            v.write_field(field(VmcsField::guest_interruptibility), blocking & ~u64{4});
+            v.started_by_sipi = true; // still at its first instruction
+            v.latched_init_spent = true;
+            return {ExitAction::resume, nullptr};
+        }
+        if (just_started && e.guest_rip == 0) {
+            // The same INIT again without the vCPU executing anything: this CPU does not
+            // consume INIT at INIT exits (Bochs 2.7 keeps it pending forever), so the vCPU
+            // can never run. Park it in wait-for-SIPI (INIT is blocked there) for good.
+            log(LogLevel::error, "cpu: INIT stays pending after its VM exit (an emulator bug, "
+                                 "Bochs 2.7): this CPU cannot run a vCPU started by SIPI");
+            v.reset_to_wait_for_sipi();
+            v.latched_init_spent = false;
+            return {ExitAction::resume, nullptr};
+        }
+        v.latched_init_spent = false;
         // INIT: the vCPU takes the INIT state and waits for a SIPI (Vol. 3A 9.1, Vol. 3C
         // 25.4.2), as the physical CPU would outside VMX.
         v.reset_to_wait_for_sipi();
@@ -202,6 +226,11 @@ ExitOutcome handle_exit(VmxVcpu& v, const VmExit& e) {
         v.write_field(field(VmcsField::guest_cs_base), vector << 12);
         v.write_field(field(VmcsField::guest_rip), 0);
         v.write_field(field(VmcsField::guest_activity_state), 0);
+        // A CPU just started by SIPI blocks nothing (Bochs reports SMI blocking in the
+        // state saved at the SIPI exit, which VM entry outside SMM refuses).
+        v.write_field(field(VmcsField::guest_interruptibility), 0);
+        v.write_field(field(VmcsField::guest_pending_debug), 0);
+        v.started_by_sipi = true;
         return {ExitAction::resume, nullptr};
     }
     default:

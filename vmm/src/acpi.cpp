@@ -242,6 +242,23 @@ std::uint32_t AcpiPmDevice::timer_value() const {
     return static_cast<std::uint32_t>(ticks) & mask;
 }
 
+AcpiPmDevice::State AcpiPmDevice::save_state() const {
+    std::scoped_lock lock(mutex_);
+    return {pm1_status_, pm1_enable_, pm1_control_, timer_value()};
+}
+
+void AcpiPmDevice::restore_state(const State& state) {
+    std::scoped_lock lock(mutex_);
+    pm1_status_ = state.pm1_status;
+    pm1_enable_ = state.pm1_enable;
+    pm1_control_ = static_cast<std::uint16_t>((state.pm1_control | 1u) & ~(1u << 13));
+    // Pick the start so that timer_value() == state.timer now: ticks -> nanoseconds,
+    // rounded up so the first read is not one tick behind.
+    std::uint64_t ns = static_cast<std::uint64_t>(
+        (static_cast<unsigned __int128>(state.timer) * 1'000'000'000u + timer_hz - 1) / timer_hz);
+    start_ns_ = clock_() - ns;
+}
+
 std::uint64_t AcpiPmDevice::read_byte_block(unsigned offset) const {
     // Byte view of the 12-byte block: STS(2) EN(2) CNT(2) reserved(2) TMR(4).
     std::uint8_t block[length] = {};

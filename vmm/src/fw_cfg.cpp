@@ -59,6 +59,17 @@ const std::vector<std::uint8_t>* FwCfg::item(std::uint16_t key) const {
     return it == items_.end() ? nullptr : &it->second;
 }
 
+FwCfg::State FwCfg::save_state() const {
+    std::scoped_lock lock(mutex_);
+    return {selector_, offset_};
+}
+
+void FwCfg::restore_state(const State& state) {
+    std::scoped_lock lock(mutex_);
+    selector_ = state.selector;
+    offset_ = static_cast<std::size_t>(state.offset);
+}
+
 void FwCfg::rebuild_file_directory() {
     // struct FWCfgFiles { be32 count; struct FWCfgFile { be32 size; be16 select;
     // be16 reserved; char name[56]; } f[]; } — sorted by name, as QEMU does.

@@ -37,6 +37,20 @@ std::uint32_t PciHostBridge::config_read(unsigned bus, unsigned device, unsigned
     return value;
 }
 
+PciHostBridge::State PciHostBridge::save_state() {
+    std::scoped_lock lock(mutex_);
+    return {address_, static_cast<std::uint16_t>(bridge_config_[command_register] |
+                                                 (bridge_config_[command_register + 1] << 8))};
+}
+
+void PciHostBridge::restore_state(const State& state) {
+    std::scoped_lock lock(mutex_);
+    address_ = state.config_address & 0x80ff'fffc;
+    std::uint16_t command = state.bridge_command & writable_command_bits;
+    bridge_config_[command_register] = static_cast<std::uint8_t>(command);
+    bridge_config_[command_register + 1] = static_cast<std::uint8_t>(command >> 8);
+}
+
 std::uint64_t PciHostBridge::read(std::uint64_t offset, unsigned size) {
     std::scoped_lock lock(mutex_);
     if (offset < 4) {

@@ -68,6 +68,41 @@ std::uint16_t Uart16550::divisor() const {
     return static_cast<std::uint16_t>(dll_ | (dlm_ << 8));
 }
 
+Uart16550::State Uart16550::save_state() const {
+    std::scoped_lock lock(mutex_);
+    return {{rx_.begin(), rx_.end()},
+            dll_,
+            dlm_,
+            ier_,
+            fcr_,
+            lcr_,
+            mcr_,
+            scr_,
+            msr_deltas_,
+            overrun_,
+            thre_pending_};
+}
+
+void Uart16550::restore_state(const State& s) {
+    std::scoped_lock lock(mutex_);
+    rx_.assign(s.rx_fifo.begin(), s.rx_fifo.end());
+    dll_ = s.dll;
+    dlm_ = s.dlm;
+    ier_ = s.ier & 0x0f;
+    fcr_ = s.fcr & 0xc9;
+    lcr_ = s.lcr;
+    mcr_ = s.mcr & 0x1f;
+    scr_ = s.scr;
+    msr_deltas_ = s.msr_deltas & 0x0f;
+    overrun_ = s.overrun;
+    thre_pending_ = s.thre_pending;
+    previous_lines_ = modem_status_lines();
+    while (rx_.size() > ((fcr_ & fcr_enable) ? fifo_size : 1)) {
+        rx_.pop_back(); // a hostile or corrupt state cannot overfill the FIFO
+    }
+    update_interrupt();
+}
+
 void Uart16550::receive_byte(std::uint8_t byte) {
     std::size_t capacity = (fcr_ & fcr_enable) ? fifo_size : 1;
     if (rx_.size() >= capacity) {

@@ -76,12 +76,12 @@ VmPlatform::VmPlatform(const VmDefinition& definition, Options options)
     fw_cfg_ =
         std::make_shared<FwCfg>(static_cast<std::uint16_t>(definition.vcpus), memory_.ram_size());
     ports_.add(FwCfg::base_port, FwCfg::port_count, fw_cfg_);
-    ports_.add(PciHostBridge::base_port, PciHostBridge::port_count,
-               std::make_shared<PciHostBridge>());
-    ports_.add(pm_base, AcpiPmDevice::length,
-               std::make_shared<AcpiPmDevice>(true, AcpiPmDevice::Clock{}, [this] {
-                   request_stop({VmStop::Reason::power_off, 0, 0});
-               }));
+    pci_host_ = std::make_shared<PciHostBridge>();
+    ports_.add(PciHostBridge::base_port, PciHostBridge::port_count, pci_host_);
+    acpi_pm_ = std::make_shared<AcpiPmDevice>(true, AcpiPmDevice::Clock{}, [this] {
+        request_stop({VmStop::Reason::power_off, 0, 0});
+    });
+    ports_.add(pm_base, AcpiPmDevice::length, acpi_pm_);
 
     AcpiConfig acpi_config;
     for (unsigned i = 0; i < definition.vcpus; ++i) {

@@ -1,5 +1,7 @@
 #include "godwit/vmm/vm_platform.hpp"
 
+#include "godwit/vmm/acpi.hpp"
+
 #include <unistd.h>
 
 #include "test_support.hpp"
@@ -136,4 +138,53 @@ TEST(VmPlatform, LoadsEveryTestGuest) {
         EXPECT_LT(vm.loaded().kernel_end, 4u << 20) << guest;
         EXPECT_EQ(vm.initial_vcpu_states()[0].rip & ~0xfffffu, 0x100000u) << guest;
     }
+}
+
+// Device state moves to a second platform built from the same definition (migration) and
+// the guest sees the same registers there.
+TEST(VmPlatform, DeviceStateSurvivesSaveAndRestore) {
+    VmPlatform source(hello_definition(2), {});
+    port_write(source, 0x3fb, 1, 0x80); // DLAB
+    port_write(source, 0x3f8, 1, 0x01); // divisor 1
+    port_write(source, 0x3fb, 1, 0x03); // 8N1
+    port_write(source, 0x3fa, 1, 0x07); // FIFOs on
+    port_write(source, 0x3fc, 1, 0x0b); // DTR RTS OUT2
+    port_write(source, 0x3f9, 1, 0x01); // RX interrupt
+    port_write(source, 0x3ff, 1, 0x5c); // scratch
+    const std::uint8_t typed[] = {'a', 'b'};
+    source.com1().receive(typed);
+    port_write(source, 0x510, 2, FwCfg::key_signature);
+    EXPECT_EQ(port_read(source, 0x511, 1), 'Q'); // mid-item
+    port_write(source, 0xcf8, 4, 0x80000004);
+    port_write(source, VmPlatform::pm_base + 2, 2, 0x0100); // PM1 enable: power button
+
+    std::string state = source.save_device_state();
+    VmPlatform target(hello_definition(2), {});
+    target.restore_device_state(state);
+    EXPECT_EQ(target.com1().divisor(), 1);
+    EXPECT_TRUE(target.com1().interrupt_asserted());
+    EXPECT_EQ(port_read(target, 0x3fa, 1), 0xc4u); // FIFOs, RX data pending
+    EXPECT_EQ(port_read(target, 0x3f8, 1), 'a');
+    EXPECT_EQ(port_read(target, 0x3f8, 1), 'b');
+    EXPECT_EQ(port_read(target, 0x3ff, 1), 0x5cu);
+    EXPECT_EQ(port_read(target, 0x511, 1), 'E'); // continues inside the selected item
+    EXPECT_EQ(port_read(target, 0xcf8, 4), 0x80000004u);
+    EXPECT_EQ(port_read(target, VmPlatform::pm_base + 2, 2), 0x0100u);
+    expect_error(ErrorCode::invalid_input, "not a VmDeviceState",
+                 [&] { target.restore_device_state(std::string("\xff\xff\xff", 3)); });
+    expect_error(ErrorCode::unsupported, "version 0", [&] { target.restore_device_state(""); });
+}
+
+TEST(AcpiPmState, TimerContinuesAfterRestore) {
+    std::uint64_t now = 5'000'000'000;
+    AcpiPmDevice source(true, [&] { return now; });
+    now += 3'000'000'000;
+    AcpiPmDevice::State s = source.save_state();
+    EXPECT_EQ(s.timer, 10'738'635u); // 3 s at 3.579545 MHz
+    std::uint64_t other_clock = 77;  // the destination host's clock is unrelated
+    AcpiPmDevice target(true, [&] { return other_clock; });
+    target.restore_state(s);
+    EXPECT_EQ(target.timer_value(), s.timer);
+    other_clock += 1'000'000'000;
+    EXPECT_EQ(target.timer_value(), s.timer + 3'579'545u);
 }

@@ -64,6 +64,15 @@ class AcpiPmDevice final : public IoDevice {
     void write(std::uint64_t offset, unsigned size, std::uint64_t value) override;
     std::uint32_t timer_value() const;
 
+    // The timer value travels with the state so it continues, not restarts, after migration.
+    struct State {
+        std::uint16_t pm1_status, pm1_enable, pm1_control;
+        std::uint32_t timer;
+        bool operator==(const State&) const = default;
+    };
+    State save_state() const;
+    void restore_state(const State& state);
+
   private:
     std::uint64_t read_byte_block(unsigned offset) const;
     bool timer_32bit_;

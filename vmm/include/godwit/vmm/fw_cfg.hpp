@@ -38,6 +38,15 @@ class FwCfg final : public IoDevice {
     void set_item(std::uint16_t key, std::vector<std::uint8_t> contents);
     const std::vector<std::uint8_t>* item(std::uint16_t key) const;
 
+    // The guest-visible position: selected item and offset into it.
+    struct State {
+        std::uint16_t selector;
+        std::uint64_t offset;
+        bool operator==(const State&) const = default;
+    };
+    State save_state() const;
+    void restore_state(const State& state);
+
     std::string_view name() const override { return "fw_cfg"; }
     std::uint64_t read(std::uint64_t offset, unsigned size) override;
     void write(std::uint64_t offset, unsigned size, std::uint64_t value) override;

@@ -27,6 +27,14 @@ class PciHostBridge final : public IoDevice {
     std::uint64_t read(std::uint64_t offset, unsigned size) override;
     void write(std::uint64_t offset, unsigned size, std::uint64_t value) override;
 
+    struct State {
+        std::uint32_t config_address;
+        std::uint16_t bridge_command;
+        bool operator==(const State&) const = default;
+    };
+    State save_state();
+    void restore_state(const State& state);
+
     // Direct config-space read (bus, device, function, register byte offset).
     std::uint32_t config_read(unsigned bus, unsigned device, unsigned function, unsigned offset,
                               unsigned size) const;

@@ -10,6 +10,7 @@
 #include <functional>
 #include <mutex>
 #include <span>
+#include <vector>
 
 #include "godwit/vmm/io_bus.hpp"
 
@@ -47,6 +48,16 @@ class Uart16550 final : public IoDevice {
     std::size_t receive(std::span<const std::uint8_t> bytes);
     bool interrupt_asserted() const;
     std::uint16_t divisor() const;
+
+    // Everything a migrated VM needs to continue where it left off.
+    struct State {
+        std::vector<std::uint8_t> rx_fifo;
+        std::uint8_t dll, dlm, ier, fcr, lcr, mcr, scr, msr_deltas;
+        bool overrun, thre_pending;
+        bool operator==(const State&) const = default;
+    };
+    State save_state() const;
+    void restore_state(const State& state);
 
   private:
     std::uint8_t read_register(unsigned reg);

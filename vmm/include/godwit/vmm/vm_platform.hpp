@@ -64,6 +64,11 @@ class VmPlatform {
     void handle_mmio(IoAccess& access);
     std::optional<VmStop> stop() const;
 
+    // Device-model state for migration (device_state.proto). Restore into a platform built
+    // from the same definition; throws invalid_input for bytes that are not such a state.
+    std::string save_device_state() const;
+    void restore_device_state(const std::string& bytes);
+
   private:
     void request_stop(VmStop stop);
     void console_byte(std::uint8_t byte);
@@ -74,6 +79,8 @@ class VmPlatform {
     IoBus ports_{"port"}, mmio_{"mmio"};
     std::shared_ptr<Uart16550> com1_;
     std::shared_ptr<FwCfg> fw_cfg_;
+    std::shared_ptr<PciHostBridge> pci_host_;
+    std::shared_ptr<AcpiPmDevice> acpi_pm_;
     AcpiTables acpi_;
     LoadedGuest loaded_;
     KernelFormat format_ = KernelFormat::unknown;

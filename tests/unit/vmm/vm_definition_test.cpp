@@ -1,5 +1,7 @@
 #include "godwit/vmm/vm_definition.hpp"
 
+#include "godwit/vmm/vm_definition_store.hpp"
+
 #include <unistd.h>
 
 #include <filesystem>
@@ -133,4 +135,40 @@ TEST(VmDefinition, LoadsFromAFile) {
                  [&] { load_vm_definition(tmp.path / "missing.json"); });
     auto broken = tmp.write("broken.json", "{\"schema\": 1,");
     expect_error(ErrorCode::invalid_input, broken, [&] { load_vm_definition(broken); });
+}
+
+TEST(VmDefinitionStore, CreateGetListRemove) {
+    TempDir tmp;
+    VmDefinitionStore store(tmp.path / "vms");
+    EXPECT_TRUE(store.names().empty());
+    VmDefinition web = parse_vm_definition(definition_json(), "test");
+    EXPECT_EQ(store.create(web, 1024), KernelFormat::multiboot1);
+    VmDefinition db = web;
+    db.name = "db";
+    db.memory_mib = 256;
+    store.create(db, 1024);
+    EXPECT_EQ(store.names(), (std::vector<std::string>{"db", "web-1"}));
+    EXPECT_EQ(store.get("web-1"), web);
+    auto all = store.list();
+    ASSERT_EQ(all.size(), 2u);
+    EXPECT_EQ(all[0], db);
+    EXPECT_FALSE(std::filesystem::exists(tmp.path / "vms" / "web-1.json.tmp"));
+
+    expect_error(ErrorCode::conflict, "already exists", [&] { store.create(web, 1024); });
+    VmDefinition big = web;
+    big.name = "big";
+    big.memory_mib = 4096;
+    expect_error(ErrorCode::conflict, "only 1024 MiB are free", [&] { store.create(big, 1024); });
+    EXPECT_EQ(store.names().size(), 2u); // refused definitions are not stored
+
+    store.remove("db");
+    EXPECT_EQ(store.names(), (std::vector<std::string>{"web-1"}));
+    expect_error(ErrorCode::not_found, "no VM named 'db'", [&] { store.remove("db"); });
+    expect_error(ErrorCode::not_found, "no VM named 'db'", [&] { store.get("db"); });
+    expect_error(ErrorCode::invalid_input, "not a valid VM name", [&] { store.get("../etc"); });
+
+    // A file whose name and content disagree is reported, not trusted.
+    tmp.write("vms/other.json", vm_definition_to_json(web));
+    expect_error(ErrorCode::invalid_input, "defines VM 'web-1', not 'other'",
+                 [&] { store.get("other"); });
 }

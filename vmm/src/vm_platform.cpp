@@ -45,6 +45,12 @@ std::string VmStop::describe() const {
                            result);
     case Reason::power_off:
         return "guest powered off (ACPI S5)";
+    case Reason::shutdown:
+        return "guest shut down (triple fault)";
+    case Reason::requested:
+        return "stopped on request";
+    case Reason::failed:
+        return "VMM failed: " + detail;
     default:
         return fmt::format("guest touched guest-physical address {:#x}, outside its RAM and "
                            "every device",
@@ -71,7 +77,7 @@ VmPlatform::VmPlatform(const VmDefinition& definition, Options options)
     ports_.add(Uart16550::com1_base, Uart16550::port_count, com1_);
     ports_.add(DebugExit::port, DebugExit::port_count,
                std::make_shared<DebugExit>([this](std::uint32_t result) {
-                   request_stop({VmStop::Reason::debug_exit, result, 0});
+                   request_stop({.reason = VmStop::Reason::debug_exit, .result = result});
                }));
     fw_cfg_ =
         std::make_shared<FwCfg>(static_cast<std::uint16_t>(definition.vcpus), memory_.ram_size());
@@ -79,7 +85,7 @@ VmPlatform::VmPlatform(const VmDefinition& definition, Options options)
     pci_host_ = std::make_shared<PciHostBridge>();
     ports_.add(PciHostBridge::base_port, PciHostBridge::port_count, pci_host_);
     acpi_pm_ = std::make_shared<AcpiPmDevice>(true, AcpiPmDevice::Clock{}, [this] {
-        request_stop({VmStop::Reason::power_off, 0, 0});
+        request_stop({.reason = VmStop::Reason::power_off});
     });
     ports_.add(pm_base, AcpiPmDevice::length, acpi_pm_);
 
@@ -127,7 +133,7 @@ void VmPlatform::handle_port_io(IoAccess& access) {
 
 void VmPlatform::handle_mmio(IoAccess& access) {
     if (!mmio_.dispatch(access)) {
-        request_stop({VmStop::Reason::outside_ram, 0, access.address});
+        request_stop({.reason = VmStop::Reason::outside_ram, .address = access.address});
     }
 }
 

@@ -28,10 +28,11 @@
 namespace godwit::vmm {
 
 struct VmStop {
-    enum class Reason { debug_exit, power_off, outside_ram };
+    enum class Reason { debug_exit, power_off, outside_ram, shutdown, requested, failed };
     Reason reason;
     std::uint32_t result = 0;  // debug_exit: (value << 1) | 1
     std::uint64_t address = 0; // outside_ram: the guest-physical address touched
+    std::string detail = {};   // failed: the error that ended the VM
     std::string describe() const;
 };
 
@@ -63,6 +64,8 @@ class VmPlatform {
     // the VM stops with outside_ram — this is how guest isolation surfaces in the VMM.
     void handle_mmio(IoAccess& access);
     std::optional<VmStop> stop() const;
+    // Records why the VM stops; the first reason wins.
+    void request_stop(VmStop stop);
 
     // Device-model state for migration (device_state.proto). Restore into a platform built
     // from the same definition; throws invalid_input for bytes that are not such a state.
@@ -70,7 +73,6 @@ class VmPlatform {
     void restore_device_state(const std::string& bytes);
 
   private:
-    void request_stop(VmStop stop);
     void console_byte(std::uint8_t byte);
 
     VmDefinition definition_;

@@ -1,0 +1,74 @@
+#include "godwit/vmm/vm_runner.hpp"
+
+#include <thread>
+#include <vector>
+
+#include "godwit/error.hpp"
+
+namespace godwit::vmm {
+
+VmRunner::VmRunner(VmPlatform& platform, VcpuBackend& backend, unsigned vcpu_count)
+    : platform_(platform), backend_(backend), vcpu_count_(vcpu_count) {
+    if (vcpu_count == 0) {
+        throw Error(ErrorCode::invalid_input, "a VM needs at least one vCPU");
+    }
+}
+
+void VmRunner::stop_all(VmStop stop) {
+    platform_.request_stop(std::move(stop)); // the first reason wins
+    stopping_.store(true);
+    for (unsigned v = 0; v < vcpu_count_; ++v) {
+        backend_.kick(v);
+    }
+}
+
+void VmRunner::request_stop() {
+    stop_all({.reason = VmStop::Reason::requested});
+}
+
+void VmRunner::vcpu_loop(unsigned vcpu) {
+    std::optional<IoAccess> completed_read;
+    try {
+        while (!stopping_.load()) {
+            VcpuExit exit = backend_.run(vcpu, completed_read ? &*completed_read : nullptr);
+            completed_read.reset();
+            switch (exit.kind) {
+            case VcpuExit::Kind::port_io:
+                platform_.handle_port_io(exit.access);
+                break;
+            case VcpuExit::Kind::mmio:
+                platform_.handle_mmio(exit.access);
+                break;
+            case VcpuExit::Kind::shutdown:
+                stop_all({.reason = VmStop::Reason::shutdown});
+                return;
+            case VcpuExit::Kind::halt:
+            case VcpuExit::Kind::kicked:
+                break;
+            }
+            if ((exit.kind == VcpuExit::Kind::port_io || exit.kind == VcpuExit::Kind::mmio) &&
+                !exit.access.is_write) {
+                completed_read = exit.access;
+            }
+            if (platform_.stop()) {
+                stop_all(*platform_.stop()); // a device ended the VM: wake the other vCPUs
+                return;
+            }
+        }
+    } catch (const std::exception& e) {
+        stop_all({.reason = VmStop::Reason::failed,
+                  .detail = "vCPU " + std::to_string(vcpu) + ": " + e.what()});
+    }
+}
+
+VmStop VmRunner::run() {
+    std::vector<std::jthread> threads;
+    for (unsigned v = 0; v < vcpu_count_; ++v) {
+        threads.emplace_back([this, v] { vcpu_loop(v); });
+    }
+    threads.clear(); // join every vCPU thread
+    auto stop = platform_.stop();
+    return stop ? *stop : VmStop{.reason = VmStop::Reason::requested};
+}
+
+} // namespace godwit::vmm

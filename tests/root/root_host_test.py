@@ -98,6 +98,10 @@ def main():
             status, out = host.run(f"dd if=/dev/zero of=/dev/mem bs=4096 seek={page} count=1 "
                                    f"conv=notrunc 2>&1")
             check(status != 0, f"writing hypervisor {name} at {address:#x} fails", out.strip()[-300:])
+        # Hypercalls from the root's userspace (CPL 3) with bad arguments: denied, no harm.
+        status, out = host.run("godwit-hcprobe")
+        check(status == 0 and "hcprobe: PASS" in out, "CPL 3 hypercalls are denied", out[-400:])
+
         status, out = host.run("godwit host log", timeout=180)
         check(status == 0, "godwit host log succeeds", out[-300:])
         for name, address in targets:

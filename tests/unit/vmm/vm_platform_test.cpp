@@ -129,7 +129,8 @@ TEST(VmPlatform, MissingKernelIsNotFound) {
 
 // Every test guest must load unchanged into a Godwit VM, not only under QEMU.
 TEST(VmPlatform, LoadsEveryTestGuest) {
-    for (const char* guest : {"hello", "cpuid_msr", "apic_timer", "smp", "isolation", "dirty"}) {
+    for (const char* guest :
+         {"hello", "cpuid_msr", "apic_timer", "smp", "isolation", "dirty", "acpi"}) {
         VmDefinition d = hello_definition(2);
         d.kernel = std::string(GODWIT_GUEST_DIR) + "/" + guest + ".elf";
         VmPlatform vm(d, {});

@@ -27,7 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             static GuestMemory memory(8 << 20);
             BootImage image{input, "fuzz", {{std::vector<std::uint8_t>(17, 1), "m"}}, {}};
             LoadedGuest g = load_kernel(memory, image);
-            if (g.bsp.rip > 0xffffffffu || !memory.contains(g.kernel_start, g.kernel_end - g.kernel_start) ||
+            if (g.bsp.rip > 0xffffffffu ||
+                !memory.contains(g.kernel_start, g.kernel_end - g.kernel_start) ||
                 (g.bsp.rax != multiboot1_boot_magic && g.bsp.rax != multiboot2_boot_magic)) {
                 std::abort();
             }

@@ -47,7 +47,7 @@ typedef int64_t godwit_s64;
 #endif
 
 #define GODWIT_HC_ABI_MAJOR 1u
-#define GODWIT_HC_ABI_MINOR 0u
+#define GODWIT_HC_ABI_MINOR 1u
 #define GODWIT_HC_ABI_VERSION ((GODWIT_HC_ABI_MAJOR << 16) | GODWIT_HC_ABI_MINOR)
 
 #define GODWIT_CPUID_LEAF_SIGNATURE 0x40000000u
@@ -67,6 +67,16 @@ enum godwit_hc_call {
                                    arg2 = read position (console bytes since boot); the buffer
                                    receives struct godwit_hc_console_chunk then the text;
                                    RDX = text bytes copied */
+    /* 1.1: guest partitions (docs/hypercall-abi.md, "Guest partitions"). */
+    GODWIT_HC_PARTITION_CREATE = 5,  /* arg0 = guest RAM bytes (4 KiB multiple, <= 4 GiB),
+                                        arg1 = vCPUs (1..GODWIT_MAX_VCPUS); RDX = id */
+    GODWIT_HC_PARTITION_DESTROY = 6, /* arg0 = partition id */
+    GODWIT_HC_PARTITION_MAP = 7,     /* arg0 = partition id, arg1 = gpa of
+                                        struct godwit_hc_map_frames, arg2 = its bytes */
+    GODWIT_HC_VCPU_SET_STATE = 8,    /* arg0 = id | vcpu << 32, arg1 = gpa of
+                                        struct godwit_hc_vcpu_state, arg2 = its bytes */
+    GODWIT_HC_VCPU_RUN = 9,          /* arg0 = id | vcpu << 32, arg1 = gpa of
+                                        struct godwit_hc_vcpu_run, arg2 = its bytes */
 };
 
 /* Status codes (RAX on return). */
@@ -131,5 +141,72 @@ struct godwit_hc_console_chunk {
     godwit_u64 end_of_log;        /* position one past the newest byte written so far */
 };
 GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_console_chunk) == 16, "console chunk size");
+
+#define GODWIT_MAX_PARTITIONS 16u
+#define GODWIT_MAX_VCPUS 8u
+#define GODWIT_MAX_MAP_FRAMES 512u
+
+/* GODWIT_HC_PARTITION_MAP: maps `count` root pages (4 KiB-aligned root-physical addresses,
+ * which must be root RAM) at guest_gpa, guest_gpa + 4 KiB, ... */
+struct godwit_hc_map_frames {
+    godwit_u64 guest_gpa;
+    godwit_u32 count;             /* 1..GODWIT_MAX_MAP_FRAMES */
+    godwit_u32 reserved;
+    godwit_u64 frames[];          /* count entries */
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_map_frames) == 16, "map frames header size");
+
+struct godwit_hc_segment {
+    godwit_u64 base;
+    godwit_u32 limit;
+    godwit_u16 selector;
+    godwit_u16 access_rights;     /* VMX access-rights format (bit 16 = unusable) */
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_segment) == 16, "segment size");
+
+enum godwit_segment_index {
+    GODWIT_SEG_ES, GODWIT_SEG_CS, GODWIT_SEG_SS, GODWIT_SEG_DS, GODWIT_SEG_FS, GODWIT_SEG_GS,
+    GODWIT_SEG_LDTR, GODWIT_SEG_TR, GODWIT_SEG_COUNT
+};
+
+/* A vCPU's architectural state: general registers in the VM-exit numbering (RAX, RCX, RDX,
+ * RBX, RSP, RBP, RSI, RDI, R8-R15), then RIP, RFLAGS, control registers, EFER. */
+struct godwit_hc_vcpu_state {
+    godwit_u64 gpr[16];
+    godwit_u64 rip, rflags, cr0, cr3, cr4, efer;
+    struct godwit_hc_segment segments[GODWIT_SEG_COUNT];
+    godwit_u64 gdtr_base, idtr_base;
+    godwit_u32 gdtr_limit, idtr_limit;
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_vcpu_state) == 328, "vcpu state size");
+GODWIT_STATIC_ASSERT(GODWIT_OFFSETOF(struct godwit_hc_vcpu_state, segments) == 176, "offset");
+
+/* Why GODWIT_HC_VCPU_RUN returned. */
+enum godwit_exit_reason {
+    GODWIT_EXIT_IO = 1,          /* port I/O: port, size, direction, value */
+    GODWIT_EXIT_HLT = 2,         /* the guest halted (RIP is past the HLT) */
+    GODWIT_EXIT_MEMORY = 3,      /* access outside the guest's RAM: gpa, qualification */
+    GODWIT_EXIT_SHUTDOWN = 4,    /* triple fault or bad state: the vCPU cannot continue */
+    GODWIT_EXIT_INTERRUPTED = 5, /* a root interrupt arrived: run again when ready */
+};
+
+#define GODWIT_RUN_COMPLETE_IN 1u /* flags: `in_value` completes the pending IN */
+
+struct godwit_hc_vcpu_run {
+    /* in */
+    godwit_u32 flags;
+    godwit_u32 in_value;
+    /* out */
+    godwit_u32 exit_reason;       /* enum godwit_exit_reason */
+    godwit_u16 port;
+    godwit_u8 size;               /* 1, 2, 4 */
+    godwit_u8 direction;          /* 0 = OUT (done), 1 = IN (complete on the next run) */
+    godwit_u32 value;             /* OUT: the value written */
+    godwit_u32 reserved;
+    godwit_u64 gpa;
+    godwit_u64 rip;
+    godwit_u64 qualification;
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_vcpu_run) == 48, "vcpu run size");
 
 #endif /* GODWIT_HYPERCALL_H */

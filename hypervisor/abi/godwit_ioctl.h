@@ -31,4 +31,45 @@ GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_buffer) == 32, "ioctl buffer siz
 #define GODWIT_IOCTL_MEMORY_STATS _IOR(GODWIT_IOCTL_MAGIC, 0x03, struct godwit_hc_memory_stats)
 #define GODWIT_IOCTL_CONSOLE_READ _IOWR(GODWIT_IOCTL_MAGIC, 0x04, struct godwit_ioctl_buffer)
 
+/* Guest partitions (ABI 1.1). A partition belongs to the file descriptor that created it:
+ * closing the descriptor destroys it and unpins its RAM. */
+struct godwit_ioctl_partition_create {
+    godwit_u64 ram_bytes;  /* in */
+    godwit_u32 vcpus;      /* in */
+    godwit_u32 id;         /* out */
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_partition_create) == 16, "create size");
+
+/* Guest RAM: the driver pins [user_address, +bytes) (the VMM's mapping, page-aligned) and
+ * maps it at guest_gpa. */
+struct godwit_ioctl_map {
+    godwit_u32 id;
+    godwit_u32 reserved;
+    godwit_u64 guest_gpa;
+    godwit_u64 user_address;
+    godwit_u64 bytes;
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_map) == 32, "map size");
+
+struct godwit_ioctl_vcpu_state {
+    godwit_u32 id;
+    godwit_u32 vcpu;
+    struct godwit_hc_vcpu_state state;
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_vcpu_state) == 336, "vcpu state size");
+
+struct godwit_ioctl_vcpu_run {
+    godwit_u32 id;
+    godwit_u32 vcpu;
+    struct godwit_hc_vcpu_run run;
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_vcpu_run) == 56, "vcpu run size");
+
+#define GODWIT_IOCTL_PARTITION_CREATE \
+    _IOWR(GODWIT_IOCTL_MAGIC, 0x10, struct godwit_ioctl_partition_create)
+#define GODWIT_IOCTL_PARTITION_DESTROY _IOW(GODWIT_IOCTL_MAGIC, 0x11, godwit_u32)
+#define GODWIT_IOCTL_PARTITION_MAP _IOW(GODWIT_IOCTL_MAGIC, 0x12, struct godwit_ioctl_map)
+#define GODWIT_IOCTL_VCPU_SET_STATE _IOW(GODWIT_IOCTL_MAGIC, 0x13, struct godwit_ioctl_vcpu_state)
+#define GODWIT_IOCTL_VCPU_RUN _IOWR(GODWIT_IOCTL_MAGIC, 0x14, struct godwit_ioctl_vcpu_run)
+
 #endif /* GODWIT_IOCTL_H */

@@ -71,6 +71,80 @@ Result console_read(const Call& c, HypercallHost& host) {
     return status(GODWIT_HC_OK, length);
 }
 
+Result partition_create(const Call& c, HypercallHost& host) {
+    if (c.arg2 != 0)
+        return status(GODWIT_HC_BAD_ARGUMENT);
+    if (c.arg0 == 0 || (c.arg0 & (page_size - 1)) != 0 || c.arg0 > (4ull << 30) || c.arg1 == 0 ||
+        c.arg1 > GODWIT_MAX_VCPUS)
+        return status(GODWIT_HC_BAD_ARGUMENT);
+    u32 id = 0;
+    u64 s = host.partition_create(c.arg0, static_cast<u32>(c.arg1), id);
+    return status(s, s == GODWIT_HC_OK ? id : 0);
+}
+
+Result partition_map(const Call& c, HypercallHost& host) {
+    constexpr u64 header = sizeof(godwit_hc_map_frames);
+    if (c.arg0 >= GODWIT_MAX_PARTITIONS)
+        return status(GODWIT_HC_BAD_ARGUMENT);
+    if (c.arg2 < header + sizeof(u64) || c.arg2 > header + GODWIT_MAX_MAP_FRAMES * sizeof(u64))
+        return status(GODWIT_HC_BAD_LENGTH);
+    if (!host.caller_owns(c.arg1, c.arg2))
+        return status(GODWIT_HC_BAD_ADDRESS);
+    // Copied once, then validated: the caller cannot change what was checked.
+    godwit_hc_map_frames head{};
+    host.copy_from_caller(c.arg1, &head, header);
+    if (head.reserved != 0 || head.count == 0 || head.count > GODWIT_MAX_MAP_FRAMES ||
+        (head.guest_gpa & (page_size - 1)) != 0)
+        return status(GODWIT_HC_BAD_ARGUMENT);
+    if (header + head.count * sizeof(u64) > c.arg2)
+        return status(GODWIT_HC_BAD_LENGTH);
+    u64 frames[GODWIT_MAX_MAP_FRAMES];
+    host.copy_from_caller(c.arg1 + header, frames, head.count * sizeof(u64));
+    for (u32 i = 0; i < head.count; ++i) {
+        // Only the caller's own RAM can become guest RAM: never MMIO, never the hypervisor.
+        if ((frames[i] & (page_size - 1)) != 0 || !host.caller_owns(frames[i], page_size))
+            return status(GODWIT_HC_BAD_ADDRESS);
+    }
+    return status(host.partition_map(static_cast<u32>(c.arg0), head.guest_gpa, frames, head.count));
+}
+
+bool split_vcpu(u64 arg, u32& id, u32& vcpu) {
+    id = static_cast<u32>(arg);
+    vcpu = static_cast<u32>(arg >> 32);
+    return id < GODWIT_MAX_PARTITIONS && vcpu < GODWIT_MAX_VCPUS;
+}
+
+Result vcpu_set_state(const Call& c, HypercallHost& host) {
+    u32 id = 0, vcpu = 0;
+    if (!split_vcpu(c.arg0, id, vcpu))
+        return status(GODWIT_HC_BAD_ARGUMENT);
+    if (c.arg2 != sizeof(godwit_hc_vcpu_state))
+        return status(GODWIT_HC_BAD_LENGTH);
+    if (!host.caller_owns(c.arg1, c.arg2))
+        return status(GODWIT_HC_BAD_ADDRESS);
+    godwit_hc_vcpu_state state{};
+    host.copy_from_caller(c.arg1, &state, sizeof(state));
+    return status(host.vcpu_set_state(id, vcpu, state));
+}
+
+Result vcpu_run(const Call& c, HypercallHost& host) {
+    u32 id = 0, vcpu = 0;
+    if (!split_vcpu(c.arg0, id, vcpu))
+        return status(GODWIT_HC_BAD_ARGUMENT);
+    if (c.arg2 != sizeof(godwit_hc_vcpu_run))
+        return status(GODWIT_HC_BAD_LENGTH);
+    if (!host.caller_owns(c.arg1, c.arg2))
+        return status(GODWIT_HC_BAD_ADDRESS);
+    godwit_hc_vcpu_run run{};
+    host.copy_from_caller(c.arg1, &run, sizeof(run));
+    if ((run.flags & ~GODWIT_RUN_COMPLETE_IN) != 0)
+        return status(GODWIT_HC_BAD_ARGUMENT);
+    u64 s = host.vcpu_run(id, vcpu, run);
+    if (s == GODWIT_HC_OK)
+        host.copy_to_caller(c.arg1, &run, sizeof(run));
+    return status(s);
+}
+
 } // namespace
 
 Result dispatch(const Call& c, HypercallHost& host) {
@@ -91,6 +165,18 @@ Result dispatch(const Call& c, HypercallHost& host) {
     }
     case GODWIT_HC_CONSOLE_READ:
         return console_read(c, host);
+    case GODWIT_HC_PARTITION_CREATE:
+        return partition_create(c, host);
+    case GODWIT_HC_PARTITION_DESTROY:
+        if (c.arg0 >= GODWIT_MAX_PARTITIONS || c.arg1 != 0 || c.arg2 != 0)
+            return status(GODWIT_HC_BAD_ARGUMENT);
+        return status(host.partition_destroy(static_cast<u32>(c.arg0)));
+    case GODWIT_HC_PARTITION_MAP:
+        return partition_map(c, host);
+    case GODWIT_HC_VCPU_SET_STATE:
+        return vcpu_set_state(c, host);
+    case GODWIT_HC_VCPU_RUN:
+        return vcpu_run(c, host);
     default:
         return status(GODWIT_HC_UNKNOWN_CALL);
     }

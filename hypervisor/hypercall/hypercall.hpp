@@ -43,6 +43,15 @@ class HypercallHost {
     // byte at position p lives at ring[p % size]).
     virtual void console(const char*& ring, u64& size, u64& written) const = 0;
 
+    // Copies from caller memory that caller_owns() approved.
+    virtual void copy_from_caller(u64 gpa, void* destination, u64 length) const = 0;
+    // Guest partitions (arguments already validated); each returns a GODWIT_HC_* status.
+    virtual u64 partition_create(u64 ram_bytes, u32 vcpus, u32& id) = 0;
+    virtual u64 partition_destroy(u32 id) = 0;
+    virtual u64 partition_map(u32 id, u64 guest_gpa, const u64* frames, u32 count) = 0;
+    virtual u64 vcpu_set_state(u32 id, u32 vcpu, const godwit_hc_vcpu_state& state) = 0;
+    virtual u64 vcpu_run(u32 id, u32 vcpu, godwit_hc_vcpu_run& run) = 0;
+
   protected:
     ~HypercallHost() = default;
 };

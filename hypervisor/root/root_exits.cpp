@@ -14,6 +14,7 @@
 #include "kernel/end_run.hpp"
 #include "kernel/percpu.hpp"
 #include "memory/frame_allocator.hpp"
+#include "partition/partitions.hpp"
 #include "platform/cmdline.hpp"
 #include "root/root_partition.hpp"
 
@@ -84,10 +85,26 @@ class RootHypercallHost final : public hypercall::HypercallHost {
         out.hypervisor_bytes = r.hypervisor_bytes;
         out.hypervisor_free_bytes = s.free_frames * page_size;
         out.root_bytes = r.root_ram;
-        out.guest_bytes = 0;
+        out.guest_bytes = partitions::guest_bytes();
     }
     void console(const char*& ring, u64& size, u64& written) const override {
         console_ring(ring, size, written);
+    }
+    void copy_from_caller(u64 gpa, void* destination, u64 length) const override {
+        memcpy(destination, reinterpret_cast<const void*>(gpa), length);
+    }
+    u64 partition_create(u64 ram_bytes, u32 vcpus, u32& id) override {
+        return partitions::create(ram_bytes, vcpus, id);
+    }
+    u64 partition_destroy(u32 id) override { return partitions::destroy(id); }
+    u64 partition_map(u32 id, u64 guest_gpa, const u64* frames, u32 count) override {
+        return partitions::map(id, guest_gpa, frames, count);
+    }
+    u64 vcpu_set_state(u32 id, u32 vcpu, const godwit_hc_vcpu_state& state) override {
+        return partitions::set_state(id, vcpu, state);
+    }
+    u64 vcpu_run(u32 id, u32 vcpu, godwit_hc_vcpu_run& run) override {
+        return partitions::run(id, vcpu, run);
     }
 };
 

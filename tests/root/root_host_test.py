@@ -61,7 +61,7 @@ def main():
         hv = info.get("hypervisor", {})
         check(hv.get("build") == args.expect_build, "hypervisor build matches this build",
               f"got {hv.get('build')!r}, want {args.expect_build!r}")
-        check(hv.get("abi") == "1.0", "hypercall ABI 1.0", str(hv.get("abi")))
+        check(hv.get("abi") == "1.1", "hypercall ABI 1.1", str(hv.get("abi")))
         features = set(info.get("vmx", {}).get("features", []) if isinstance(info.get("vmx"), dict)
                        else info.get("vmx_features", []))
         if not features:
@@ -109,7 +109,23 @@ def main():
                   f"hypervisor logged the refused read of its {name}")
             check(re.search(rf"refused write of {address:#x}", out) is not None,
                   f"hypervisor logged the refused write of its {name}")
+        # Guest partitions: test guests run by godwit-vm-run through /dev/godwit (issue 5's
+        # world switch): console, fw_cfg and debug exit; CPUID/MSR checks; a guest that
+        # touches memory outside its RAM is stopped alone.
+        guests = "/usr/share/godwit/guests"
+        status, out = host.run(f"godwit-vm-run --kernel {guests}/hello.elf --memory 16", 300)
+        check(status == 0 and "hello: PASS" in out and "fw_cfg id 0x1, 1 CPU(s), 16 MiB RAM" in out,
+              "hello guest runs in a guest partition", out[-600:])
+        status, out = host.run(f"godwit-vm-run --kernel {guests}/cpuid_msr.elf --memory 16", 300)
+        check(status == 0 and re.search(r"cpuid_msr: \d+ checks, 0 failed", out) is not None,
+              "cpuid_msr guest passes its CPUID/MSR checks", out[-800:])
+        status, out = host.run(f"godwit-vm-run --kernel {guests}/isolation.elf --memory 16", 300)
+        check(status == 1 and "outside its RAM" in out and "read back" not in out,
+              "isolation guest is stopped at its first access outside its RAM", out[-600:])
         status, out = host.run("godwit host info --json", timeout=180)
+        check(status == 0 and '"guest_bytes": 0' in out.replace("\n", " ").replace("  ", " ")
+              or (status == 0 and re.search(r'"guest_bytes":\s*0', out) is not None),
+              "guest partitions destroyed: no guest memory left", out[-300:])
         check(status == 0 and '"build"' in out, "hypervisor still answers after the probes")
         status, out = host.run("cat /proc/uptime && echo alive")
         check(status == 0 and "alive" in out, "root partition still runs")

@@ -9,7 +9,10 @@
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/mm.h>
+#include <linux/mutex.h>
 #include <linux/slab.h>
+#include <linux/vmalloc.h>
 #include <linux/uaccess.h>
 #include <asm/io.h>
 #include <asm/processor.h>
@@ -72,6 +75,212 @@ static long godwit_call_out(u64 call, void __user *uptr, size_t size, u64 arg2, 
 	return err;
 }
 
+/* Partitions this descriptor created, and the user pages it pinned as their RAM. */
+struct godwit_pinned {
+	struct page **pages;
+	unsigned long count;
+};
+
+struct godwit_file {
+	struct mutex lock;
+	bool owns[GODWIT_MAX_PARTITIONS];
+	struct godwit_pinned pinned[GODWIT_MAX_PARTITIONS][8]; /* up to 8 RAM regions each */
+};
+
+static void godwit_unpin(struct godwit_pinned *p)
+{
+	if (p->pages) {
+		unpin_user_pages_dirty_lock(p->pages, p->count, true);
+		kvfree(p->pages);
+	}
+	p->pages = NULL;
+	p->count = 0;
+}
+
+static long godwit_partition_destroy(struct godwit_file *f, u32 id)
+{
+	struct godwit_hc_result r;
+	int i;
+
+	if (id >= GODWIT_MAX_PARTITIONS || !f->owns[id])
+		return -EINVAL;
+	r = godwit_vmcall(GODWIT_HC_PARTITION_DESTROY, id, 0, 0);
+	if (r.status != GODWIT_HC_OK)
+		return godwit_errno(r.status);
+	f->owns[id] = false;
+	/* The hypervisor no longer maps these pages: they can go back to Linux. */
+	for (i = 0; i < 8; ++i)
+		godwit_unpin(&f->pinned[id][i]);
+	return 0;
+}
+
+/* Pins the VMM's guest RAM and hands the hypervisor its physical pages, 512 at a time. */
+static long godwit_partition_map(struct godwit_file *f, const struct godwit_ioctl_map *m)
+{
+	unsigned long count = m->bytes >> PAGE_SHIFT, done = 0;
+	struct godwit_hc_map_frames *frames;
+	struct godwit_pinned *slot = NULL;
+	struct page **pages;
+	long err = 0;
+	int i;
+
+	if (m->id >= GODWIT_MAX_PARTITIONS || !f->owns[m->id] || m->reserved ||
+	    !m->bytes || (m->bytes | m->user_address | m->guest_gpa) & ~PAGE_MASK)
+		return -EINVAL;
+	for (i = 0; i < 8 && !slot; ++i)
+		if (!f->pinned[m->id][i].pages)
+			slot = &f->pinned[m->id][i];
+	if (!slot)
+		return -ENOSPC;
+	pages = kvmalloc_array(count, sizeof(*pages), GFP_KERNEL);
+	frames = kmalloc(sizeof(*frames) + GODWIT_MAX_MAP_FRAMES * sizeof(u64), GFP_KERNEL);
+	if (!pages || !frames) {
+		err = -ENOMEM;
+		goto out;
+	}
+	while (done < count) {
+		unsigned long n = min_t(unsigned long, count - done, GODWIT_MAX_MAP_FRAMES);
+		struct godwit_hc_result r;
+		long got;
+		unsigned long k;
+
+		got = pin_user_pages_fast(m->user_address + (done << PAGE_SHIFT), n,
+					  FOLL_WRITE | FOLL_LONGTERM, pages + done);
+		if (got < 0) {
+			err = got;
+			break;
+		}
+		done += got;
+		if ((unsigned long)got < n) {
+			err = -EFAULT;
+			break;
+		}
+		frames->guest_gpa = m->guest_gpa + ((done - n) << PAGE_SHIFT);
+		frames->count = n;
+		frames->reserved = 0;
+		for (k = 0; k < n; ++k)
+			frames->frames[k] = page_to_phys(pages[done - n + k]);
+		r = godwit_vmcall(GODWIT_HC_PARTITION_MAP, m->id, virt_to_phys(frames),
+				  sizeof(*frames) + n * sizeof(u64));
+		if (r.status != GODWIT_HC_OK) {
+			err = godwit_errno(r.status);
+			break;
+		}
+	}
+out:
+	kfree(frames);
+	if (pages) {
+		/* Pinned pages stay pinned while mapped; on failure the partition keeps whatever
+		 * was mapped until it is destroyed, so keep them recorded either way. */
+		slot->pages = pages;
+		slot->count = done;
+		if (!done) {
+			kvfree(pages);
+			slot->pages = NULL;
+		}
+	}
+	return err;
+}
+
+/* One partition hypercall whose argument struct goes through a kernel buffer. */
+static long godwit_call_struct(u64 call, u64 arg0, void *kbuf, size_t size)
+{
+	struct godwit_hc_result r = godwit_vmcall(call, arg0, virt_to_phys(kbuf), size);
+
+	return godwit_errno(r.status);
+}
+
+static long godwit_partition_ioctl(struct godwit_file *f, unsigned int cmd, void __user *uarg)
+{
+	long err;
+
+	switch (cmd) {
+	case GODWIT_IOCTL_PARTITION_CREATE: {
+		struct godwit_ioctl_partition_create c;
+		struct godwit_hc_result r;
+
+		if (copy_from_user(&c, uarg, sizeof(c)))
+			return -EFAULT;
+		r = godwit_vmcall(GODWIT_HC_PARTITION_CREATE, c.ram_bytes, c.vcpus, 0);
+		if (r.status != GODWIT_HC_OK)
+			return godwit_errno(r.status);
+		c.id = (u32)r.value;
+		f->owns[c.id] = true;
+		return copy_to_user(uarg, &c, sizeof(c)) ? -EFAULT : 0;
+	}
+	case GODWIT_IOCTL_PARTITION_DESTROY: {
+		u32 id;
+
+		if (copy_from_user(&id, uarg, sizeof(id)))
+			return -EFAULT;
+		return godwit_partition_destroy(f, id);
+	}
+	case GODWIT_IOCTL_PARTITION_MAP: {
+		struct godwit_ioctl_map m;
+
+		if (copy_from_user(&m, uarg, sizeof(m)))
+			return -EFAULT;
+		return godwit_partition_map(f, &m);
+	}
+	case GODWIT_IOCTL_VCPU_SET_STATE: {
+		struct godwit_ioctl_vcpu_state *s = kmalloc(sizeof(*s), GFP_KERNEL);
+
+		if (!s)
+			return -ENOMEM;
+		err = copy_from_user(s, uarg, sizeof(*s)) ? -EFAULT : 0;
+		if (!err && (s->id >= GODWIT_MAX_PARTITIONS || !f->owns[s->id]))
+			err = -EINVAL;
+		if (!err)
+			err = godwit_call_struct(GODWIT_HC_VCPU_SET_STATE,
+						 s->id | ((u64)s->vcpu << 32), &s->state,
+						 sizeof(s->state));
+		kfree(s);
+		return err;
+	}
+	case GODWIT_IOCTL_VCPU_RUN: {
+		struct godwit_ioctl_vcpu_run *run = kmalloc(sizeof(*run), GFP_KERNEL);
+
+		if (!run)
+			return -ENOMEM;
+		err = copy_from_user(run, uarg, sizeof(*run)) ? -EFAULT : 0;
+		if (!err && (run->id >= GODWIT_MAX_PARTITIONS || !f->owns[run->id]))
+			err = -EINVAL;
+		if (!err)
+			err = godwit_call_struct(GODWIT_HC_VCPU_RUN, run->id | ((u64)run->vcpu << 32),
+						 &run->run, sizeof(run->run));
+		if (!err && copy_to_user(uarg, run, sizeof(*run)))
+			err = -EFAULT;
+		kfree(run);
+		return err;
+	}
+	default:
+		return -ENOTTY;
+	}
+}
+
+static int godwit_open(struct inode *inode, struct file *file)
+{
+	struct godwit_file *f = kzalloc(sizeof(*f), GFP_KERNEL);
+
+	if (!f)
+		return -ENOMEM;
+	mutex_init(&f->lock);
+	file->private_data = f;
+	return 0;
+}
+
+static int godwit_release(struct inode *inode, struct file *file)
+{
+	struct godwit_file *f = file->private_data;
+	u32 id;
+
+	for (id = 0; id < GODWIT_MAX_PARTITIONS; ++id)
+		if (f->owns[id] && godwit_partition_destroy(f, id))
+			pr_err("godwit: partition %u could not be destroyed at close\n", id);
+	kfree(f);
+	return 0;
+}
+
 static long godwit_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	void __user *uarg = (void __user *)arg;
@@ -107,13 +316,24 @@ static long godwit_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		if (err)
 			return err;
 		return copy_to_user(uarg, &req, sizeof(req)) ? -EFAULT : 0;
-	default:
-		return -ENOTTY;
+	case GODWIT_IOCTL_VCPU_RUN:
+		/* Runs without the lock: each vCPU thread runs its own vCPU concurrently. */
+		return godwit_partition_ioctl(file->private_data, cmd, uarg);
+	default: {
+		struct godwit_file *f = file->private_data;
+
+		mutex_lock(&f->lock);
+		err = godwit_partition_ioctl(f, cmd, uarg);
+		mutex_unlock(&f->lock);
+		return err;
+	}
 	}
 }
 
 static const struct file_operations godwit_fops = {
 	.owner = THIS_MODULE,
+	.open = godwit_open,
+	.release = godwit_release,
 	.unlocked_ioctl = godwit_ioctl,
 	.compat_ioctl = godwit_ioctl,
 };

@@ -44,6 +44,32 @@ class FakeHost final : public HypercallHost {
         size = ring.size();
         total = written;
     }
+    void copy_from_caller(u64 gpa, void* destination, u64 length) const override {
+        ASSERT_TRUE(caller_owns(gpa, length));
+        std::memcpy(destination, memory.data() + (gpa - 0x1000), length);
+    }
+    // Partition calls record what reached the hypervisor proper.
+    std::vector<u64> mapped;
+    int calls = 0;
+    u64 partition_create(u64, u32, u32& id) override {
+        ++calls;
+        id = 3;
+        return GODWIT_HC_OK;
+    }
+    u64 partition_destroy(u32) override { return ++calls, GODWIT_HC_OK; }
+    u64 partition_map(u32, u64, const u64* frames, u32 count) override {
+        ++calls;
+        mapped.assign(frames, frames + count);
+        return GODWIT_HC_OK;
+    }
+    u64 vcpu_set_state(u32, u32, const godwit_hc_vcpu_state&) override {
+        return ++calls, GODWIT_HC_OK;
+    }
+    u64 vcpu_run(u32, u32, godwit_hc_vcpu_run& run) override {
+        ++calls;
+        run.exit_reason = GODWIT_EXIT_HLT;
+        return GODWIT_HC_OK;
+    }
     void log(const std::string& s) { // what the hypervisor console would do
         for (char c : s)
             ring[written++ % ring.size()] = c;
@@ -131,6 +157,60 @@ TEST(Hypercall, ConsoleReadWrapsAndReportsLoss) {
     r = call(h, GODWIT_HC_CONSOLE_READ, 0x3000, 64, h.written);
     EXPECT_EQ(r.status, GODWIT_HC_OK);
     EXPECT_EQ(r.value, 0u);
+}
+
+TEST(Hypercall, PartitionArgumentsAreValidatedBeforeTheHypervisorActs) {
+    FakeHost h;
+    EXPECT_EQ(call(h, GODWIT_HC_PARTITION_CREATE, 0, 1).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_PARTITION_CREATE, 4097, 1).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_PARTITION_CREATE, 8ull << 30, 1).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_PARTITION_CREATE, 1 << 20, 0).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_PARTITION_CREATE, 1 << 20, 99).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_PARTITION_DESTROY, 16, 0).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_RUN, 1 | (9ull << 32), 0x2000, 48).status,
+              GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_RUN, 1, 0x2000, 47).status, GODWIT_HC_BAD_LENGTH);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_STATE, 1, 0x0, sizeof(godwit_hc_vcpu_state)).status,
+              GODWIT_HC_BAD_ADDRESS);
+    EXPECT_EQ(h.calls, 0);
+    Result r = call(h, GODWIT_HC_PARTITION_CREATE, 1 << 20, 2);
+    EXPECT_EQ(r.status, GODWIT_HC_OK);
+    EXPECT_EQ(r.value, 3u);
+    // A run with unknown flags is refused; a good one writes the exit back.
+    godwit_hc_vcpu_run run{};
+    run.flags = 0x80;
+    std::memcpy(h.at(0x2000), &run, sizeof run);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_RUN, 3, 0x2000, sizeof run).status, GODWIT_HC_BAD_ARGUMENT);
+    run.flags = 0;
+    std::memcpy(h.at(0x2000), &run, sizeof run);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_RUN, 3, 0x2000, sizeof run).status, GODWIT_HC_OK);
+    std::memcpy(&run, h.at(0x2000), sizeof run);
+    EXPECT_EQ(run.exit_reason, u32{GODWIT_EXIT_HLT});
+}
+
+TEST(Hypercall, MapOnlyTheCallersOwnPages) {
+    FakeHost h;
+    auto put = [&](u64 gpa, u32 count, std::vector<u64> frames, u32 reserved = 0) {
+        godwit_hc_map_frames head{gpa, count, reserved};
+        std::memcpy(h.at(0x4000), &head, sizeof head);
+        std::memcpy(h.at(0x4000 + sizeof head), frames.data(), frames.size() * sizeof(u64));
+        return sizeof head + frames.size() * sizeof(u64);
+    };
+    u64 len = put(0, 2, {0x5000, 0x6000});
+    EXPECT_EQ(call(h, GODWIT_HC_PARTITION_MAP, 1, 0x4000, len).status, GODWIT_HC_OK);
+    EXPECT_EQ(h.mapped, (std::vector<u64>{0x5000, 0x6000}));
+    len = put(0, 2, {0x5000, 0x900000}); // not the caller's memory (hypervisor, MMIO, ...)
+    EXPECT_EQ(call(h, GODWIT_HC_PARTITION_MAP, 1, 0x4000, len).status, GODWIT_HC_BAD_ADDRESS);
+    len = put(0, 1, {0x5008}); // not page-aligned
+    EXPECT_EQ(call(h, GODWIT_HC_PARTITION_MAP, 1, 0x4000, len).status, GODWIT_HC_BAD_ADDRESS);
+    len = put(0x123, 1, {0x5000}); // guest address not page-aligned
+    EXPECT_EQ(call(h, GODWIT_HC_PARTITION_MAP, 1, 0x4000, len).status, GODWIT_HC_BAD_ARGUMENT);
+    len = put(0, 3, {0x5000}); // count says more frames than the buffer holds
+    EXPECT_EQ(call(h, GODWIT_HC_PARTITION_MAP, 1, 0x4000, len).status, GODWIT_HC_BAD_LENGTH);
+    len = put(0, 1, {0x5000}, 7); // reserved field
+    EXPECT_EQ(call(h, GODWIT_HC_PARTITION_MAP, 1, 0x4000, len).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_PARTITION_MAP, 99, 0x4000, len).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(h.calls, 1);
 }
 
 } // namespace

@@ -25,6 +25,38 @@ constexpr u64 cr4_pae = 1ull << 5, cr4_vmxe = 1ull << 13;
 constexpr u32 ar_unusable = 1u << 16;
 constexpr u64 activity_wait_for_sipi = 3;
 
+// Host state: this CPU as it is now (Vol. 3C, 25.5).
+void write_host_fields(vmx::VmcsWriter& w) {
+    x86::DescriptorTablePointer gdtr{}, idtr{};
+    x86::sgdt(gdtr);
+    x86::sidt(idtr);
+    u16 tr = x86::read_tr();
+    const u8* tss_descriptor = reinterpret_cast<const u8*>(gdtr.base + tr);
+    u64 tr_base = u64{tss_descriptor[2]} | (u64{tss_descriptor[3]} << 8) |
+                  (u64{tss_descriptor[4]} << 16) | (u64{tss_descriptor[7]} << 24) |
+                  (u64{*reinterpret_cast<const u32*>(tss_descriptor + 8)} << 32);
+    w.write(VmcsField::host_cr0, x86::read_cr0());
+    w.write(VmcsField::host_cr3, x86::read_cr3());
+    w.write(VmcsField::host_cr4, x86::read_cr4());
+    w.write(VmcsField::host_cs_selector, x86::read_cs());
+    w.write(VmcsField::host_ss_selector, x86::read_ss());
+    w.write(VmcsField::host_ds_selector, x86::read_ds());
+    w.write(VmcsField::host_es_selector, x86::read_es());
+    w.write(VmcsField::host_fs_selector, 0);
+    w.write(VmcsField::host_gs_selector, 0);
+    w.write(VmcsField::host_tr_selector, tr);
+    w.write(VmcsField::host_fs_base, 0);
+    w.write(VmcsField::host_gs_base, x86::rdmsr(msr_gs_base));
+    w.write(VmcsField::host_tr_base, tr_base);
+    w.write(VmcsField::host_gdtr_base, gdtr.base);
+    w.write(VmcsField::host_idtr_base, idtr.base);
+    w.write(VmcsField::host_sysenter_cs, 0);
+    w.write(VmcsField::host_sysenter_esp, 0);
+    w.write(VmcsField::host_sysenter_eip, 0);
+    w.write(VmcsField::host_efer, x86::rdmsr(msr_efer));
+    w.write(VmcsField::host_rip, reinterpret_cast<u64>(vmx_exit_entry));
+}
+
 } // namespace
 
 bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
@@ -44,13 +76,15 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
 
     u32 pin = 0, proc = 0, proc2 = 0, exit = 0, entry = 0;
     bool real_mode = c.mode == GuestMode::real_mode;
-    u32 pin_required = c.preemption_timer ? vmx::pin::preemption_timer : 0;
+    u32 pin_required = (c.preemption_timer ? vmx::pin::preemption_timer : 0) |
+                       (c.exit_on_interrupts ? vmx::pin::external_interrupt_exiting : 0);
     u32 proc_required = vmx::proc::activate_secondary |
                         (c.root ? vmx::proc::use_msr_bitmaps
                                 : vmx::proc::hlt_exiting | vmx::proc::unconditional_io_exiting);
-    u32 proc2_required = vmx::proc2::enable_ept | vmx::proc2::enable_vpid |
-                         (real_mode || c.root ? vmx::proc2::unrestricted_guest : 0) |
-                         (c.pml ? vmx::proc2::enable_pml : 0);
+    u32 proc2_required =
+        vmx::proc2::enable_ept | vmx::proc2::enable_vpid |
+        (real_mode || c.root || c.exit_on_interrupts ? vmx::proc2::unrestricted_guest : 0) |
+        (c.pml ? vmx::proc2::enable_pml : 0);
     u32 proc2_optional = vmx::proc2::enable_rdtscp | vmx::proc2::enable_invpcid |
                          (c.root ? vmx::proc2::enable_xsaves : 0);
     u32 exit_required =
@@ -100,35 +134,7 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
     if (c.preemption_timer)
         w.write(VmcsField::guest_preemption_timer, c.preemption_timer_value);
 
-    // Host state: this CPU as it is now (Vol. 3C, 25.5).
-    x86::DescriptorTablePointer gdtr{}, idtr{};
-    x86::sgdt(gdtr);
-    x86::sidt(idtr);
-    u16 tr = x86::read_tr();
-    const u8* tss_descriptor = reinterpret_cast<const u8*>(gdtr.base + tr);
-    u64 tr_base = u64{tss_descriptor[2]} | (u64{tss_descriptor[3]} << 8) |
-                  (u64{tss_descriptor[4]} << 16) | (u64{tss_descriptor[7]} << 24) |
-                  (u64{*reinterpret_cast<const u32*>(tss_descriptor + 8)} << 32);
-    w.write(VmcsField::host_cr0, x86::read_cr0());
-    w.write(VmcsField::host_cr3, x86::read_cr3());
-    w.write(VmcsField::host_cr4, x86::read_cr4());
-    w.write(VmcsField::host_cs_selector, x86::read_cs());
-    w.write(VmcsField::host_ss_selector, x86::read_ss());
-    w.write(VmcsField::host_ds_selector, x86::read_ds());
-    w.write(VmcsField::host_es_selector, x86::read_es());
-    w.write(VmcsField::host_fs_selector, 0);
-    w.write(VmcsField::host_gs_selector, 0);
-    w.write(VmcsField::host_tr_selector, tr);
-    w.write(VmcsField::host_fs_base, 0);
-    w.write(VmcsField::host_gs_base, x86::rdmsr(msr_gs_base));
-    w.write(VmcsField::host_tr_base, tr_base);
-    w.write(VmcsField::host_gdtr_base, gdtr.base);
-    w.write(VmcsField::host_idtr_base, idtr.base);
-    w.write(VmcsField::host_sysenter_cs, 0);
-    w.write(VmcsField::host_sysenter_esp, 0);
-    w.write(VmcsField::host_sysenter_eip, 0);
-    w.write(VmcsField::host_efer, x86::rdmsr(msr_efer));
-    w.write(VmcsField::host_rip, reinterpret_cast<u64>(vmx_exit_entry));
+    write_host_fields(w);
 
     // Guest state. CR0.NE and CR4.VMXE must stay set under VMX; the read shadows hide them
     // from the guest (guest/host masks), as a real machine would show them clear.
@@ -234,6 +240,88 @@ VmExit VmxVcpu::run() {
     e.guest_rip = vmx::vmcs_read(VmcsField::guest_rip);
     e.instruction_length = static_cast<u32>(vmx::vmcs_read(VmcsField::exit_instruction_length));
     return e;
+}
+
+void VmxVcpu::write_host_state() {
+    x86::vmptrld(vmcs_.value);
+    vmx::VmcsWriter w;
+    write_host_fields(w);
+}
+
+void VmxVcpu::release() {
+    x86::vmclear(vmcs_.value);
+    launched_ = false;
+}
+
+void VmxVcpu::set_state(const godwit_hc_vcpu_state& s) {
+    const vmx::CapabilityMsrs& caps = vmx_capabilities();
+    x86::vmptrld(vmcs_.value);
+    vmx::VmcsWriter w;
+    GuestRegisters& r = regs;
+    r.rax = s.gpr[0];
+    r.rcx = s.gpr[1];
+    r.rdx = s.gpr[2];
+    r.rbx = s.gpr[3];
+    w.write(VmcsField::guest_rsp, s.gpr[4]);
+    r.rbp = s.gpr[5];
+    r.rsi = s.gpr[6];
+    r.rdi = s.gpr[7];
+    r.r8 = s.gpr[8];
+    r.r9 = s.gpr[9];
+    r.r10 = s.gpr[10];
+    r.r11 = s.gpr[11];
+    r.r12 = s.gpr[12];
+    r.r13 = s.gpr[13];
+    r.r14 = s.gpr[14];
+    r.r15 = s.gpr[15];
+    w.write(VmcsField::guest_rip, s.rip);
+    w.write(VmcsField::guest_rflags, s.rflags | 0x2);
+    // CR0.NE and CR4.VMXE stay set underneath, hidden by the read shadows; with unrestricted
+    // guest CR0.PE/PG may be clear.
+    w.write(VmcsField::guest_cr0,
+            vmx::apply_fixed_bits(s.cr0, caps.cr0_fixed0 & ~(cr0_pe | cr0_pg), caps.cr0_fixed1));
+    w.write(VmcsField::cr0_read_shadow, s.cr0);
+    w.write(VmcsField::guest_cr4,
+            vmx::apply_fixed_bits(s.cr4 | cr4_vmxe, caps.cr4_fixed0, caps.cr4_fixed1));
+    w.write(VmcsField::cr4_read_shadow, s.cr4);
+    w.write(VmcsField::guest_cr3, s.cr3);
+    w.write(VmcsField::guest_efer, s.efer);
+    u64 entry = vmx::vmcs_read(VmcsField::entry_controls);
+    entry = (s.efer & efer_lma) ? (entry | vmx::entry_ctl::ia32e_guest)
+                                : (entry & ~vmx::entry_ctl::ia32e_guest);
+    w.write(VmcsField::entry_controls, entry);
+    const VmcsField segments[GODWIT_SEG_COUNT][4] = {
+        {VmcsField::guest_es_selector, VmcsField::guest_es_base, VmcsField::guest_es_limit,
+         VmcsField::guest_es_access_rights},
+        {VmcsField::guest_cs_selector, VmcsField::guest_cs_base, VmcsField::guest_cs_limit,
+         VmcsField::guest_cs_access_rights},
+        {VmcsField::guest_ss_selector, VmcsField::guest_ss_base, VmcsField::guest_ss_limit,
+         VmcsField::guest_ss_access_rights},
+        {VmcsField::guest_ds_selector, VmcsField::guest_ds_base, VmcsField::guest_ds_limit,
+         VmcsField::guest_ds_access_rights},
+        {VmcsField::guest_fs_selector, VmcsField::guest_fs_base, VmcsField::guest_fs_limit,
+         VmcsField::guest_fs_access_rights},
+        {VmcsField::guest_gs_selector, VmcsField::guest_gs_base, VmcsField::guest_gs_limit,
+         VmcsField::guest_gs_access_rights},
+        {VmcsField::guest_ldtr_selector, VmcsField::guest_ldtr_base, VmcsField::guest_ldtr_limit,
+         VmcsField::guest_ldtr_access_rights},
+        {VmcsField::guest_tr_selector, VmcsField::guest_tr_base, VmcsField::guest_tr_limit,
+         VmcsField::guest_tr_access_rights},
+    };
+    for (u32 i = 0; i < GODWIT_SEG_COUNT; ++i) {
+        w.write(segments[i][0], s.segments[i].selector);
+        w.write(segments[i][1], s.segments[i].base);
+        w.write(segments[i][2], s.segments[i].limit);
+        w.write(segments[i][3], s.segments[i].access_rights);
+    }
+    w.write(VmcsField::guest_gdtr_base, s.gdtr_base);
+    w.write(VmcsField::guest_gdtr_limit, s.gdtr_limit);
+    w.write(VmcsField::guest_idtr_base, s.idtr_base);
+    w.write(VmcsField::guest_idtr_limit, s.idtr_limit);
+    w.write(VmcsField::guest_activity_state, 0);
+    w.write(VmcsField::guest_interruptibility, 0);
+    w.write(VmcsField::guest_pending_debug, 0);
+    w.write(VmcsField::entry_interruption_info, 0);
 }
 
 void VmxVcpu::skip_instruction(u32 length) {

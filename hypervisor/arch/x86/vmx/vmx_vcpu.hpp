@@ -3,6 +3,7 @@
 // resume. Intel SDM Vol. 3C, chapters 25 (VMCS), 26 (VM-entry checks), 28 (VM exits).
 #pragma once
 
+#include "abi/godwit_hypercall.h"
 #include "lib/types.hpp"
 
 namespace godwit::hv {
@@ -34,6 +35,9 @@ struct VcpuConfig {
     u64 msr_bitmap = 0;
     u16 code_selector = 0x08, data_selector = 0x10, gdt_limit = 0x17; // long mode
     bool wait_for_sipi = false; // real mode, parked until a SIPI (an AP of the root)
+    // A guest partition's vCPU: external interrupts exit (they belong to the root, which
+    // takes them once it runs again), and unrestricted guest (Multiboot starts paging off).
+    bool exit_on_interrupts = false;
 };
 
 struct VmExit {
@@ -64,6 +68,13 @@ class VmxVcpu {
     u64 guest_visible_cr4() const;
     void write_field(u32 encoding, u64 value);
     void destroy();
+    // Host-state fields for the CPU about to run this vCPU (each CPU has its own GDT, TSS
+    // and GS base); VMPTRLDs the VMCS.
+    void write_host_state();
+    // VMCLEAR: the VMCS may next be loaded on another CPU (and must be launched again).
+    void release();
+    // The whole architectural state, from the hypercall ABI's layout (Vol. 3C 25.4).
+    void set_state(const struct godwit_hc_vcpu_state& state);
 
     GuestRegisters regs{};
     // IA32_MISC_ENABLE (0x1A0) as this vCPU sees it: virtual, as KVM does, because not every

@@ -1,0 +1,20 @@
+// Guest partitions: each has its own EPT (guest RAM = root pages the VMM pinned and mapped
+// through GODWIT_HC_PARTITION_MAP; the guest sees nothing else) and vCPUs with their own
+// VMCS. GODWIT_HC_VCPU_RUN switches the calling CPU from the root to the guest until an
+// exit the VMM must see (port I/O, HLT, memory outside the guest's RAM, shutdown) or a
+// root interrupt. Arguments arrive validated by hypercall::dispatch.
+#pragma once
+
+#include "abi/godwit_hypercall.h"
+#include "lib/types.hpp"
+
+namespace godwit::hv::partitions {
+
+u64 create(u64 ram_bytes, u32 vcpus, u32& id);
+u64 destroy(u32 id);
+u64 map(u32 id, u64 guest_gpa, const u64* frames, u32 count);
+u64 set_state(u32 id, u32 vcpu, const godwit_hc_vcpu_state& state);
+u64 run(u32 id, u32 vcpu, godwit_hc_vcpu_run& run);
+u64 guest_bytes(); // RAM mapped into partitions now
+
+} // namespace godwit::hv::partitions

@@ -1,0 +1,140 @@
+#include "godwit/vmm/godwit_backend.hpp"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "abi/godwit_ioctl.h"
+#include "godwit/error.hpp"
+
+namespace godwit::vmm {
+namespace {
+
+godwit_hc_segment segment(const SegmentRegister& s) {
+    godwit_hc_segment out{};
+    out.base = s.base;
+    out.limit = s.limit;
+    out.selector = s.selector;
+    out.access_rights = static_cast<godwit_u16>(s.access_rights);
+    if (s.access_rights & (1u << 16))
+        out.access_rights = 0; // unusable does not fit 16 bits: use the null-descriptor form
+    return out;
+}
+
+} // namespace
+
+GodwitBackend::GodwitBackend(GuestMemory& memory, unsigned vcpus, const std::string& device)
+    : vcpus_(vcpus) {
+    if (vcpus == 0 || vcpus > GODWIT_MAX_VCPUS)
+        throw Error(ErrorCode::invalid_input,
+                    "Godwit partitions have 1 to " + std::to_string(GODWIT_MAX_VCPUS) + " vCPUs");
+    fd_ = ::open(device.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd_ < 0)
+        throw Error(ErrorCode::unsupported, device + ": " + std::strerror(errno) +
+                                                " (not a Godwit host, or godwit.ko not loaded)");
+    godwit_ioctl_partition_create create{};
+    create.ram_bytes = memory.ranges().back().end();
+    create.vcpus = vcpus;
+    if (::ioctl(fd_, GODWIT_IOCTL_PARTITION_CREATE, &create) != 0) {
+        int err = errno;
+        ::close(fd_);
+        throw system_error("GODWIT_IOCTL_PARTITION_CREATE", err);
+    }
+    id_ = create.id;
+    for (const RamRange& r : memory.ranges()) {
+        godwit_ioctl_map map{};
+        map.id = id_;
+        map.guest_gpa = r.guest_base;
+        map.user_address =
+            reinterpret_cast<godwit_u64>(memory.host_span(r.guest_base, r.size).data());
+        map.bytes = r.size;
+        if (::ioctl(fd_, GODWIT_IOCTL_PARTITION_MAP, &map) != 0) {
+            int err = errno;
+            ::close(fd_);
+            throw system_error("GODWIT_IOCTL_PARTITION_MAP", err);
+        }
+    }
+}
+
+GodwitBackend::~GodwitBackend() {
+    if (fd_ >= 0)
+        ::close(fd_);
+}
+
+void GodwitBackend::set_state(unsigned vcpu, const VcpuState& s) {
+    godwit_ioctl_vcpu_state req{};
+    req.id = id_;
+    req.vcpu = vcpu;
+    godwit_hc_vcpu_state& o = req.state;
+    const std::uint64_t gpr[16] = {s.rax, s.rcx, s.rdx, s.rbx, s.rsp, s.rbp, s.rsi, s.rdi,
+                                   s.r8,  s.r9,  s.r10, s.r11, s.r12, s.r13, s.r14, s.r15};
+    for (int i = 0; i < 16; ++i)
+        o.gpr[i] = gpr[i];
+    o.rip = s.rip;
+    o.rflags = s.rflags;
+    o.cr0 = s.cr0;
+    o.cr3 = s.cr3;
+    o.cr4 = s.cr4;
+    o.efer = s.efer;
+    o.segments[GODWIT_SEG_ES] = segment(s.es);
+    o.segments[GODWIT_SEG_CS] = segment(s.cs);
+    o.segments[GODWIT_SEG_SS] = segment(s.ss);
+    o.segments[GODWIT_SEG_DS] = segment(s.ds);
+    o.segments[GODWIT_SEG_FS] = segment(s.fs);
+    o.segments[GODWIT_SEG_GS] = segment(s.gs);
+    o.segments[GODWIT_SEG_LDTR] = segment(s.ldtr);
+    o.segments[GODWIT_SEG_TR] = segment(s.tr);
+    o.gdtr_base = s.gdtr.base;
+    o.gdtr_limit = s.gdtr.limit;
+    o.idtr_base = s.idtr.base;
+    o.idtr_limit = s.idtr.limit;
+    if (::ioctl(fd_, GODWIT_IOCTL_VCPU_SET_STATE, &req) != 0)
+        throw system_error("GODWIT_IOCTL_VCPU_SET_STATE", errno);
+}
+
+VcpuExit GodwitBackend::run(unsigned vcpu, const IoAccess* completed) {
+    godwit_ioctl_vcpu_run req{};
+    req.id = id_;
+    req.vcpu = vcpu;
+    if (completed != nullptr && !completed->is_write) {
+        req.run.flags = GODWIT_RUN_COMPLETE_IN;
+        req.run.in_value = static_cast<godwit_u32>(completed->data);
+    }
+    for (;;) {
+        if (kicked_[vcpu].exchange(false))
+            return VcpuExit{VcpuExit::Kind::kicked, {}};
+        if (::ioctl(fd_, GODWIT_IOCTL_VCPU_RUN, &req) != 0)
+            throw system_error("GODWIT_IOCTL_VCPU_RUN", errno);
+        const godwit_hc_vcpu_run& r = req.run;
+        VcpuExit exit{};
+        switch (r.exit_reason) {
+        case GODWIT_EXIT_INTERRUPTED:
+            req.run.flags = 0; // nothing to complete: the IN (if any) was completed
+            continue;
+        case GODWIT_EXIT_IO:
+            exit.kind = VcpuExit::Kind::port_io;
+            exit.access = IoAccess{r.port, r.size, r.direction == 0, r.value};
+            return exit;
+        case GODWIT_EXIT_HLT:
+            exit.kind = VcpuExit::Kind::halt;
+            return exit;
+        case GODWIT_EXIT_MEMORY:
+            exit.kind = VcpuExit::Kind::mmio;
+            exit.access = IoAccess{r.gpa, 4, ((r.qualification >> 1) & 1) != 0, 0};
+            return exit;
+        default:
+            exit.kind = VcpuExit::Kind::shutdown;
+            return exit;
+        }
+    }
+}
+
+void GodwitBackend::kick(unsigned vcpu) {
+    if (vcpu < vcpus_)
+        kicked_[vcpu] = true;
+}
+
+} // namespace godwit::vmm

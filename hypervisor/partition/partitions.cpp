@@ -81,10 +81,6 @@ bool ensure_vcpu(u32 id, Partition& p, u32 index) {
     return true;
 }
 
-constexpr u32 field(VmcsField f) {
-    return static_cast<u32>(f);
-}
-
 } // namespace
 
 u64 create(u64 ram_bytes, u32 vcpus, u32& id) {
@@ -256,7 +252,7 @@ u64 run(u32 id, u32 index, godwit_hc_vcpu_run& out) {
             done = true;
             break;
         case ExitReason::vmcall: // no hypercalls for guests: #UD, as on a CPU without them
-            g.write_field(field(VmcsField::entry_interruption_info), 0x80000306);
+            g.inject_ud();
             break;
         default: {
             ExitOutcome o = handle_exit(g, e);

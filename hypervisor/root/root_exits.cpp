@@ -26,20 +26,8 @@ namespace {
 using vmx::ExitReason;
 using vmx::VmcsField;
 
-constexpr u32 field(VmcsField f) {
-    return static_cast<u32>(f);
-}
-constexpr u32 inject_gp = 0x80000B0D; // #GP, hardware exception, error code, valid
-constexpr u32 inject_ud = 0x80000306; // #UD, hardware exception, valid
-
 u8 guest_cpl(VmxVcpu& v) {
-    return static_cast<u8>((v.read_field(field(VmcsField::guest_ss_access_rights)) >> 5) & 3);
-}
-
-void inject(VmxVcpu& v, u32 info) {
-    v.write_field(field(VmcsField::entry_interruption_info), info);
-    if (info == inject_gp)
-        v.write_field(field(VmcsField::entry_exception_error_code), 0);
+    return static_cast<u8>((v.read(VmcsField::guest_ss_access_rights) >> 5) & 3);
 }
 
 class RootHypercallHost final : public hypercall::HypercallHost {
@@ -123,7 +111,7 @@ void handle_vmcall(VmxVcpu& v, const VmExit& e) {
 void handle_xsetbv(VmxVcpu& v, const VmExit& e) {
     constexpr u64 cr4_osxsave = 1ull << 18;
     if ((v.guest_visible_cr4() & cr4_osxsave) == 0) {
-        inject(v, inject_ud);
+        v.inject_ud();
         return;
     }
     u32 index = static_cast<u32>(v.regs.rcx);
@@ -136,7 +124,7 @@ void handle_xsetbv(VmxVcpu& v, const VmExit& e) {
                  ((value & mpx) == 0 || (value & mpx) == mpx) &&
                  ((value & avx512) == 0 || ((value & avx512) == avx512 && (value & avx) != 0));
     if (!valid) {
-        inject(v, inject_gp);
+        v.inject_gp();
         return;
     }
     x86::xsetbv(0, value);
@@ -159,10 +147,10 @@ void handle_ept_violation(VmxVcpu& v, const VmExit& e) {
     }
     if ((e.qualification >> 12) & 1) {
         // The access was in an IRET that unblocked NMIs: block them again (Vol. 3C 28.2.3).
-        u64 interruptibility = v.read_field(field(VmcsField::guest_interruptibility));
-        v.write_field(field(VmcsField::guest_interruptibility), interruptibility | 8);
+        u64 interruptibility = v.read(VmcsField::guest_interruptibility);
+        v.write(VmcsField::guest_interruptibility, interruptibility | 8);
     }
-    inject(v, inject_gp);
+    v.inject_gp();
 }
 
 bool is_vmx_instruction(u32 reason) {
@@ -173,27 +161,23 @@ bool is_vmx_instruction(u32 reason) {
     console_printf("godwit: the root partition stopped on cpu %u: %s (exit %u %s, rip 0x%lx, "
                    "qualification 0x%lx)\n",
                    this_cpu().index, why, e.reason, vmx::exit_reason_name(e.reason),
-                   v.read_field(field(VmcsField::guest_rip)), e.qualification);
+                   v.read(VmcsField::guest_rip), e.qualification);
     if (e.entry_failed && e.instruction_error != 0)
         console_printf("godwit: VM-instruction error %u: %s\n", e.instruction_error,
                        vmx::vm_instruction_error_text(e.instruction_error));
     if (e.entry_failed && e.reason == 33) { // invalid guest state: show what VM entry saw
         console_printf("godwit: guest CR0 %lx CR4 %lx EFER %lx entry controls %lx activity %lu "
                        "interruptibility %lx\n",
-                       v.read_field(field(VmcsField::guest_cr0)),
-                       v.read_field(field(VmcsField::guest_cr4)),
-                       v.read_field(field(VmcsField::guest_efer)),
-                       v.read_field(field(VmcsField::entry_controls)),
-                       v.read_field(field(VmcsField::guest_activity_state)),
-                       v.read_field(field(VmcsField::guest_interruptibility)));
+                       v.read(VmcsField::guest_cr0), v.read(VmcsField::guest_cr4),
+                       v.read(VmcsField::guest_efer), v.read(VmcsField::entry_controls),
+                       v.read(VmcsField::guest_activity_state),
+                       v.read(VmcsField::guest_interruptibility));
         console_printf("godwit: guest CS %lx base %lx limit %lx rights %lx, SS rights %lx, "
                        "TR rights %lx\n",
-                       v.read_field(field(VmcsField::guest_cs_selector)),
-                       v.read_field(field(VmcsField::guest_cs_base)),
-                       v.read_field(field(VmcsField::guest_cs_limit)),
-                       v.read_field(field(VmcsField::guest_cs_access_rights)),
-                       v.read_field(field(VmcsField::guest_ss_access_rights)),
-                       v.read_field(field(VmcsField::guest_tr_access_rights)));
+                       v.read(VmcsField::guest_cs_selector), v.read(VmcsField::guest_cs_base),
+                       v.read(VmcsField::guest_cs_limit), v.read(VmcsField::guest_cs_access_rights),
+                       v.read(VmcsField::guest_ss_access_rights),
+                       v.read(VmcsField::guest_tr_access_rights));
     }
     end_run("root partition stopped");
 }
@@ -233,7 +217,7 @@ bool is_vmx_instruction(u32 reason) {
             break;
         }
         if (is_vmx_instruction(e.reason)) {
-            inject(v, inject_ud); // no nested VT-x: CPUID.1:ECX.VMX is clear for the root
+            v.inject_ud(); // no nested VT-x: CPUID.1:ECX.VMX is clear for the root
             continue;
         }
         if (e.reason == 13) { // INVD: never drop dirty lines the hypervisor owns; write back
@@ -244,7 +228,7 @@ bool is_vmx_instruction(u32 reason) {
         ExitOutcome o = handle_exit(v, e);
         bool msr = e.reason == static_cast<u32>(ExitReason::rdmsr) ||
                    e.reason == static_cast<u32>(ExitReason::wrmsr);
-        if (msr && (v.read_field(field(VmcsField::entry_interruption_info)) >> 31) != 0) {
+        if (msr && (v.read(VmcsField::entry_interruption_info) >> 31) != 0) {
             // An MSR outside the bitmap's ranges that Godwit does not implement: #GP, as on
             // a CPU without it. Say which ones the root tries (Linux probes a few).
             static u32 logged = 0;

@@ -1,6 +1,7 @@
 #include "godwit/migration/channel.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -296,6 +297,19 @@ std::unique_ptr<Channel> Listener::accept(const TlsConfig& tls, std::chrono::sec
     auto io = std::make_unique<asio::io_context>();
     tcp::socket socket(*io);
     boost::system::error_code ec;
+    // Wait at most `timeout` for a source (a source that never comes, e.g. because its
+    // connection failed on the way, must not leave the destination waiting forever).
+    pollfd waiting{impl_->acceptor.native_handle(), POLLIN, 0};
+    int ms = timeout.count() > 0 ? static_cast<int>(timeout.count() * 1000) : -1;
+    int ready = 0;
+    do {
+        ready = ::poll(&waiting, 1, ms);
+    } while (ready < 0 && errno == EINTR);
+    if (ready < 0)
+        throw system_error("poll on the migration listener", errno);
+    if (ready == 0)
+        throw Error(ErrorCode::timeout, "no migration source connected within " +
+                                            std::to_string(timeout.count()) + " s");
     // Blocking accept into a socket bound to its own io_context: the channel owns both.
     int fd = ::accept(impl_->acceptor.native_handle(), nullptr, nullptr);
     if (fd < 0)

@@ -12,18 +12,6 @@ namespace {
 using vmx::ExitReason;
 using vmx::VmcsField;
 
-constexpr u32 field(VmcsField f) {
-    return static_cast<u32>(f);
-}
-
-// #GP(0) as a VM-entry event: vector 13, hardware exception, error code valid, valid.
-constexpr u32 inject_gp = 0x80000B0D;
-
-void inject_general_protection(VmxVcpu& v) {
-    v.write_field(field(VmcsField::entry_interruption_info), inject_gp);
-    v.write_field(field(VmcsField::entry_exception_error_code), 0);
-}
-
 u64& gpr(GuestRegisters& r, u8 index) {
     // Exit qualifications number GPRs RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8-R15.
     switch (index) {
@@ -89,7 +77,7 @@ ExitOutcome handle_msr(VmxVcpu& v, const VmExit& e, bool write) {
         if (write)
             known = false;
         else
-            result = x86::rdtsc() + v.read_field(field(VmcsField::tsc_offset));
+            result = x86::rdtsc() + v.read(VmcsField::tsc_offset);
         break;
     case 0x8B:      // IA32_BIOS_SIGN_ID (microcode revision; only exits where the CPU lacks it)
         result = 0; // writes (the "trigger CPUID update" idiom) are accepted and ignored
@@ -102,19 +90,19 @@ ExitOutcome handle_msr(VmxVcpu& v, const VmExit& e, bool write) {
         break;
     case 0x277: // IA32_PAT
         if (write)
-            v.write_field(field(VmcsField::guest_pat), value);
+            v.write(VmcsField::guest_pat, value);
         else
-            result = v.read_field(field(VmcsField::guest_pat));
+            result = v.read(VmcsField::guest_pat);
         break;
     case 0xC0000080: { // IA32_EFER: SCE, LME, NXE writable; LMA follows the mode
-        u64 efer = v.read_field(field(VmcsField::guest_efer));
+        u64 efer = v.read(VmcsField::guest_efer);
         if (write) {
             constexpr u64 writable = (1ull << 0) | (1ull << 8) | (1ull << 11);
             if (value & ~(writable | (1ull << 10))) {
                 known = false;
                 break;
             }
-            v.write_field(field(VmcsField::guest_efer), (efer & ~writable) | (value & writable));
+            v.write(VmcsField::guest_efer, (efer & ~writable) | (value & writable));
         } else {
             result = efer;
         }
@@ -122,22 +110,22 @@ ExitOutcome handle_msr(VmxVcpu& v, const VmExit& e, bool write) {
     }
     case 0xC0000100: // FS base
         if (write)
-            v.write_field(field(VmcsField::guest_fs_base), value);
+            v.write(VmcsField::guest_fs_base, value);
         else
-            result = v.read_field(field(VmcsField::guest_fs_base));
+            result = v.read(VmcsField::guest_fs_base);
         break;
     case 0xC0000101: // GS base
         if (write)
-            v.write_field(field(VmcsField::guest_gs_base), value);
+            v.write(VmcsField::guest_gs_base, value);
         else
-            result = v.read_field(field(VmcsField::guest_gs_base));
+            result = v.read(VmcsField::guest_gs_base);
         break;
     default:
         known = false;
         break;
     }
     if (!known) {
-        inject_general_protection(v); // RIP stays on the faulting instruction
+        v.inject_gp(); // RIP stays on the faulting instruction
         return {ExitAction::resume, nullptr};
     }
     if (!write) {
@@ -156,15 +144,15 @@ ExitOutcome handle_cr_access(VmxVcpu& v, const VmExit& e) {
         return {ExitAction::to_owner, nullptr};
     u64 value = gpr(v.regs, c.gpr);
     if (c.cr == 0) {
-        v.write_field(field(VmcsField::cr0_read_shadow), value);
-        v.write_field(field(VmcsField::guest_cr0), value | (1ull << 5));
+        v.write(VmcsField::cr0_read_shadow, value);
+        v.write(VmcsField::guest_cr0, value | (1ull << 5));
     } else {
         if (value & (1ull << 13)) { // CR4.VMXE: no nested VT-x for guests
-            inject_general_protection(v);
+            v.inject_gp();
             return {ExitAction::resume, nullptr};
         }
-        v.write_field(field(VmcsField::cr4_read_shadow), value);
-        v.write_field(field(VmcsField::guest_cr4), value | (1ull << 13));
+        v.write(VmcsField::cr4_read_shadow, value);
+        v.write(VmcsField::guest_cr4, value | (1ull << 13));
     }
     v.skip_instruction(e.instruction_length);
     return {ExitAction::resume, nullptr};
@@ -198,8 +186,8 @@ ExitOutcome handle_exit(VmxVcpu& v, const VmExit& e) {
         if (just_started && e.guest_rip == 0 && !v.latched_init_spent) {
             // The INIT latched before the SIPI. Bochs reports SMI blocking in the state it
             // saved, which VM entry outside SMM refuses (Vol. 3C 26.3.1.5): clear it.
-            u64 blocking = v.read_field(field(VmcsField::guest_interruptibility));
-            v.write_field(field(VmcsField::guest_interruptibility), blocking & ~u64{4});
+            u64 blocking = v.read(VmcsField::guest_interruptibility);
+            v.write(VmcsField::guest_interruptibility, blocking & ~u64{4});
             v.started_by_sipi = true; // still at its first instruction
             v.latched_init_spent = true;
             return {ExitAction::resume, nullptr};
@@ -222,14 +210,14 @@ ExitOutcome handle_exit(VmxVcpu& v, const VmExit& e) {
     case ExitReason::startup_ipi: {
         // SIPI with vector V: real mode at CS = V << 8 (base V << 12), IP = 0.
         u64 vector = e.qualification & 0xFF;
-        v.write_field(field(VmcsField::guest_cs_selector), vector << 8);
-        v.write_field(field(VmcsField::guest_cs_base), vector << 12);
-        v.write_field(field(VmcsField::guest_rip), 0);
-        v.write_field(field(VmcsField::guest_activity_state), 0);
+        v.write(VmcsField::guest_cs_selector, vector << 8);
+        v.write(VmcsField::guest_cs_base, vector << 12);
+        v.write(VmcsField::guest_rip, 0);
+        v.write(VmcsField::guest_activity_state, 0);
         // A CPU just started by SIPI blocks nothing (Bochs reports SMI blocking in the
         // state saved at the SIPI exit, which VM entry outside SMM refuses).
-        v.write_field(field(VmcsField::guest_interruptibility), 0);
-        v.write_field(field(VmcsField::guest_pending_debug), 0);
+        v.write(VmcsField::guest_interruptibility, 0);
+        v.write(VmcsField::guest_pending_debug, 0);
         v.started_by_sipi = true;
         return {ExitAction::resume, nullptr};
     }

@@ -25,6 +25,39 @@ constexpr u64 cr4_pae = 1ull << 5, cr4_vmxe = 1ull << 13;
 constexpr u32 ar_unusable = 1u << 16;
 constexpr u64 activity_wait_for_sipi = 3;
 
+// The guest segment-register fields, in the hypercall ABI's order (godwit_segment_index).
+struct SegmentFields {
+    VmcsField selector, base, limit, rights;
+};
+constexpr SegmentFields segment_fields[GODWIT_SEG_COUNT] = {
+    {VmcsField::guest_es_selector, VmcsField::guest_es_base, VmcsField::guest_es_limit,
+     VmcsField::guest_es_access_rights},
+    {VmcsField::guest_cs_selector, VmcsField::guest_cs_base, VmcsField::guest_cs_limit,
+     VmcsField::guest_cs_access_rights},
+    {VmcsField::guest_ss_selector, VmcsField::guest_ss_base, VmcsField::guest_ss_limit,
+     VmcsField::guest_ss_access_rights},
+    {VmcsField::guest_ds_selector, VmcsField::guest_ds_base, VmcsField::guest_ds_limit,
+     VmcsField::guest_ds_access_rights},
+    {VmcsField::guest_fs_selector, VmcsField::guest_fs_base, VmcsField::guest_fs_limit,
+     VmcsField::guest_fs_access_rights},
+    {VmcsField::guest_gs_selector, VmcsField::guest_gs_base, VmcsField::guest_gs_limit,
+     VmcsField::guest_gs_access_rights},
+    {VmcsField::guest_ldtr_selector, VmcsField::guest_ldtr_base, VmcsField::guest_ldtr_limit,
+     VmcsField::guest_ldtr_access_rights},
+    {VmcsField::guest_tr_selector, VmcsField::guest_tr_base, VmcsField::guest_tr_limit,
+     VmcsField::guest_tr_access_rights},
+};
+constexpr godwit_segment_index data_segments[] = {GODWIT_SEG_DS, GODWIT_SEG_ES, GODWIT_SEG_SS,
+                                                  GODWIT_SEG_FS, GODWIT_SEG_GS};
+
+void write_segment(vmx::VmcsWriter& w, godwit_segment_index i, u64 selector, u64 base, u64 limit,
+                   u64 rights) {
+    w.write(segment_fields[i].selector, selector);
+    w.write(segment_fields[i].base, base);
+    w.write(segment_fields[i].limit, limit);
+    w.write(segment_fields[i].rights, rights);
+}
+
 // Host state: this CPU as it is now (Vol. 3C, 25.5).
 void write_host_fields(vmx::VmcsWriter& w) {
     x86::DescriptorTablePointer gdtr{}, idtr{};
@@ -162,32 +195,13 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
     w.write(VmcsField::guest_sysenter_esp, 0);
     w.write(VmcsField::guest_sysenter_eip, 0);
 
-    struct Segment {
-        VmcsField selector, base, limit, rights;
-    };
-    const Segment data_segments[] = {
-        {VmcsField::guest_ds_selector, VmcsField::guest_ds_base, VmcsField::guest_ds_limit,
-         VmcsField::guest_ds_access_rights},
-        {VmcsField::guest_es_selector, VmcsField::guest_es_base, VmcsField::guest_es_limit,
-         VmcsField::guest_es_access_rights},
-        {VmcsField::guest_ss_selector, VmcsField::guest_ss_base, VmcsField::guest_ss_limit,
-         VmcsField::guest_ss_access_rights},
-        {VmcsField::guest_fs_selector, VmcsField::guest_fs_base, VmcsField::guest_fs_limit,
-         VmcsField::guest_fs_access_rights},
-        {VmcsField::guest_gs_selector, VmcsField::guest_gs_base, VmcsField::guest_gs_limit,
-         VmcsField::guest_gs_access_rights},
-    };
     if (long_mode) {
         w.write(VmcsField::guest_cs_selector, c.code_selector);
         w.write(VmcsField::guest_cs_base, 0);
         w.write(VmcsField::guest_cs_limit, 0xFFFFFFFF);
         w.write(VmcsField::guest_cs_access_rights, 0xA09B); // 64-bit code, present, accessed
-        for (const Segment& s : data_segments) {
-            w.write(s.selector, c.data_selector);
-            w.write(s.base, 0);
-            w.write(s.limit, 0xFFFFFFFF);
-            w.write(s.rights, 0xC093);
-        }
+        for (godwit_segment_index i : data_segments)
+            write_segment(w, i, c.data_selector, 0, 0xFFFFFFFF, 0xC093);
         w.write(VmcsField::guest_gdtr_base, c.gdt_base);
         w.write(VmcsField::guest_gdtr_limit, c.gdt_limit);
     } else {
@@ -195,12 +209,8 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
         w.write(VmcsField::guest_cs_base, 0);
         w.write(VmcsField::guest_cs_limit, 0xFFFF);
         w.write(VmcsField::guest_cs_access_rights, 0x9B);
-        for (const Segment& s : data_segments) {
-            w.write(s.selector, 0);
-            w.write(s.base, 0);
-            w.write(s.limit, 0xFFFF);
-            w.write(s.rights, 0x93);
-        }
+        for (godwit_segment_index i : data_segments)
+            write_segment(w, i, 0, 0, 0xFFFF, 0x93);
         w.write(VmcsField::guest_gdtr_base, 0);
         w.write(VmcsField::guest_gdtr_limit, 0xFFFF);
     }
@@ -248,6 +258,15 @@ void VmxVcpu::write_host_state() {
     write_host_fields(w);
 }
 
+void VmxVcpu::inject_gp() {
+    write(VmcsField::entry_interruption_info, 0x80000B0D); // vector 13, error code, valid
+    write(VmcsField::entry_exception_error_code, 0);
+}
+
+void VmxVcpu::inject_ud() {
+    write(VmcsField::entry_interruption_info, 0x80000306); // vector 6, valid
+}
+
 void VmxVcpu::release() {
     x86::vmclear(vmcs_.value);
     launched_ = false;
@@ -290,29 +309,10 @@ void VmxVcpu::set_state(const godwit_hc_vcpu_state& s) {
     entry = (s.efer & efer_lma) ? (entry | vmx::entry_ctl::ia32e_guest)
                                 : (entry & ~vmx::entry_ctl::ia32e_guest);
     w.write(VmcsField::entry_controls, entry);
-    const VmcsField segments[GODWIT_SEG_COUNT][4] = {
-        {VmcsField::guest_es_selector, VmcsField::guest_es_base, VmcsField::guest_es_limit,
-         VmcsField::guest_es_access_rights},
-        {VmcsField::guest_cs_selector, VmcsField::guest_cs_base, VmcsField::guest_cs_limit,
-         VmcsField::guest_cs_access_rights},
-        {VmcsField::guest_ss_selector, VmcsField::guest_ss_base, VmcsField::guest_ss_limit,
-         VmcsField::guest_ss_access_rights},
-        {VmcsField::guest_ds_selector, VmcsField::guest_ds_base, VmcsField::guest_ds_limit,
-         VmcsField::guest_ds_access_rights},
-        {VmcsField::guest_fs_selector, VmcsField::guest_fs_base, VmcsField::guest_fs_limit,
-         VmcsField::guest_fs_access_rights},
-        {VmcsField::guest_gs_selector, VmcsField::guest_gs_base, VmcsField::guest_gs_limit,
-         VmcsField::guest_gs_access_rights},
-        {VmcsField::guest_ldtr_selector, VmcsField::guest_ldtr_base, VmcsField::guest_ldtr_limit,
-         VmcsField::guest_ldtr_access_rights},
-        {VmcsField::guest_tr_selector, VmcsField::guest_tr_base, VmcsField::guest_tr_limit,
-         VmcsField::guest_tr_access_rights},
-    };
     for (u32 i = 0; i < GODWIT_SEG_COUNT; ++i) {
-        w.write(segments[i][0], s.segments[i].selector);
-        w.write(segments[i][1], s.segments[i].base);
-        w.write(segments[i][2], s.segments[i].limit);
-        w.write(segments[i][3], s.segments[i].access_rights);
+        const godwit_hc_segment& g = s.segments[i];
+        write_segment(w, static_cast<godwit_segment_index>(i), g.selector, g.base, g.limit,
+                      g.access_rights);
     }
     w.write(VmcsField::guest_gdtr_base, s.gdtr_base);
     w.write(VmcsField::guest_gdtr_limit, s.gdtr_limit);
@@ -355,24 +355,8 @@ void VmxVcpu::reset_to_wait_for_sipi() {
     w.write(VmcsField::guest_cs_base, 0xFFFF0000);
     w.write(VmcsField::guest_cs_limit, 0xFFFF);
     w.write(VmcsField::guest_cs_access_rights, 0x9B);
-    const VmcsField data[][4] = {
-        {VmcsField::guest_ds_selector, VmcsField::guest_ds_base, VmcsField::guest_ds_limit,
-         VmcsField::guest_ds_access_rights},
-        {VmcsField::guest_es_selector, VmcsField::guest_es_base, VmcsField::guest_es_limit,
-         VmcsField::guest_es_access_rights},
-        {VmcsField::guest_ss_selector, VmcsField::guest_ss_base, VmcsField::guest_ss_limit,
-         VmcsField::guest_ss_access_rights},
-        {VmcsField::guest_fs_selector, VmcsField::guest_fs_base, VmcsField::guest_fs_limit,
-         VmcsField::guest_fs_access_rights},
-        {VmcsField::guest_gs_selector, VmcsField::guest_gs_base, VmcsField::guest_gs_limit,
-         VmcsField::guest_gs_access_rights},
-    };
-    for (const auto& s : data) {
-        w.write(s[0], 0);
-        w.write(s[1], 0);
-        w.write(s[2], 0xFFFF);
-        w.write(s[3], 0x93);
-    }
+    for (godwit_segment_index i : data_segments)
+        write_segment(w, i, 0, 0, 0xFFFF, 0x93);
     w.write(VmcsField::guest_gdtr_base, 0);
     w.write(VmcsField::guest_gdtr_limit, 0xFFFF);
     w.write(VmcsField::guest_idtr_base, 0);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "abi/godwit_hypercall.h"
+#include "arch/x86/vmx/vmcs_fields.hpp"
 #include "lib/types.hpp"
 
 namespace godwit::hv {
@@ -62,6 +63,12 @@ class VmxVcpu {
     // INIT IPI does to a real CPU. Needs unrestricted guest.
     void reset_to_wait_for_sipi();
     u64 read_field(u32 encoding) const;
+    u64 read(vmx::VmcsField f) const { return read_field(static_cast<u32>(f)); }
+    void write(vmx::VmcsField f, u64 value) { write_field(static_cast<u32>(f), value); }
+    // Exceptions delivered at the next VM entry (Vol. 3C 26.6): #GP(0) and #UD, with RIP
+    // left on the faulting instruction.
+    void inject_gp();
+    void inject_ud();
     // CR0/CR4 as the guest sees them: the real register for bits the hypervisor does not
     // own, the read shadow for the bits it does (guest/host mask) — Vol. 3C 25.6.6.
     u64 guest_visible_cr0() const;

@@ -74,7 +74,8 @@ def main():
               f"{args.cpus} CPU(s) in VMX operation", str(cpus))
         check(any(c.get("runs_root") for c in cpus), "a CPU runs the root partition")
         status, out = host.run("grep -c ^processor /proc/cpuinfo")
-        check(status == 0 and out.strip().splitlines()[-1:] == [str(args.cpus)],
+        count = re.search(r"(\d+)\s*$", out.strip())  # prompt debris may precede it
+        check(status == 0 and count is not None and int(count.group(1)) == args.cpus,
               f"Linux runs on all {args.cpus} CPU(s) (root SMP through INIT/SIPI exits)",
               out.strip()[-200:])
         memory = info.get("memory", {})

@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -156,6 +157,25 @@ struct NodeSpec {
     std::map<std::uint64_t, Endpoint> members;
 };
 
+// A cluster CA and certificates for `names` (EC P-256: quick), made with the openssl CLI.
+void make_certificates(const std::string& dir, std::initializer_list<std::string> names,
+                       const std::string& ca = "ca") {
+    const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ";
+    std::string script = "set -e; cd '" + dir + "'; openssl req -x509" + ec + "-keyout " + ca +
+                         ".key -out " + ca + ".crt -days 2 -subj /CN=" + ca + " 2>/dev/null;";
+    for (const auto& n : names) {
+        script += "openssl req" + ec + "-keyout " + n + ".key -out " + n + ".csr -subj /CN=" + n +
+                  " 2>/dev/null; openssl x509 -req -in " + n + ".csr -CA " + ca + ".crt -CAkey " +
+                  ca + ".key -CAcreateserial -out " + n + ".crt -days 2 2>/dev/null;";
+    }
+    const std::string command = "bash -c \"" + script + "\"";
+    ASSERT_EQ(std::system(command.c_str()), 0) << "the openssl CLI is needed: " << command;
+}
+
+TlsOptions tls_of(const std::string& dir, const std::string& name, const std::string& ca = "ca") {
+    return {dir + "/" + ca + ".crt", dir + "/" + name + ".crt", dir + "/" + name + ".key"};
+}
+
 std::string link_of(const NodeSpec& spec, int id) {
     return spec.dir + "/node" + std::to_string(id) + ".lun";
 }
@@ -175,6 +195,7 @@ std::string link_of(const NodeSpec& spec, int id) {
         o.lun_path = link_of(spec, id);
         o.identity = {static_cast<std::uint64_t>(id), "node" + std::to_string(id)};
         o.members = spec.members;
+        o.tls = tls_of(spec.dir, "node" + std::to_string(id));
         o.map_lease = kMapLease;
         o.lease_duration_ms = kLeaseMs;
         o.call_timeout = std::chrono::milliseconds(3000);
@@ -238,6 +259,7 @@ struct Cluster {
     int events = -1;
     std::map<int, Event> finished;
     std::map<int, std::uint64_t> progress;
+    TlsContext admin; // the test's own certificate (status, move)
 
     Cluster(const std::string& name, std::uint32_t ops, std::uint32_t delay_ms) {
         spec.dir =
@@ -254,6 +276,8 @@ struct Cluster {
             f.inode_count = 4000;
             format_volume(lun, f);
         }
+        make_certificates(spec.dir, {"node1", "node2", "node3", "admin"});
+        admin = make_tls_context(tls_of(spec.dir, "admin"));
         for (int id = 1; id <= kNodes; ++id) {
             spec.members[static_cast<std::uint64_t>(id)] = Endpoint{"127.0.0.1", free_port()};
             std::filesystem::create_symlink(spec.image, link_of(spec, id));
@@ -364,7 +388,7 @@ struct Cluster {
         pb::NodeMessage ask;
         ask.mutable_status();
         pb::CoordinatorMessage reply;
-        request_once(spec.members.at(static_cast<std::uint64_t>(id)), ask, reply,
+        request_once(spec.members.at(static_cast<std::uint64_t>(id)), admin, ask, reply,
                      std::chrono::seconds(5));
         return reply.status();
     }
@@ -436,11 +460,11 @@ TEST(CsvFailover, PlannedMovesDuringIo) {
         listeners.push_back(e);
     }
     cluster.wait_progress({1, 2, 3}, 8);
-    EXPECT_EQ(request_move(listeners, 2, std::chrono::seconds(20)), 1u);
+    EXPECT_EQ(request_move(listeners, cluster.admin, 2, std::chrono::seconds(20)), 1u);
     EXPECT_TRUE(cluster.status_of(2).coordinator());
     EXPECT_FALSE(cluster.status_of(1).coordinator());
     cluster.wait_progress({1, 2, 3}, 20);
-    EXPECT_EQ(request_move(listeners, 3, std::chrono::seconds(20)), 2u);
+    EXPECT_EQ(request_move(listeners, cluster.admin, 3, std::chrono::seconds(20)), 2u);
     EXPECT_TRUE(cluster.status_of(3).coordinator());
     cluster.wait_done({1, 2, 3});
     for (int id = 1; id <= kNodes; ++id) {
@@ -523,4 +547,51 @@ TEST(CsvFailover, NodeWithoutLunPathIsRedirectedAndReturns) {
     EXPECT_EQ(cluster.finished[1].value[4], 0u);
     cluster.shut_down({1, 2, 3});
     cluster.verify_on_disk({1, 2, 3}, kOps);
+}
+
+// Mutual TLS: a node (or client) without a certificate from the cluster CA is refused, and
+// so is plaintext; the members talk.
+TEST(CsvFailover, OnlyCertificatesOfTheClusterCaAreAccepted) {
+    const std::string dir =
+        (std::filesystem::path(GODWIT_CSV_TEST_DIR) / ("tls-" + std::to_string(::getpid())))
+            .string();
+    std::filesystem::create_directories(dir);
+    make_certificates(dir, {"node1", "admin"});
+    make_certificates(dir, {"stranger"}, "otherca");
+    const std::string image = dir + "/lun.img";
+    PosixBlockDevice::create_image(image, 32ull << 20);
+    {
+        PosixBlockDevice lun(image, PosixBlockDevice::Access::read_write, true);
+        format_volume(lun, FormatOptions{"Volume1", 0, 0, 0});
+    }
+    ClusterNodeOptions o;
+    o.lun_path = image;
+    o.identity = {1, "node1"};
+    o.members[1] = Endpoint{"127.0.0.1", free_port()};
+    o.tls = tls_of(dir, "node1");
+    o.coordinator = true;
+    o.standby = false;
+    ClusterNode node(o);
+    pb::NodeMessage ask;
+    ask.mutable_status();
+    pb::CoordinatorMessage reply;
+    request_once(o.members[1], make_tls_context(tls_of(dir, "admin")), ask, reply,
+                 std::chrono::seconds(5));
+    EXPECT_TRUE(reply.status().coordinator());
+    EXPECT_THROW(request_once(o.members[1], make_tls_context(tls_of(dir, "stranger", "otherca")),
+                              ask, reply, std::chrono::seconds(5)),
+                 godwit::Error);
+    EXPECT_THROW(request_once(o.members[1], nullptr, ask, reply, std::chrono::seconds(2)),
+                 godwit::Error)
+        << "a plaintext client was served by a TLS node";
+    // Missing certificates are refused up front, unless plaintext is asked for.
+    ClusterNodeOptions bare = o;
+    bare.tls = {};
+    bare.coordinator = false;
+    bare.members[1].port = free_port();
+    EXPECT_THROW(ClusterNode{bare}, godwit::Error);
+    node.join();
+    EXPECT_EQ(node.client().state(), IoState::direct);
+    node.client().create("/over-tls", 4096);
+    EXPECT_EQ(node.client().stat("/over-tls").size, 4096u);
 }

@@ -23,6 +23,7 @@ struct ClusterNode::State {
     PosixBlockDevice meta; // the coordinator's volume and the lease watcher
     PosixBlockDevice data; // the node client's direct I/O (its path can fail on its own)
     std::uint64_t lease_block = 1;
+    TlsContext tls;
 
     std::unique_ptr<Coordinator> service;
     std::thread service_thread;
@@ -47,6 +48,9 @@ struct ClusterNode::State {
         Block sb_block = read_block(meta, 0);
         validate_block(sb_block, BlockKind::superblock, 0);
         lease_block = load<Superblock>(sb_block).lease_block;
+        if (!options.plaintext) {
+            tls = make_tls_context(options.tls);
+        }
     }
 
     MountOptions mount_options(bool failover) const {
@@ -185,6 +189,7 @@ ClusterNode::ClusterNode(ClusterNodeOptions options)
     so.address = self->second.address;
     so.port = self->second.port;
     so.map_lease = s.options.map_lease;
+    so.tls = s.tls;
     so.identity = s.options.identity;
     so.peers = s.options.members;
     so.describe = [&s](pb::NodeStatus& status) { s.describe(status); };
@@ -245,6 +250,7 @@ void ClusterNode::join() {
     o.node_id = s.options.identity.node_id;
     o.node_name = s.options.identity.node_name;
     o.map_lease = s.options.map_lease;
+    o.tls = s.tls;
     o.call_timeout = s.options.call_timeout;
     o.pause_limit = s.options.pause_limit;
     auto client = std::make_unique<NodeClient>(o, s.data);
@@ -277,15 +283,15 @@ PosixBlockDevice& ClusterNode::data_path() {
     return state_->data;
 }
 
-std::uint64_t request_move(const std::vector<Endpoint>& listeners, std::uint64_t target,
-                           std::chrono::milliseconds timeout) {
+std::uint64_t request_move(const std::vector<Endpoint>& listeners, const TlsContext& tls,
+                           std::uint64_t target, std::chrono::milliseconds timeout) {
     std::string why = "no node answered";
     for (const Endpoint& peer : listeners) {
         pb::NodeMessage ask;
         ask.mutable_status();
         pb::CoordinatorMessage status;
         try {
-            request_once(peer, ask, status, timeout);
+            request_once(peer, tls, ask, status, timeout);
         } catch (const Error& e) {
             why = e.what();
             continue;
@@ -300,7 +306,7 @@ std::uint64_t request_move(const std::vector<Endpoint>& listeners, std::uint64_t
         pb::NodeMessage move;
         move.mutable_move()->set_target_node_id(target);
         pb::CoordinatorMessage reply;
-        request_once(peer, move, reply, timeout);
+        request_once(peer, tls, move, reply, timeout);
         if (reply.has_error()) {
             throw Error(static_cast<ErrorCode>(reply.error().code()),
                         "move refused by node " + std::to_string(status.status().node_id()) + ": " +

@@ -14,7 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "csv_protocol.pb.h"
-#include "godwit/csv/framing.hpp"
+#include "godwit/csv/channel.hpp"
 #include "godwit/error.hpp"
 
 namespace godwit::csv {
@@ -38,9 +38,10 @@ struct NotCoordinator : Error {
 } // namespace
 
 struct Session : std::enable_shared_from_this<Session> {
-    explicit Session(tcp::socket s) : socket(std::move(s)) {}
-    tcp::socket socket;
-    std::mutex write_mutex;
+    explicit Session(tcp::socket s) : socket(std::move(s)), fd(socket.native_handle()) {}
+    tcp::socket socket; // until the channel (TLS handshake) is up
+    int fd = -1;
+    std::unique_ptr<Channel> channel; // set by the session thread before any request
     std::uint64_t node_id = 0;
     std::string node_name;
     bool registered = false;
@@ -50,14 +51,8 @@ struct Session : std::enable_shared_from_this<Session> {
     std::thread thread;
     std::atomic<bool> finished{false};
 
-    void send(const pb::CoordinatorMessage& m) {
-        std::lock_guard lock(write_mutex);
-        send_frame(socket, m);
-    }
-    void disconnect() {
-        boost::system::error_code ec;
-        socket.shutdown(tcp::socket::shutdown_both, ec);
-    }
+    void send(const pb::CoordinatorMessage& m) { channel->send(m); }
+    void disconnect() { ::shutdown(fd, SHUT_RDWR); }
 };
 
 struct MapLease {
@@ -353,7 +348,7 @@ struct Coordinator::State {
         pb::NodeMessage take;
         take.mutable_take_over()->set_generation(generation);
         pb::CoordinatorMessage answer;
-        request_once(peer->second, take, answer, std::chrono::seconds(20));
+        request_once(peer->second, options.tls, take, answer, std::chrono::seconds(20));
         if (answer.has_error()) {
             throw Error(static_cast<ErrorCode>(answer.error().code()),
                         "node " + std::to_string(target) +
@@ -569,8 +564,10 @@ struct Coordinator::State {
 
     void serve(Session& s) {
         try {
+            s.channel = std::make_unique<Channel>(std::move(s.socket), options.tls, true,
+                                                  std::chrono::seconds(10));
             pb::NodeMessage request;
-            while (!stopping && receive_frame(s.socket, request)) {
+            while (!stopping && s.channel->receive(request)) {
                 if (request.has_revoke_ack()) {
                     std::lock_guard lock(lease_mutex);
                     awaiting_ack.erase(request.revoke_ack().lease_id());
@@ -731,8 +728,7 @@ void Coordinator::stop() {
     st.acceptor.close(ec);
     std::lock_guard lock(st.sessions_mutex);
     for (auto& s : st.sessions) {
-        std::lock_guard write_lock(s->write_mutex);
-        s->socket.shutdown(tcp::socket::shutdown_both, ec);
+        s->disconnect();
     }
     for (auto& s : st.sessions) {
         if (s->thread.joinable()) {

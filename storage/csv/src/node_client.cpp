@@ -21,6 +21,7 @@
 #include <sys/time.h>
 
 #include "csv_protocol.pb.h"
+#include "godwit/csv/channel.hpp"
 #include "godwit/csv/format.hpp"
 #include "godwit/error.hpp"
 
@@ -66,19 +67,13 @@ struct NodeFile {
 };
 
 struct Connection {
-    asio::io_context io;
-    tcp::socket socket{io};
-    std::mutex write_mutex;
+    std::unique_ptr<Channel> channel;
     std::mutex calls_mutex;
     std::map<std::uint64_t, std::promise<pb::CoordinatorMessage>> pending;
     bool dead = false;
     std::uint64_t epoch = 0;
     std::thread reader;
-
-    void send(const pb::NodeMessage& m) {
-        std::lock_guard lock(write_mutex);
-        send_frame(socket, m);
-    }
+    void send(const pb::NodeMessage& m) { channel->send(m); }
     // Marks the connection dead, fails every waiting call, and wakes the reader.
     void kill() {
         {
@@ -89,17 +84,11 @@ struct Connection {
             }
             pending.clear();
         }
-        boost::system::error_code ec;
-        socket.shutdown(tcp::socket::shutdown_both, ec);
+        if (channel) {
+            channel->shutdown();
+        }
     }
 };
-
-void set_receive_timeout(tcp::socket& socket, std::chrono::milliseconds timeout) {
-    timeval tv{};
-    tv.tv_sec = timeout.count() / 1000;
-    tv.tv_usec = (timeout.count() % 1000) * 1000;
-    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-}
 
 } // namespace
 
@@ -138,12 +127,14 @@ struct NodeClient::State {
 
     // ---- coordinator connection --------------------------------------------------------
 
-    // Synchronous request on a connection whose reader is not running yet.
-    static pb::CoordinatorMessage exchange(Connection& c, pb::NodeMessage& m) {
+    // Synchronous request on a connection whose reader is not running yet.    // A stopped or
+    // partitioned process accepts (the kernel does) but never answers.
+    pb::CoordinatorMessage exchange(Connection& c, pb::NodeMessage& m) const {
         m.set_request_id(0);
         c.send(m);
         pb::CoordinatorMessage reply;
-        if (!receive_frame(c.socket, reply)) {
+        if (!c.channel->receive(reply,
+                                std::min(options.call_timeout, std::chrono::milliseconds(2000)))) {
             throw Error(ErrorCode::io, "the node closed the connection");
         }
         return reply;
@@ -154,15 +145,7 @@ struct NodeClient::State {
     std::shared_ptr<Connection> try_coordinator(const Endpoint& peer) {
         auto c = std::make_shared<Connection>();
         try {
-            boost::system::error_code ec;
-            c->socket.connect(tcp::endpoint(asio::ip::make_address(peer.address), peer.port), ec);
-            if (ec) {
-                return nullptr;
-            }
-            c->socket.set_option(tcp::no_delay(true));
-            // A stopped or partitioned process accepts (the kernel does) but never answers.
-            set_receive_timeout(c->socket,
-                                std::min(options.call_timeout, std::chrono::milliseconds(2000)));
+            c->channel = connect_channel(peer, options.tls, std::chrono::milliseconds(2000));
             pb::NodeMessage hello;
             hello.mutable_register_node()->set_node_id(options.node_id);
             hello.mutable_register_node()->set_node_name(options.node_name);
@@ -203,7 +186,6 @@ struct NodeClient::State {
             if (exchange(*c, state).has_error()) {
                 return nullptr;
             }
-            set_receive_timeout(c->socket, std::chrono::milliseconds(0));
             return c;
         } catch (const std::exception& e) {
             spdlog::debug("csv node {}: {} is not usable: {}", options.node_id, peer.text(),
@@ -215,7 +197,7 @@ struct NodeClient::State {
     void read_loop(Connection& c) {
         try {
             pb::CoordinatorMessage m;
-            while (receive_frame(c.socket, m)) {
+            while (c.channel->receive(m)) {
                 if (m.has_revoke()) {
                     on_revoke(c, m.revoke());
                     continue;

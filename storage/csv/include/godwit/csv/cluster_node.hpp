@@ -26,6 +26,8 @@ struct ClusterNodeOptions {
     bool direct = true;   // O_DIRECT
     LeaseIdentity identity;
     std::map<std::uint64_t, Endpoint> members; // every node's listener, this one included
+    TlsOptions tls;                            // the cluster CA, this node's certificate and key
+    bool plaintext = false; // no TLS: only when explicitly asked for (tls is then ignored)
     std::chrono::milliseconds map_lease{3000};
     std::uint32_t lease_duration_ms = 10000;
     std::chrono::milliseconds call_timeout{30000};
@@ -59,7 +61,7 @@ class ClusterNode {
 
 // Planned move through any listener of the cluster: finds the coordinator and asks it to
 // hand the volume to `target`. Returns the coordinator it moved from.
-std::uint64_t request_move(const std::vector<Endpoint>& listeners, std::uint64_t target,
-                           std::chrono::milliseconds timeout);
+std::uint64_t request_move(const std::vector<Endpoint>& listeners, const TlsContext& tls,
+                           std::uint64_t target, std::chrono::milliseconds timeout);
 
 } // namespace godwit::csv

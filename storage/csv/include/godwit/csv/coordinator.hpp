@@ -20,7 +20,7 @@
 #include <memory>
 #include <string>
 
-#include "godwit/csv/framing.hpp"
+#include "godwit/csv/channel.hpp"
 #include "godwit/csv/volume.hpp"
 
 namespace godwit::csv::protocol {
@@ -33,6 +33,7 @@ struct ServiceOptions {
     std::string address = "127.0.0.1";
     std::uint16_t port = 0; // 0 picks a free one
     std::chrono::milliseconds map_lease{3000};
+    TlsContext tls;                          // null: plaintext (only when asked for)
     LeaseIdentity identity;                  // this node
     std::map<std::uint64_t, Endpoint> peers; // node id -> listener (for planned moves)
     // Fills this node's own part of a status reply (I/O state, lease as seen).
@@ -48,7 +49,8 @@ class Coordinator {
   public:
     // A standby listener (promote() makes it the coordinator).
     explicit Coordinator(ServiceOptions options);
-    // Coordinator of `volume` at once (a single-coordinator setup and the older tests).
+    // Coordinator of `volume` at once, plaintext (a single-coordinator setup on one host:
+    // the benchmark and the older tests).
     Coordinator(Volume& volume, const std::string& address, std::uint16_t port,
                 std::chrono::milliseconds map_lease = std::chrono::seconds(3));
     ~Coordinator();

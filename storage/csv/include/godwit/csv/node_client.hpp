@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "godwit/csv/block_device.hpp"
-#include "godwit/csv/framing.hpp"
+#include "godwit/csv/channel.hpp"
 
 namespace godwit::csv {
 
@@ -36,6 +36,7 @@ std::string_view to_string(IoState state) noexcept;
 
 struct NodeOptions {
     std::vector<Endpoint> listeners; // every node's listener: one of them coordinates
+    TlsContext tls;                  // null: plaintext (only when asked for)
     std::uint64_t node_id = 1;
     std::string node_name;
     std::chrono::milliseconds map_lease{3000};
@@ -49,8 +50,8 @@ struct NodeOptions {
 
 class NodeClient {
   public:
-    NodeClient(NodeOptions options, BlockDevice& lun);
-    // One coordinator, no failover (the older tests and the benchmark).
+    NodeClient(NodeOptions options, BlockDevice& lun); // One coordinator, no failover, plaintext
+                                                       // (the older tests and the benchmark).
     NodeClient(const std::string& address, std::uint16_t port, BlockDevice& lun,
                std::uint64_t node_id, const std::string& node_name,
                std::chrono::milliseconds map_lease = std::chrono::seconds(3));

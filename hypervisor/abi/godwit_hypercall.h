@@ -77,6 +77,8 @@ enum godwit_hc_call {
                                         struct godwit_hc_vcpu_state, arg2 = its bytes */
     GODWIT_HC_VCPU_RUN = 9,          /* arg0 = id | vcpu << 32, arg1 = gpa of
                                         struct godwit_hc_vcpu_run, arg2 = its bytes */
+    GODWIT_HC_VCPU_GET_STATE = 10,   /* arg0 = id | vcpu << 32, arg1 = gpa of
+                                        struct godwit_hc_vcpu_state, arg2 = its bytes */
 };
 
 /* Status codes (RAX on return). */

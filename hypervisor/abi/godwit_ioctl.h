@@ -71,5 +71,7 @@ GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_vcpu_run) == 56, "vcpu run size"
 #define GODWIT_IOCTL_PARTITION_MAP _IOW(GODWIT_IOCTL_MAGIC, 0x12, struct godwit_ioctl_map)
 #define GODWIT_IOCTL_VCPU_SET_STATE _IOW(GODWIT_IOCTL_MAGIC, 0x13, struct godwit_ioctl_vcpu_state)
 #define GODWIT_IOCTL_VCPU_RUN _IOWR(GODWIT_IOCTL_MAGIC, 0x14, struct godwit_ioctl_vcpu_run)
+#define GODWIT_IOCTL_VCPU_GET_STATE \
+    _IOWR(GODWIT_IOCTL_MAGIC, 0x15, struct godwit_ioctl_vcpu_state)
 
 #endif /* GODWIT_IOCTL_H */

@@ -127,6 +127,21 @@ Result vcpu_set_state(const Call& c, HypercallHost& host) {
     return status(host.vcpu_set_state(id, vcpu, state));
 }
 
+Result vcpu_get_state(const Call& c, HypercallHost& host) {
+    u32 id = 0, vcpu = 0;
+    if (!split_vcpu(c.arg0, id, vcpu))
+        return status(GODWIT_HC_BAD_ARGUMENT);
+    if (c.arg2 != sizeof(godwit_hc_vcpu_state))
+        return status(GODWIT_HC_BAD_LENGTH);
+    if (!host.caller_owns(c.arg1, c.arg2))
+        return status(GODWIT_HC_BAD_ADDRESS);
+    godwit_hc_vcpu_state state{};
+    u64 s = host.vcpu_get_state(id, vcpu, state);
+    if (s == GODWIT_HC_OK)
+        host.copy_to_caller(c.arg1, &state, sizeof(state));
+    return status(s);
+}
+
 Result vcpu_run(const Call& c, HypercallHost& host) {
     u32 id = 0, vcpu = 0;
     if (!split_vcpu(c.arg0, id, vcpu))
@@ -177,6 +192,8 @@ Result dispatch(const Call& c, HypercallHost& host) {
         return vcpu_set_state(c, host);
     case GODWIT_HC_VCPU_RUN:
         return vcpu_run(c, host);
+    case GODWIT_HC_VCPU_GET_STATE:
+        return vcpu_get_state(c, host);
     default:
         return status(GODWIT_HC_UNKNOWN_CALL);
     }

@@ -51,6 +51,7 @@ class HypercallHost {
     virtual u64 partition_map(u32 id, u64 guest_gpa, const u64* frames, u32 count) = 0;
     virtual u64 vcpu_set_state(u32 id, u32 vcpu, const godwit_hc_vcpu_state& state) = 0;
     virtual u64 vcpu_run(u32 id, u32 vcpu, godwit_hc_vcpu_run& run) = 0;
+    virtual u64 vcpu_get_state(u32 id, u32 vcpu, godwit_hc_vcpu_state& state) = 0;
 
   protected:
     ~HypercallHost() = default;

@@ -171,6 +171,19 @@ u64 set_state(u32 id, u32 index, const godwit_hc_vcpu_state& state) {
     return result;
 }
 
+u64 get_state(u32 id, u32 index, godwit_hc_vcpu_state& state) {
+    Partition* p = lookup(id);
+    if (p == nullptr || index >= p->vcpu_count || !p->vcpus[index].created)
+        return GODWIT_HC_BAD_ARGUMENT;
+    Vcpu& v = p->vcpus[index];
+    if (__atomic_exchange_n(&v.running, true, __ATOMIC_ACQUIRE))
+        return GODWIT_HC_BUSY; // only a stopped (not running) vCPU has a stable state
+    v.vmx.get_state(state);
+    v.vmx.release();
+    __atomic_store_n(&v.running, false, __ATOMIC_RELEASE);
+    return GODWIT_HC_OK;
+}
+
 u64 run(u32 id, u32 index, godwit_hc_vcpu_run& out) {
     Partition* p = lookup(id);
     if (p == nullptr || index >= p->vcpu_count)

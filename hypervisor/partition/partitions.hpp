@@ -15,6 +15,7 @@ u64 destroy(u32 id);
 u64 map(u32 id, u64 guest_gpa, const u64* frames, u32 count);
 u64 set_state(u32 id, u32 vcpu, const godwit_hc_vcpu_state& state);
 u64 run(u32 id, u32 vcpu, godwit_hc_vcpu_run& run);
+u64 get_state(u32 id, u32 vcpu, godwit_hc_vcpu_state& state);
 u64 guest_bytes(); // RAM mapped into partitions now
 
 } // namespace godwit::hv::partitions

@@ -94,6 +94,9 @@ class RootHypercallHost final : public hypercall::HypercallHost {
     u64 vcpu_run(u32 id, u32 vcpu, godwit_hc_vcpu_run& run) override {
         return partitions::run(id, vcpu, run);
     }
+    u64 vcpu_get_state(u32 id, u32 vcpu, godwit_hc_vcpu_state& state) override {
+        return partitions::get_state(id, vcpu, state);
+    }
 };
 
 RootHypercallHost hypercall_host;

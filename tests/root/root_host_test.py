@@ -117,10 +117,13 @@ def main():
         status, out = host.run(f"godwit-vm-run --kernel {guests}/hello.elf --memory 16", 300)
         check(status == 0 and "hello: PASS" in out and "fw_cfg id 0x1, 1 CPU(s), 16 MiB RAM" in out,
               "hello guest runs in a guest partition", out[-600:])
+        check("eax=0x2badb002" in out and "(matches)" in out,
+              "vCPU state set by the VMM reads back from the hypervisor (Multiboot entry)",
+              out[-600:])
         # (cpuid_msr, apic_timer and smp need the virtual LAPIC/IOAPIC, not built yet: the
         # VMM stops them at their first APIC access, 0xfee00020.)
         status, out = host.run(f"godwit-vm-run --kernel {guests}/isolation.elf --memory 16", 300)
-        check(status == 1 and "outside its RAM" in out and "read back" not in out,
+        check(status == 1 and "outside its RAM" in out and "isolation: read back" not in out,
               "isolation guest is stopped at its first access outside its RAM", out[-600:])
         status, out = host.run("godwit host info --json", timeout=180)
         check(status == 0 and '"guest_bytes": 0' in out.replace("\n", " ").replace("  ", " ")

@@ -222,8 +222,10 @@ static long godwit_partition_ioctl(struct godwit_file *f, unsigned int cmd, void
 			return -EFAULT;
 		return godwit_partition_map(f, &m);
 	}
-	case GODWIT_IOCTL_VCPU_SET_STATE: {
+	case GODWIT_IOCTL_VCPU_SET_STATE:
+	case GODWIT_IOCTL_VCPU_GET_STATE: {
 		struct godwit_ioctl_vcpu_state *s = kmalloc(sizeof(*s), GFP_KERNEL);
+		bool get = cmd == GODWIT_IOCTL_VCPU_GET_STATE;
 
 		if (!s)
 			return -ENOMEM;
@@ -231,9 +233,11 @@ static long godwit_partition_ioctl(struct godwit_file *f, unsigned int cmd, void
 		if (!err && (s->id >= GODWIT_MAX_PARTITIONS || !f->owns[s->id]))
 			err = -EINVAL;
 		if (!err)
-			err = godwit_call_struct(GODWIT_HC_VCPU_SET_STATE,
+			err = godwit_call_struct(get ? GODWIT_HC_VCPU_GET_STATE : GODWIT_HC_VCPU_SET_STATE,
 						 s->id | ((u64)s->vcpu << 32), &s->state,
 						 sizeof(s->state));
+		if (!err && get && copy_to_user(uarg, s, sizeof(*s)))
+			err = -EFAULT;
 		kfree(s);
 		return err;
 	}

@@ -95,6 +95,37 @@ void GodwitBackend::set_state(unsigned vcpu, const VcpuState& s) {
         throw system_error("GODWIT_IOCTL_VCPU_SET_STATE", errno);
 }
 
+VcpuState GodwitBackend::get_state(unsigned vcpu) {
+    godwit_ioctl_vcpu_state req{};
+    req.id = id_;
+    req.vcpu = vcpu;
+    if (::ioctl(fd_, GODWIT_IOCTL_VCPU_GET_STATE, &req) != 0)
+        throw system_error("GODWIT_IOCTL_VCPU_GET_STATE", errno);
+    const godwit_hc_vcpu_state& o = req.state;
+    VcpuState s;
+    std::uint64_t* gpr[16] = {&s.rax, &s.rcx, &s.rdx, &s.rbx, &s.rsp, &s.rbp, &s.rsi, &s.rdi,
+                              &s.r8,  &s.r9,  &s.r10, &s.r11, &s.r12, &s.r13, &s.r14, &s.r15};
+    for (int i = 0; i < 16; ++i)
+        *gpr[i] = o.gpr[i];
+    s.rip = o.rip;
+    s.rflags = o.rflags;
+    s.cr0 = o.cr0;
+    s.cr3 = o.cr3;
+    s.cr4 = o.cr4;
+    s.efer = o.efer;
+    SegmentRegister* segs[GODWIT_SEG_COUNT] = {&s.es, &s.cs, &s.ss,   &s.ds,
+                                               &s.fs, &s.gs, &s.ldtr, &s.tr};
+    for (unsigned i = 0; i < GODWIT_SEG_COUNT; ++i) {
+        segs[i]->selector = o.segments[i].selector;
+        segs[i]->base = o.segments[i].base;
+        segs[i]->limit = o.segments[i].limit;
+        segs[i]->access_rights = o.segments[i].access_rights;
+    }
+    s.gdtr = DescriptorTable{o.gdtr_base, static_cast<std::uint16_t>(o.gdtr_limit)};
+    s.idtr = DescriptorTable{o.idtr_base, static_cast<std::uint16_t>(o.idtr_limit)};
+    return s;
+}
+
 VcpuExit GodwitBackend::run(unsigned vcpu, const IoAccess* completed) {
     godwit_ioctl_vcpu_run req{};
     req.id = id_;

@@ -53,8 +53,25 @@ int main(int argc, char** argv) {
         vmm::VmPlatform platform(def, popts);
         vmm::GodwitBackend backend(platform.memory(), def.vcpus, vm["device"].as<std::string>());
         const auto& states = platform.initial_vcpu_states();
-        for (unsigned i = 0; i < def.vcpus && i < states.size(); ++i)
+        for (unsigned i = 0; i < def.vcpus && i < states.size(); ++i) {
             backend.set_state(i, states[i]);
+            // Read the state back from the hypervisor: what migration will rely on.
+            vmm::VcpuState back = backend.get_state(i);
+            const vmm::VcpuState& want = states[i];
+            bool same = back.rip == want.rip && back.rax == want.rax && back.rbx == want.rbx &&
+                        back.rsp == want.rsp && back.cr0 == want.cr0 &&
+                        back.cs.selector == want.cs.selector && back.cs.base == want.cs.base &&
+                        back.efer == want.efer;
+            std::printf("godwit-vm-run: vCPU %u state read back from the hypervisor: rip=%#llx "
+                        "cr0=%#llx cs=%#x eax=%#llx ebx=%#llx %s\n",
+                        i, static_cast<unsigned long long>(back.rip),
+                        static_cast<unsigned long long>(back.cr0), back.cs.selector,
+                        static_cast<unsigned long long>(back.rax),
+                        static_cast<unsigned long long>(back.rbx),
+                        same ? "(matches)" : "(MISMATCH)");
+            if (!same)
+                throw Error(ErrorCode::internal, "vCPU state read back differs from what was set");
+        }
         vmm::VmRunner runner(platform, backend, def.vcpus);
         vmm::VmStop stop = runner.run();
         std::fflush(stdout);

@@ -65,6 +65,11 @@ class FakeHost final : public HypercallHost {
     u64 vcpu_set_state(u32, u32, const godwit_hc_vcpu_state&) override {
         return ++calls, GODWIT_HC_OK;
     }
+    u64 vcpu_get_state(u32, u32, godwit_hc_vcpu_state& state) override {
+        ++calls;
+        state.rip = 0x100000;
+        return GODWIT_HC_OK;
+    }
     u64 vcpu_run(u32, u32, godwit_hc_vcpu_run& run) override {
         ++calls;
         run.exit_reason = GODWIT_EXIT_HLT;
@@ -186,6 +191,15 @@ TEST(Hypercall, PartitionArgumentsAreValidatedBeforeTheHypervisorActs) {
     EXPECT_EQ(call(h, GODWIT_HC_VCPU_RUN, 3, 0x2000, sizeof run).status, GODWIT_HC_OK);
     std::memcpy(&run, h.at(0x2000), sizeof run);
     EXPECT_EQ(run.exit_reason, u32{GODWIT_EXIT_HLT});
+    // Get state: validated like set, and the state comes back whole.
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_GET_STATE, 3, 0x2000, 100).status, GODWIT_HC_BAD_LENGTH);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_GET_STATE, 3, 0x30F00, sizeof(godwit_hc_vcpu_state)).status,
+              GODWIT_HC_BAD_ADDRESS);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_GET_STATE, 3, 0x2000, sizeof(godwit_hc_vcpu_state)).status,
+              GODWIT_HC_OK);
+    godwit_hc_vcpu_state state{};
+    std::memcpy(&state, h.at(0x2000), sizeof state);
+    EXPECT_EQ(state.rip, 0x100000u);
 }
 
 TEST(Hypercall, MapOnlyTheCallersOwnPages) {

@@ -324,6 +324,33 @@ void VmxVcpu::set_state(const godwit_hc_vcpu_state& s) {
     w.write(VmcsField::entry_interruption_info, 0);
 }
 
+void VmxVcpu::get_state(godwit_hc_vcpu_state& s) const {
+    x86::vmptrld(vmcs_.value);
+    const GuestRegisters& r = regs;
+    const u64 gpr[16] = {r.rax, r.rcx, r.rdx, r.rbx, vmx::vmcs_read(VmcsField::guest_rsp),
+                         r.rbp, r.rsi, r.rdi, r.r8,  r.r9,
+                         r.r10, r.r11, r.r12, r.r13, r.r14,
+                         r.r15};
+    for (u32 i = 0; i < 16; ++i)
+        s.gpr[i] = gpr[i];
+    s.rip = vmx::vmcs_read(VmcsField::guest_rip);
+    s.rflags = vmx::vmcs_read(VmcsField::guest_rflags);
+    s.cr0 = guest_visible_cr0();
+    s.cr3 = vmx::vmcs_read(VmcsField::guest_cr3);
+    s.cr4 = guest_visible_cr4();
+    s.efer = vmx::vmcs_read(VmcsField::guest_efer);
+    for (u32 i = 0; i < GODWIT_SEG_COUNT; ++i) {
+        s.segments[i].selector = static_cast<u16>(vmx::vmcs_read(segment_fields[i].selector));
+        s.segments[i].base = vmx::vmcs_read(segment_fields[i].base);
+        s.segments[i].limit = static_cast<u32>(vmx::vmcs_read(segment_fields[i].limit));
+        s.segments[i].access_rights = static_cast<u16>(vmx::vmcs_read(segment_fields[i].rights));
+    }
+    s.gdtr_base = vmx::vmcs_read(VmcsField::guest_gdtr_base);
+    s.gdtr_limit = static_cast<u32>(vmx::vmcs_read(VmcsField::guest_gdtr_limit));
+    s.idtr_base = vmx::vmcs_read(VmcsField::guest_idtr_base);
+    s.idtr_limit = static_cast<u32>(vmx::vmcs_read(VmcsField::guest_idtr_limit));
+}
+
 void VmxVcpu::skip_instruction(u32 length) {
     x86::vmptrld(vmcs_.value);
     x86::vmwrite(static_cast<u64>(VmcsField::guest_rip),

@@ -82,6 +82,7 @@ class VmxVcpu {
     void release();
     // The whole architectural state, from the hypercall ABI's layout (Vol. 3C 25.4).
     void set_state(const struct godwit_hc_vcpu_state& state);
+    void get_state(struct godwit_hc_vcpu_state& state) const; // CR0/CR4 as the guest sees them
 
     GuestRegisters regs{};
     // IA32_MISC_ENABLE (0x1A0) as this vCPU sees it: virtual, as KVM does, because not every

@@ -20,6 +20,9 @@ class GodwitBackend final : public VcpuBackend {
     GodwitBackend& operator=(const GodwitBackend&) = delete;
 
     void set_state(unsigned vcpu, const VcpuState& state);
+    // The architectural registers as the hypervisor holds them (the vCPU must not be
+    // running): general, RIP/RFLAGS, CR0/3/4, EFER, segments, GDTR/IDTR.
+    VcpuState get_state(unsigned vcpu);
     VcpuExit run(unsigned vcpu, const IoAccess* completed) override;
     // Root interrupts end every run quickly (GODWIT_EXIT_INTERRUPTED), so a kick only has
     // to be noticed between runs.

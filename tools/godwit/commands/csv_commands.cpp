@@ -1,14 +1,17 @@
-// `godwit csv format|check|ls`: create, verify and inspect cluster shared volumes
-// (docs/csv-format.md). The networked commands (add, list, status, move, snapshot) come
-// with the coordinator service.
+// `godwit csv format|check|ls|node|status|move`: create, verify and inspect cluster shared
+// volumes (docs/csv-format.md), run a cluster node and ask a cluster for its state or a
+// planned coordinator move (docs/csv-protocol.md).
 #include "../cli.hpp"
 
 #include <cctype>
+#include <csignal>
 #include <filesystem>
 #include <memory>
 #include <ostream>
 
+#include "csv_protocol.pb.h"
 #include "godwit/csv/checker.hpp"
+#include "godwit/csv/cluster_node.hpp"
 #include "godwit/csv/volume.hpp"
 #include "godwit/logging.hpp"
 
@@ -177,12 +180,233 @@ int run_ls(Invocation& inv) {
     return 0;
 }
 
+// "1=127.0.0.1:7001,2=127.0.0.1:7002" -> members.
+std::map<std::uint64_t, Endpoint> parse_members(const std::string& text) {
+    std::map<std::uint64_t, Endpoint> members;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+        const std::size_t comma = std::min(text.find(',', start), text.size());
+        const std::string item = text.substr(start, comma - start);
+        const std::size_t eq = item.find('=');
+        if (eq == std::string::npos) {
+            throw Error(ErrorCode::usage, "invalid member '" + item + "' (want ID=ADDRESS:PORT)");
+        }
+        std::uint64_t id = 0;
+        try {
+            id = std::stoull(item.substr(0, eq));
+        } catch (const std::exception&) {
+            throw Error(ErrorCode::usage, "invalid node id in '" + item + "'");
+        }
+        members[id] = parse_endpoint(item.substr(eq + 1));
+        start = comma + 1;
+    }
+    return members;
+}
+
+std::vector<Endpoint> listeners_of(const std::string& text) {
+    std::vector<Endpoint> out;
+    for (auto& [id, e] : parse_members(text)) {
+        out.push_back(e);
+    }
+    return out;
+}
+
+TlsContext tls_from(const po::variables_map& vm) {
+    if (vm["plaintext"].as<bool>()) {
+        return nullptr;
+    }
+    TlsOptions t;
+    for (const char* key : {"ca", "cert", "key"}) {
+        if (!vm.count(key)) {
+            throw Error(ErrorCode::usage,
+                        std::string("--") + key + " is required (or --plaintext, explicitly)");
+        }
+    }
+    t.ca_file = vm["ca"].as<std::string>();
+    t.cert_file = vm["cert"].as<std::string>();
+    t.key_file = vm["key"].as<std::string>();
+    return make_tls_context(t);
+}
+
+void add_tls_options(po::options_description& options) {
+    options.add_options()("ca", po::value<std::string>(), "cluster CA certificate (PEM)")(
+        "cert", po::value<std::string>(),
+        "this node's certificate (PEM)")("key", po::value<std::string>(), "its private key (PEM)")(
+        "plaintext", po::bool_switch(), "no TLS (only on a trusted, isolated network)");
+}
+
+// Runs one cluster node in the foreground until SIGINT/SIGTERM.
+int run_node(Invocation& inv) {
+    po::options_description options("Options");
+    options.add_options()("device", po::value<std::string>()->required(),
+                          "this node's path to the LUN")(
+        "id", po::value<std::uint64_t>()->required(),
+        "this node's id (non-zero)")("members", po::value<std::string>()->required(),
+                                     "every node: ID=ADDRESS:PORT,... (this one included)")(
+        "coordinator", po::bool_switch(), "mount the volume at start (the first coordinator)")(
+        "lease-ms", po::value<std::uint32_t>()->default_value(10000), "coordinator lease")(
+        "map-lease-ms", po::value<std::uint32_t>()->default_value(3000), "block-map lease");
+    add_tls_options(options);
+    po::positional_options_description positional;
+    positional.add("device", 1);
+    po::variables_map vm;
+    if (!parse_options(inv, options, positional, vm)) {
+        return 0;
+    }
+    ClusterNodeOptions o;
+    o.lun_path = vm["device"].as<std::string>();
+    o.identity = {vm["id"].as<std::uint64_t>(),
+                  "node" + std::to_string(vm["id"].as<std::uint64_t>())};
+    o.members = parse_members(vm["members"].as<std::string>());
+    o.plaintext = vm["plaintext"].as<bool>();
+    if (!o.plaintext) {
+        tls_from(vm); // validates the options
+        o.tls = {vm["ca"].as<std::string>(), vm["cert"].as<std::string>(),
+                 vm["key"].as<std::string>()};
+    }
+    o.coordinator = vm["coordinator"].as<bool>();
+    o.lease_duration_ms = vm["lease-ms"].as<std::uint32_t>();
+    o.map_lease = std::chrono::milliseconds(vm["map-lease-ms"].as<std::uint32_t>());
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr); // the node's threads inherit the mask
+    ClusterNode node(o);
+    node.join();
+    *inv.out << "csv node " << o.identity.node_id << " running ("
+             << (node.coordinating() ? "coordinator" : "standby") << ")" << std::endl;
+    int signal = 0;
+    sigwait(&set, &signal);
+    return 0;
+}
+
+const char* state_name(int state) {
+    return state == protocol::DIRECT       ? "Direct"
+           : state == protocol::REDIRECTED ? "Redirected"
+                                           : "Paused";
+}
+
+int run_status(Invocation& inv) {
+    po::options_description options("Options");
+    options.add_options()("members", po::value<std::string>()->required(),
+                          "the cluster's nodes: ID=ADDRESS:PORT,...");
+    add_tls_options(options);
+    po::variables_map vm;
+    if (!parse_options(inv, options, {}, vm)) {
+        return 0;
+    }
+    const auto members = parse_members(vm["members"].as<std::string>());
+    const TlsContext tls = tls_from(vm);
+    Json nodes = Json::array();
+    std::uint64_t coordinator = 0;
+    std::string label;
+    for (auto& [id, endpoint] : members) {
+        protocol::NodeMessage ask;
+        ask.mutable_status();
+        protocol::CoordinatorMessage reply;
+        try {
+            request_once(endpoint, tls, ask, reply, std::chrono::seconds(5));
+        } catch (const Error& e) {
+            nodes.push_back({{"id", id},
+                             {"endpoint", endpoint.text()},
+                             {"reachable", false},
+                             {"error", e.what()}});
+            continue;
+        }
+        const auto& st = reply.status();
+        if (st.coordinator()) {
+            coordinator = st.node_id();
+            label = st.volume_label();
+        }
+        nodes.push_back({{"id", st.node_id()},
+                         {"endpoint", endpoint.text()},
+                         {"reachable", true},
+                         {"role", st.coordinator() ? "coordinator" : "node"},
+                         {"state", state_name(st.state())},
+                         {"lease_generation", st.lease_generation()},
+                         {"redirected_bytes", st.redirected_bytes()}});
+    }
+    if (inv.json) {
+        print_json(*inv.out,
+                   Json{{"volume", label}, {"coordinator", coordinator}, {"nodes", nodes}});
+    } else {
+        *inv.out << "volume " << (label.empty() ? "?" : label) << ", coordinator node "
+                 << coordinator << '\n';
+        for (const auto& n : nodes) {
+            *inv.out << "node " << n["id"].get<std::uint64_t>() << ' '
+                     << n["endpoint"].get<std::string>() << ": "
+                     << (n["reachable"].get<bool>()
+                             ? n["role"].get<std::string>() + ", " + n["state"].get<std::string>()
+                             : std::string("unreachable"))
+                     << '\n';
+        }
+    }
+    return coordinator != 0 ? 0 : exit_code_for(ErrorCode::not_found);
+}
+
+int run_move(Invocation& inv) {
+    po::options_description options("Options");
+    options.add_options()("volume", po::value<std::string>()->required(), "volume label")(
+        "node", po::value<std::uint64_t>()->required(),
+        "node id to coordinate")("members", po::value<std::string>()->required(),
+                                 "the cluster's nodes: ID=ADDRESS:PORT,...");
+    add_tls_options(options);
+    po::positional_options_description positional;
+    positional.add("volume", 1).add("node", 1);
+    po::variables_map vm;
+    if (!parse_options(inv, options, positional, vm)) {
+        return 0;
+    }
+    const TlsContext tls = tls_from(vm);
+    const auto listeners = listeners_of(vm["members"].as<std::string>());
+    // The label must match the volume the coordinator serves.
+    for (const Endpoint& e : listeners) {
+        protocol::NodeMessage ask;
+        ask.mutable_status();
+        protocol::CoordinatorMessage reply;
+        try {
+            request_once(e, tls, ask, reply, std::chrono::seconds(5));
+        } catch (const Error&) {
+            continue;
+        }
+        if (reply.status().coordinator() &&
+            reply.status().volume_label() != vm["volume"].as<std::string>()) {
+            throw Error(ErrorCode::not_found, "the cluster coordinates volume '" +
+                                                  reply.status().volume_label() + "', not '" +
+                                                  vm["volume"].as<std::string>() + "'");
+        }
+    }
+    const std::uint64_t target = vm["node"].as<std::uint64_t>();
+    const std::uint64_t from = request_move(listeners, tls, target, std::chrono::seconds(30));
+    if (inv.json) {
+        print_json(
+            *inv.out,
+            Json{{"volume", vm["volume"].as<std::string>()}, {"from", from}, {"to", target}});
+    } else {
+        *inv.out << "moved " << vm["volume"].as<std::string>() << " from node " << from
+                 << " to node " << target << '\n';
+    }
+    return 0;
+}
+
 const Registration format_registration{{"csv", "format", "DEVICE [--label L] [--size SIZE]",
                                         "create an empty cluster shared volume", run_format}};
 const Registration check_registration{
     {"csv", "check", "DEVICE", "verify a cluster shared volume (exit 0 when clean)", run_check}};
 const Registration ls_registration{
     {"csv", "ls", "DEVICE [PATH]", "list a directory of a cluster shared volume", run_ls}};
+
+const Registration node_registration{
+    {"csv", "node",
+     "DEVICE --id N --members ID=ADDR:PORT,... [--coordinator] (--ca --cert --key | --plaintext)",
+     "run one node of a cluster shared volume (foreground)", run_node}};
+const Registration status_registration{
+    {"csv", "status", "--members ID=ADDR:PORT,... (--ca --cert --key | --plaintext)",
+     "each node's role and I/O state (Direct/Redirected/Paused)", run_status}};
+const Registration move_registration{
+    {"csv", "move", "VOLUME NODE --members ID=ADDR:PORT,... (--ca --cert --key | --plaintext)",
+     "move the coordinator of a volume to another node without stopping I/O", run_move}};
 
 } // namespace
 } // namespace godwit::cli

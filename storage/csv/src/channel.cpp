@@ -83,6 +83,7 @@ struct Channel::Impl {
     int fd = -1;
     std::mutex send_mutex;
     std::mutex stream_mutex; // TLS: OpenSSL's SSL object is used by one thread at a time
+    std::string payload;     // receive buffer, reused (only the receiving thread uses it)
 
     explicit Impl(tcp::socket s) : socket(std::move(s)), fd(socket.native_handle()) {}
     ~Impl() {
@@ -160,7 +161,7 @@ struct Channel::Impl {
             throw Error(ErrorCode::protocol, "CSV connection: frame of " + std::to_string(length) +
                                                  " bytes exceeds the limit");
         }
-        std::string payload(length, '\0');
+        payload.resize(length);
         if (length > 0 && !read_exact(payload.data(), length)) {
             throw Error(ErrorCode::io, "CSV connection: closed inside a frame");
         }
@@ -218,7 +219,9 @@ bool Channel::secure() const noexcept {
 }
 
 void Channel::send(const google::protobuf::MessageLite& message) {
-    std::string frame(4, '\0');
+    std::string frame;
+    frame.reserve(4 + message.ByteSizeLong());
+    frame.resize(4);
     if (!message.AppendToString(&frame) || frame.size() - 4 > kMaxFrameBytes) {
         throw Error(ErrorCode::internal, "cannot encode a CSV protocol message");
     }

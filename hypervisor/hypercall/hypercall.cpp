@@ -108,18 +108,22 @@ Result partition_map(const Call& c, HypercallHost& host) {
     return status(host.partition_map(static_cast<u32>(c.arg0), head.guest_gpa, frames, head.count));
 }
 
-bool split_vcpu(u64 arg, u32& id, u32& vcpu) {
-    id = static_cast<u32>(arg);
-    vcpu = static_cast<u32>(arg >> 32);
-    return id < GODWIT_MAX_PARTITIONS && vcpu < GODWIT_MAX_VCPUS;
+// The checks every vCPU call shares: arg0 = partition | vcpu << 32 in range, arg1/arg2 a
+// buffer of exactly `size` bytes in the caller's memory. GODWIT_HC_OK when they pass.
+u64 check_vcpu_call(const Call& c, u64 size, u32& id, u32& vcpu) {
+    id = static_cast<u32>(c.arg0);
+    vcpu = static_cast<u32>(c.arg0 >> 32);
+    if (id >= GODWIT_MAX_PARTITIONS || vcpu >= GODWIT_MAX_VCPUS)
+        return GODWIT_HC_BAD_ARGUMENT;
+    if (c.arg2 != size)
+        return GODWIT_HC_BAD_LENGTH;
+    return GODWIT_HC_OK;
 }
 
 Result vcpu_set_state(const Call& c, HypercallHost& host) {
     u32 id = 0, vcpu = 0;
-    if (!split_vcpu(c.arg0, id, vcpu))
-        return status(GODWIT_HC_BAD_ARGUMENT);
-    if (c.arg2 != sizeof(godwit_hc_vcpu_state))
-        return status(GODWIT_HC_BAD_LENGTH);
+    if (u64 bad = check_vcpu_call(c, sizeof(godwit_hc_vcpu_state), id, vcpu))
+        return status(bad);
     if (!host.caller_owns(c.arg1, c.arg2))
         return status(GODWIT_HC_BAD_ADDRESS);
     godwit_hc_vcpu_state state{};
@@ -129,10 +133,8 @@ Result vcpu_set_state(const Call& c, HypercallHost& host) {
 
 Result vcpu_get_state(const Call& c, HypercallHost& host) {
     u32 id = 0, vcpu = 0;
-    if (!split_vcpu(c.arg0, id, vcpu))
-        return status(GODWIT_HC_BAD_ARGUMENT);
-    if (c.arg2 != sizeof(godwit_hc_vcpu_state))
-        return status(GODWIT_HC_BAD_LENGTH);
+    if (u64 bad = check_vcpu_call(c, sizeof(godwit_hc_vcpu_state), id, vcpu))
+        return status(bad);
     if (!host.caller_owns(c.arg1, c.arg2))
         return status(GODWIT_HC_BAD_ADDRESS);
     godwit_hc_vcpu_state state{};
@@ -144,10 +146,8 @@ Result vcpu_get_state(const Call& c, HypercallHost& host) {
 
 Result vcpu_run(const Call& c, HypercallHost& host) {
     u32 id = 0, vcpu = 0;
-    if (!split_vcpu(c.arg0, id, vcpu))
-        return status(GODWIT_HC_BAD_ARGUMENT);
-    if (c.arg2 != sizeof(godwit_hc_vcpu_run))
-        return status(GODWIT_HC_BAD_LENGTH);
+    if (u64 bad = check_vcpu_call(c, sizeof(godwit_hc_vcpu_run), id, vcpu))
+        return status(bad);
     if (!host.caller_owns(c.arg1, c.arg2))
         return status(GODWIT_HC_BAD_ADDRESS);
     godwit_hc_vcpu_run run{};

@@ -10,6 +10,7 @@
 #include "kernel/console.hpp"
 #include "kernel/spinlock.hpp"
 #include "memory/frame_allocator.hpp"
+#include "memory/pool_table_memory.hpp"
 
 namespace godwit::hv::partitions {
 namespace {
@@ -17,15 +18,7 @@ namespace {
 using vmx::ExitReason;
 using vmx::VmcsField;
 
-class PoolTables final : public ept::TableMemory {
-  public:
-    u64 allocate_table() override { return alloc_frame().value; }
-    void free_table(u64 physical) override { free_frame(PhysAddr{physical}); }
-    u64* table(u64 physical) override {
-        return static_cast<u64*>(phys_to_virt(PhysAddr{physical}));
-    }
-};
-PoolTables tables;
+PoolTableMemory tables;
 
 struct Vcpu {
     VmxVcpu vmx;

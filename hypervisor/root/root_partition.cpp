@@ -14,6 +14,7 @@
 #include "kernel/percpu.hpp"
 #include "kernel/smp.hpp"
 #include "memory/frame_allocator.hpp"
+#include "memory/pool_table_memory.hpp"
 
 extern "C" void* memcpy(void*, const void*, godwit::hv::usize);
 extern "C" void* memmove(void*, const void*, godwit::hv::usize);
@@ -42,15 +43,6 @@ constexpr u64 boot_area_size = 0x9000;
 
 // boot.rst: __BOOT_CS = 0x10, __BOOT_DS = 0x18, flat 4 GiB.
 constexpr u16 boot_cs = 0x10, boot_ds = 0x18;
-
-class PoolTableMemory final : public ept::TableMemory {
-  public:
-    u64 allocate_table() override { return alloc_frame().value; }
-    void free_table(u64 physical) override { free_frame(PhysAddr{physical}); }
-    u64* table(u64 physical) override {
-        return static_cast<u64*>(phys_to_virt(PhysAddr{physical}));
-    }
-};
 
 RootPartition root_state;
 PoolTableMemory ept_memory;

@@ -5,17 +5,9 @@
 #include "arch/x86/vmx/vmx_vcpu.hpp"
 #include "ept/ept_table.hpp"
 #include "memory/frame_allocator.hpp"
+#include "memory/pool_table_memory.hpp"
 
 namespace godwit::hv::selftest {
-
-class KernelTableMemory final : public ept::TableMemory {
-  public:
-    u64 allocate_table() override { return alloc_frame().value; }
-    void free_table(u64 physical) override { free_frame(PhysAddr{physical}); }
-    u64* table(u64 physical) override {
-        return static_cast<u64*>(phys_to_virt(PhysAddr{physical}));
-    }
-};
 
 inline constexpr u64 guest_ram_bytes = 2ull << 20;
 inline constexpr u64 guest_code_gpa = 0x1000;
@@ -38,7 +30,7 @@ class TestGuest {
     void invalidate_ept(); // after changing EPT entries
 
   private:
-    KernelTableMemory tables_;
+    PoolTableMemory tables_;
     ept::EptTable ept_;
     VmxVcpu vcpu_;
     PhysAddr ram_{};

@@ -162,8 +162,10 @@ struct godwit_hc_segment {
     godwit_u64 base;
     godwit_u32 limit;
     godwit_u16 selector;
-    godwit_u16 access_rights;     /* VMX access-rights format (bit 16 = unusable) */
+    godwit_u16 access_rights;     /* VMX access-rights bits 15:0; VMX's "unusable" (bit 16)
+                                     travels as GODWIT_SEG_UNUSABLE in reserved bit 8 */
 };
+#define GODWIT_SEG_UNUSABLE 0x100u
 GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_segment) == 16, "segment size");
 
 enum godwit_segment_index {

@@ -110,22 +110,22 @@ Result partition_map(const Call& c, HypercallHost& host) {
 
 // The checks every vCPU call shares: arg0 = partition | vcpu << 32 in range, arg1/arg2 a
 // buffer of exactly `size` bytes in the caller's memory. GODWIT_HC_OK when they pass.
-u64 check_vcpu_call(const Call& c, u64 size, u32& id, u32& vcpu) {
+u64 check_vcpu_call(const Call& c, const HypercallHost& host, u64 size, u32& id, u32& vcpu) {
     id = static_cast<u32>(c.arg0);
     vcpu = static_cast<u32>(c.arg0 >> 32);
     if (id >= GODWIT_MAX_PARTITIONS || vcpu >= GODWIT_MAX_VCPUS)
         return GODWIT_HC_BAD_ARGUMENT;
     if (c.arg2 != size)
         return GODWIT_HC_BAD_LENGTH;
+    if (!host.caller_owns(c.arg1, c.arg2))
+        return GODWIT_HC_BAD_ADDRESS;
     return GODWIT_HC_OK;
 }
 
 Result vcpu_set_state(const Call& c, HypercallHost& host) {
     u32 id = 0, vcpu = 0;
-    if (u64 bad = check_vcpu_call(c, sizeof(godwit_hc_vcpu_state), id, vcpu))
+    if (u64 bad = check_vcpu_call(c, host, sizeof(godwit_hc_vcpu_state), id, vcpu))
         return status(bad);
-    if (!host.caller_owns(c.arg1, c.arg2))
-        return status(GODWIT_HC_BAD_ADDRESS);
     godwit_hc_vcpu_state state{};
     host.copy_from_caller(c.arg1, &state, sizeof(state));
     return status(host.vcpu_set_state(id, vcpu, state));
@@ -133,10 +133,8 @@ Result vcpu_set_state(const Call& c, HypercallHost& host) {
 
 Result vcpu_get_state(const Call& c, HypercallHost& host) {
     u32 id = 0, vcpu = 0;
-    if (u64 bad = check_vcpu_call(c, sizeof(godwit_hc_vcpu_state), id, vcpu))
+    if (u64 bad = check_vcpu_call(c, host, sizeof(godwit_hc_vcpu_state), id, vcpu))
         return status(bad);
-    if (!host.caller_owns(c.arg1, c.arg2))
-        return status(GODWIT_HC_BAD_ADDRESS);
     godwit_hc_vcpu_state state{};
     u64 s = host.vcpu_get_state(id, vcpu, state);
     if (s == GODWIT_HC_OK)
@@ -146,10 +144,8 @@ Result vcpu_get_state(const Call& c, HypercallHost& host) {
 
 Result vcpu_run(const Call& c, HypercallHost& host) {
     u32 id = 0, vcpu = 0;
-    if (u64 bad = check_vcpu_call(c, sizeof(godwit_hc_vcpu_run), id, vcpu))
+    if (u64 bad = check_vcpu_call(c, host, sizeof(godwit_hc_vcpu_run), id, vcpu))
         return status(bad);
-    if (!host.caller_owns(c.arg1, c.arg2))
-        return status(GODWIT_HC_BAD_ADDRESS);
     godwit_hc_vcpu_run run{};
     host.copy_from_caller(c.arg1, &run, sizeof(run));
     if ((run.flags & ~GODWIT_RUN_COMPLETE_IN) != 0)

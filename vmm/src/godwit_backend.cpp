@@ -18,9 +18,9 @@ godwit_hc_segment segment(const SegmentRegister& s) {
     out.base = s.base;
     out.limit = s.limit;
     out.selector = s.selector;
-    out.access_rights = static_cast<godwit_u16>(s.access_rights);
-    if (s.access_rights & (1u << 16))
-        out.access_rights = 0; // unusable does not fit 16 bits: use the null-descriptor form
+    // VMX's "unusable" is bit 16; the ABI carries it in reserved bit 8 (GODWIT_SEG_UNUSABLE).
+    out.access_rights = static_cast<godwit_u16>(
+        (s.access_rights & 0xF0FF) | ((s.access_rights & (1u << 16)) ? GODWIT_SEG_UNUSABLE : 0));
     return out;
 }
 
@@ -119,7 +119,8 @@ VcpuState GodwitBackend::get_state(unsigned vcpu) {
         segs[i]->selector = o.segments[i].selector;
         segs[i]->base = o.segments[i].base;
         segs[i]->limit = o.segments[i].limit;
-        segs[i]->access_rights = o.segments[i].access_rights;
+        std::uint32_t ar = o.segments[i].access_rights;
+        segs[i]->access_rights = (ar & 0xF0FF) | ((ar & GODWIT_SEG_UNUSABLE) ? (1u << 16) : 0);
     }
     s.gdtr = DescriptorTable{o.gdtr_base, static_cast<std::uint16_t>(o.gdtr_limit)};
     s.idtr = DescriptorTable{o.idtr_base, static_cast<std::uint16_t>(o.idtr_limit)};

@@ -311,8 +311,10 @@ void VmxVcpu::set_state(const godwit_hc_vcpu_state& s) {
     w.write(VmcsField::entry_controls, entry);
     for (u32 i = 0; i < GODWIT_SEG_COUNT; ++i) {
         const godwit_hc_segment& g = s.segments[i];
-        write_segment(w, static_cast<godwit_segment_index>(i), g.selector, g.base, g.limit,
-                      g.access_rights);
+        u64 rights = g.access_rights & ~u64{GODWIT_SEG_UNUSABLE};
+        if (g.access_rights & GODWIT_SEG_UNUSABLE)
+            rights |= ar_unusable;
+        write_segment(w, static_cast<godwit_segment_index>(i), g.selector, g.base, g.limit, rights);
     }
     w.write(VmcsField::guest_gdtr_base, s.gdtr_base);
     w.write(VmcsField::guest_gdtr_limit, s.gdtr_limit);
@@ -343,7 +345,9 @@ void VmxVcpu::get_state(godwit_hc_vcpu_state& s) const {
         s.segments[i].selector = static_cast<u16>(vmx::vmcs_read(segment_fields[i].selector));
         s.segments[i].base = vmx::vmcs_read(segment_fields[i].base);
         s.segments[i].limit = static_cast<u32>(vmx::vmcs_read(segment_fields[i].limit));
-        s.segments[i].access_rights = static_cast<u16>(vmx::vmcs_read(segment_fields[i].rights));
+        u64 rights = vmx::vmcs_read(segment_fields[i].rights);
+        s.segments[i].access_rights = static_cast<u16>(
+            (rights & 0xF0FF) | ((rights & ar_unusable) ? GODWIT_SEG_UNUSABLE : 0));
     }
     s.gdtr_base = vmx::vmcs_read(VmcsField::guest_gdtr_base);
     s.gdtr_limit = static_cast<u32>(vmx::vmcs_read(VmcsField::guest_gdtr_limit));

@@ -1,0 +1,107 @@
+// libFuzzer target for the hypercall dispatcher: the root partition controls every register
+// and every byte of its buffers (frame lists, vCPU state, run records). The input is the
+// call (number, three arguments, CPL) followed by the caller's memory. A fake hypervisor
+// checks that nothing reaches it unvalidated and that no copy leaves the caller's memory.
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "hypercall/hypercall.hpp"
+
+namespace {
+
+using namespace godwit::hv;
+
+constexpr u64 base = 0x10000; // the caller's memory starts here
+
+class FuzzHost final : public hypercall::HypercallHost {
+  public:
+    std::vector<unsigned char> memory;
+    std::vector<char> ring = std::vector<char>(512, 'x');
+
+    bool caller_owns(u64 gpa, u64 length) const override {
+        return length != 0 && gpa >= base && gpa + length >= gpa &&
+               gpa + length <= base + memory.size();
+    }
+    void copy_to_caller(u64 gpa, const void* source, u64 length) override {
+        if (!caller_owns(gpa, length))
+            std::abort(); // a write outside the caller's memory
+        std::memcpy(memory.data() + (gpa - base), source, length);
+    }
+    void copy_from_caller(u64 gpa, void* destination, u64 length) const override {
+        if (!caller_owns(gpa, length))
+            std::abort();
+        std::memcpy(destination, memory.data() + (gpa - base), length);
+    }
+    void version(godwit_hc_version& out) const override { out.abi_version = GODWIT_HC_ABI_VERSION; }
+    u32 cpu_count() const override { return 3; }
+    void cpu(u32 index, godwit_hc_cpu& out) const override { out.index = index; }
+    void memory_stats(godwit_hc_memory_stats& out) const override { out.total_bytes = 1; }
+    void console(const char*& text, u64& size, u64& written) const override {
+        text = ring.data();
+        size = ring.size();
+        written = 1500;
+    }
+    u64 partition_create(u64 ram, u32 vcpus, u32& id) override {
+        if (ram == 0 || ram % page_size != 0 || vcpus == 0 || vcpus > GODWIT_MAX_VCPUS)
+            std::abort(); // the dispatcher let a bad argument through
+        id = 1;
+        return GODWIT_HC_OK;
+    }
+    u64 partition_destroy(u32 id) override {
+        if (id >= GODWIT_MAX_PARTITIONS)
+            std::abort();
+        return GODWIT_HC_OK;
+    }
+    u64 partition_map(u32 id, u64 gpa, const u64* frames, u32 count) override {
+        if (id >= GODWIT_MAX_PARTITIONS || gpa % page_size != 0 || count == 0 ||
+            count > GODWIT_MAX_MAP_FRAMES)
+            std::abort();
+        for (u32 i = 0; i < count; ++i) {
+            if (frames[i] % page_size != 0 || !caller_owns(frames[i], page_size))
+                std::abort(); // a frame the caller does not own would have been mapped
+        }
+        return GODWIT_HC_OK;
+    }
+    u64 vcpu_set_state(u32 id, u32 vcpu, const godwit_hc_vcpu_state&) override {
+        return id < GODWIT_MAX_PARTITIONS && vcpu < GODWIT_MAX_VCPUS ? GODWIT_HC_OK
+                                                                     : (std::abort(), 0);
+    }
+    u64 vcpu_run(u32 id, u32 vcpu, godwit_hc_vcpu_run& run) override {
+        if (id >= GODWIT_MAX_PARTITIONS || vcpu >= GODWIT_MAX_VCPUS ||
+            (run.flags & ~GODWIT_RUN_COMPLETE_IN) != 0)
+            std::abort();
+        run.exit_reason = GODWIT_EXIT_HLT;
+        return GODWIT_HC_OK;
+    }
+    u64 vcpu_get_state(u32 id, u32 vcpu, godwit_hc_vcpu_state&) override {
+        return id < GODWIT_MAX_PARTITIONS && vcpu < GODWIT_MAX_VCPUS ? GODWIT_HC_OK
+                                                                     : (std::abort(), 0);
+    }
+};
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    constexpr std::size_t header = 4 * 8 + 1;
+    if (size < header)
+        return 0;
+    u64 regs[4];
+    std::memcpy(regs, data, sizeof regs);
+    hypercall::Call call{regs[0] % 16, regs[1], regs[2], regs[3], static_cast<u8>(data[32] % 4),
+                         true};
+    // Arguments that point into the caller's memory often enough to get past the checks.
+    if (data[32] & 0x10)
+        call.arg0 = base + (call.arg0 % 0x2000);
+    if (data[32] & 0x20)
+        call.arg1 = base + (call.arg1 % 0x2000);
+    if (data[32] & 0x40)
+        call.arg2 %= 0x1200;
+    FuzzHost host;
+    host.memory.assign(data + header, data + size);
+    hypercall::Result r = hypercall::dispatch(call, host);
+    if (r.status > GODWIT_HC_BUSY)
+        std::abort(); // not a documented status
+    return 0;
+}

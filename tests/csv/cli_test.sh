@@ -8,9 +8,9 @@ trap 'rm -rf "$work"' EXIT
 img="$work/lun.img"
 fail() { echo "FAIL: $*"; exit 1; }
 
-"$godwit" csv format "$img" --size 64M --label Volume1 | grep -q "formatted" || fail "format"
+grep -q "formatted" <<<"$("$godwit" csv format "$img" --size 64M --label Volume1)" || fail "format"
 [[ $(stat -c %s "$img") == $((64 << 20)) ]] || fail "image size"
-"$godwit" csv check "$img" | grep -q ": clean" || fail "fresh volume not clean"
+grep -q ": clean" <<<"$("$godwit" csv check "$img")" || fail "fresh volume not clean"
 json="$("$godwit" csv check --json "$img")"
 python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["clean"] and d["problems"]==[] and d["directories"]==1, d' "$json" \
   || fail "check --json"

@@ -35,10 +35,10 @@ python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["coordinator"]=
   || fail "status before the move: $json"
 "$godwit" csv status --members "$members" --plaintext >/dev/null 2>&1 && fail "plaintext status accepted by TLS nodes"
 "$godwit" csv move Volume2 2 "${admin[@]}" >/dev/null 2>&1 && fail "move of a volume the cluster does not serve"
-"$godwit" csv move Volume1 2 "${admin[@]}" | grep -q "from node 1 to node 2" || fail "move"
+grep -q "from node 1 to node 2" <<<"$("$godwit" csv move Volume1 2 "${admin[@]}")" || fail "move"
 json="$("$godwit" --json csv status "${admin[@]}")" || fail "status after the move"
 python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["coordinator"]==2, d' "$json" || fail "after the move: $json"
 
 kill -TERM "${pids[@]}"; wait "${pids[@]}" || fail "a node did not stop cleanly"; pids=()
-"$godwit" csv check lun.img | grep -q ": clean" || fail "volume not clean after the nodes stopped"
+grep -q ": clean" <<<"$("$godwit" csv check lun.img)" || fail "volume not clean after the nodes stopped"
 echo "PASS: csv cluster cli"

@@ -168,31 +168,31 @@ class VirtualLapic {
     static constexpr u32 lvt_count = 6;
 
     void reset_registers();
-    u32 read_register(u32 offset, u64 now_tsc) const;
-    void write_register(u32 offset, u32 value, u64 now_tsc, ApicBus& bus);
-    void write_lvt(u32 index, u32 value, u64 now_tsc);
+    // One register by its xAPIC offset, with the current mode's rules. false: the
+    // register does not exist or is write-only (read) / read-only (write) in this mode.
+    bool read_register(u32 offset, u32& value, u64 now_tsc) const;
+    bool write_register(u32 offset, u32 value, u64 now_tsc, ApicBus& bus);
+    void write_lvt(u32 index, u32 value);
     void write_svr(u32 value);
     void write_divide(u32 value, u64 now_tsc);
     void write_initial_count(u32 value, u64 now_tsc);
-    void write_tsc_deadline(u64 value);
     void eoi(ApicBus& bus);
     void send_ipi(u32 icr_low, u32 destination, ApicBus& bus);
     void signal_error(u32 bit);
     bool set_apic_base(u64 value);
-    u32 logical_id() const; // LDR as read
+    u32 logical_id() const; // LDR as read in the current mode
     u32 timer_mode() const;
-    u64 timer_tick() const; // TSC cycles per timer count at the current divide
+    u64 timer_tick() const;            // TSC cycles per timer count at the current divide
+    u64 timer_next(u64 now_tsc) const; // next one-shot/periodic expiry as seen at now_tsc
     u32 timer_current_count(u64 now_tsc) const;
     void expire_timer(u64 now_tsc);
     void raise_local(u32 lvt_index);
-    static bool test_bit(const u32 (&bits)[8], u32 vector);
-    static void set_bit(u32 (&bits)[8], u32 vector, bool value);
-    static int highest_bit(const u32 (&bits)[8]);
+    void set_irr(u32 vector, bool level_triggered);
 
     u32 id_ = 0;
     u32 tsc_per_bus_tick_ = 1;
     u64 apic_base_ = default_base | apic_base_enable;
-    u64 base_reserved_mask_ = 0;
+    u64 base_reserved_mask_ = 0x2FF | ~((1ull << 36) - 1); // MAXPHYADDR 36 until set
     u32 tpr_ = 0;
     u32 ldr_ = 0;
     u32 dfr_ = 0xFFFFFFFF;
@@ -207,8 +207,9 @@ class VirtualLapic {
     u32 isr_[8] = {};
     u32 tmr_[8] = {};
     u32 irr_[8] = {};
-    u64 timer_next_ = 0;   // one-shot/periodic: guest TSC of the next expiry, 0 = stopped
-    u64 tsc_deadline_ = 0; // TSC-deadline mode: armed deadline, 0 = disarmed
+    bool timer_running_ = false; // one-shot/periodic counting
+    u64 timer_next_ = 0;         // guest TSC of the next expiry while timer_running_
+    u64 tsc_deadline_ = 0;       // TSC-deadline mode: armed deadline, 0 = disarmed
     bool nmi_pending_ = false;
     bool init_pending_ = false;
     bool sipi_pending_ = false;

@@ -47,7 +47,7 @@ typedef int64_t godwit_s64;
 #endif
 
 #define GODWIT_HC_ABI_MAJOR 1u
-#define GODWIT_HC_ABI_MINOR 1u
+#define GODWIT_HC_ABI_MINOR 2u
 #define GODWIT_HC_ABI_VERSION ((GODWIT_HC_ABI_MAJOR << 16) | GODWIT_HC_ABI_MINOR)
 
 #define GODWIT_CPUID_LEAF_SIGNATURE 0x40000000u
@@ -79,6 +79,10 @@ enum godwit_hc_call {
                                         struct godwit_hc_vcpu_run, arg2 = its bytes */
     GODWIT_HC_VCPU_GET_STATE = 10,   /* arg0 = id | vcpu << 32, arg1 = gpa of
                                         struct godwit_hc_vcpu_state, arg2 = its bytes */
+    /* 1.2: interrupts from the VMM's devices. */
+    GODWIT_HC_PARTITION_IRQ = 11,    /* arg0 = partition id, arg1 = IOAPIC pin (< 24),
+                                        arg2 = line level (0 or 1); RDX = vCPUs to wake
+                                        (bit n = vCPU n, as godwit_hc_vcpu_run.wake_mask) */
 };
 
 /* Status codes (RAX on return). */
@@ -147,6 +151,7 @@ GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_console_chunk) == 16, "console chun
 #define GODWIT_MAX_PARTITIONS 16u
 #define GODWIT_MAX_VCPUS 8u
 #define GODWIT_MAX_MAP_FRAMES 512u
+#define GODWIT_IOAPIC_PINS 24u
 
 /* GODWIT_HC_PARTITION_MAP: maps `count` root pages (4 KiB-aligned root-physical addresses,
  * which must be root RAM) at guest_gpa, guest_gpa + 4 KiB, ... */
@@ -188,29 +193,43 @@ GODWIT_STATIC_ASSERT(GODWIT_OFFSETOF(struct godwit_hc_vcpu_state, segments) == 1
 /* Why GODWIT_HC_VCPU_RUN returned. */
 enum godwit_exit_reason {
     GODWIT_EXIT_IO = 1,          /* port I/O: port, size, direction, value */
-    GODWIT_EXIT_HLT = 2,         /* the guest halted (RIP is past the HLT) */
-    GODWIT_EXIT_MEMORY = 3,      /* access outside the guest's RAM: gpa, qualification */
+    GODWIT_EXIT_HLT = 2,         /* the vCPU is idle (HLT with nothing to deliver, or an AP
+                                    waiting for its SIPI): run it again at wake_tsc (0 =
+                                    only when woken through wake_mask/RDX) */
+    GODWIT_EXIT_MEMORY = 3,      /* access outside the guest's RAM the hypervisor could not
+                                    decode (gpa, qualification): the VM cannot continue */
     GODWIT_EXIT_SHUTDOWN = 4,    /* triple fault or bad state: the vCPU cannot continue */
-    GODWIT_EXIT_INTERRUPTED = 5, /* a root interrupt arrived: run again when ready */
+    GODWIT_EXIT_INTERRUPTED = 5, /* a root interrupt arrived, or other vCPUs must be woken
+                                    (wake_mask): run again when ready */
+    GODWIT_EXIT_MMIO = 6,        /* 1.2: a decoded MMIO access outside RAM: gpa, size,
+                                    direction, value (writes are done; a read completes on
+                                    the next run with GODWIT_RUN_COMPLETE_READ) */
 };
 
-#define GODWIT_RUN_COMPLETE_IN 1u /* flags: `in_value` completes the pending IN */
+/* flags: `read_value` completes the pending IN or MMIO read. */
+#define GODWIT_RUN_COMPLETE_READ 1u
 
 struct godwit_hc_vcpu_run {
     /* in */
     godwit_u32 flags;
-    godwit_u32 in_value;
+    godwit_u32 reserved0;
+    godwit_u64 read_value;
     /* out */
     godwit_u32 exit_reason;       /* enum godwit_exit_reason */
     godwit_u16 port;
-    godwit_u8 size;               /* 1, 2, 4 */
-    godwit_u8 direction;          /* 0 = OUT (done), 1 = IN (complete on the next run) */
-    godwit_u32 value;             /* OUT: the value written */
-    godwit_u32 reserved;
+    godwit_u8 size;               /* 1, 2, 4 (port I/O); 1, 2, 4, 8 (MMIO) */
+    godwit_u8 direction;          /* 0 = write (done), 1 = read (complete on the next run) */
+    godwit_u64 value;             /* a write's value */
     godwit_u64 gpa;
     godwit_u64 rip;
     godwit_u64 qualification;
+    godwit_u64 wake_tsc;          /* GODWIT_EXIT_HLT: the vCPU's next timer expiry (TSC) */
+    godwit_u32 wake_mask;         /* other vCPUs of the partition with new work: bit n =
+                                     vCPU n; the VMM wakes their threads */
+    godwit_u32 reserved1;
 };
-GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_vcpu_run) == 48, "vcpu run size");
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_vcpu_run) == 72, "vcpu run size");
+GODWIT_STATIC_ASSERT(GODWIT_OFFSETOF(struct godwit_hc_vcpu_run, exit_reason) == 16, "offset");
+GODWIT_STATIC_ASSERT(GODWIT_OFFSETOF(struct godwit_hc_vcpu_run, wake_tsc) == 56, "offset");
 
 #endif /* GODWIT_HYPERCALL_H */

@@ -63,7 +63,16 @@ struct godwit_ioctl_vcpu_run {
     godwit_u32 vcpu;
     struct godwit_hc_vcpu_run run;
 };
-GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_vcpu_run) == 56, "vcpu run size");
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_vcpu_run) == 80, "vcpu run size");
+
+/* A device line of the partition's IOAPIC; `wake_mask` returns the vCPUs to wake. */
+struct godwit_ioctl_irq {
+    godwit_u32 id;
+    godwit_u32 pin;
+    godwit_u32 level;
+    godwit_u32 wake_mask;
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_irq) == 16, "irq size");
 
 #define GODWIT_IOCTL_PARTITION_CREATE \
     _IOWR(GODWIT_IOCTL_MAGIC, 0x10, struct godwit_ioctl_partition_create)
@@ -73,5 +82,6 @@ GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_vcpu_run) == 56, "vcpu run size"
 #define GODWIT_IOCTL_VCPU_RUN _IOWR(GODWIT_IOCTL_MAGIC, 0x14, struct godwit_ioctl_vcpu_run)
 #define GODWIT_IOCTL_VCPU_GET_STATE \
     _IOWR(GODWIT_IOCTL_MAGIC, 0x15, struct godwit_ioctl_vcpu_state)
+#define GODWIT_IOCTL_PARTITION_IRQ _IOWR(GODWIT_IOCTL_MAGIC, 0x16, struct godwit_ioctl_irq)
 
 #endif /* GODWIT_IOCTL_H */

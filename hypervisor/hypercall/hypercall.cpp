@@ -148,7 +148,7 @@ Result vcpu_run(const Call& c, HypercallHost& host) {
         return status(bad);
     godwit_hc_vcpu_run run{};
     host.copy_from_caller(c.arg1, &run, sizeof(run));
-    if ((run.flags & ~GODWIT_RUN_COMPLETE_IN) != 0)
+    if ((run.flags & ~GODWIT_RUN_COMPLETE_READ) != 0 || run.reserved0 != 0)
         return status(GODWIT_HC_BAD_ARGUMENT);
     u64 s = host.vcpu_run(id, vcpu, run);
     if (s == GODWIT_HC_OK)
@@ -190,6 +190,14 @@ Result dispatch(const Call& c, HypercallHost& host) {
         return vcpu_run(c, host);
     case GODWIT_HC_VCPU_GET_STATE:
         return vcpu_get_state(c, host);
+    case GODWIT_HC_PARTITION_IRQ: {
+        if (c.arg0 >= GODWIT_MAX_PARTITIONS || c.arg1 >= GODWIT_IOAPIC_PINS || c.arg2 > 1)
+            return status(GODWIT_HC_BAD_ARGUMENT);
+        u32 wake = 0;
+        u64 s = host.partition_irq(static_cast<u32>(c.arg0), static_cast<u32>(c.arg1), c.arg2 != 0,
+                                   wake);
+        return status(s, s == GODWIT_HC_OK ? wake : 0);
+    }
     default:
         return status(GODWIT_HC_UNKNOWN_CALL);
     }

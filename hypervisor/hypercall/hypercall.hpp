@@ -52,6 +52,8 @@ class HypercallHost {
     virtual u64 vcpu_set_state(u32 id, u32 vcpu, const godwit_hc_vcpu_state& state) = 0;
     virtual u64 vcpu_run(u32 id, u32 vcpu, godwit_hc_vcpu_run& run) = 0;
     virtual u64 vcpu_get_state(u32 id, u32 vcpu, godwit_hc_vcpu_state& state) = 0;
+    // Sets IOAPIC pin `pin` (< GODWIT_IOAPIC_PINS) of the partition; `wake` = vCPUs to wake.
+    virtual u64 partition_irq(u32 id, u32 pin, bool level, u32& wake) = 0;
 
   protected:
     ~HypercallHost() = default;

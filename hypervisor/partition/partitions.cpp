@@ -2,45 +2,33 @@
 
 #include "arch/x86/intrinsics.hpp"
 #include "arch/x86/vmx/vmcs_fields.hpp"
-#include "arch/x86/vmx/vmx_exit.hpp"
-#include "arch/x86/vmx/vmx_exit_handlers.hpp"
 #include "arch/x86/vmx/vmx_state.hpp"
-#include "arch/x86/vmx/vmx_vcpu.hpp"
 #include "ept/ept_table.hpp"
 #include "kernel/console.hpp"
 #include "kernel/spinlock.hpp"
 #include "memory/frame_allocator.hpp"
 #include "memory/pool_table_memory.hpp"
+#include "partition/partition.hpp"
 
 namespace godwit::hv::partitions {
+
+namespace {
+PoolTableMemory pool_tables;
+}
+
+ept::TableMemory& table_memory() {
+    return pool_tables;
+}
+
+u64 guest_tsc(const Vcpu& v) {
+    (void)v; // guests see the host TSC until migration brings TSC offsets
+    return x86::rdtsc();
+}
+
 namespace {
 
-using vmx::ExitReason;
-using vmx::VmcsField;
-
-PoolTableMemory tables;
-
-struct Vcpu {
-    VmxVcpu vmx;
-    bool created;
-    bool stopped; // shut down: runs no more
-    bool pending_in;
-    u8 in_size;
-    u32 in_length;
-    volatile bool running;
-};
-
-struct Partition {
-    bool used;
-    u64 ram_bytes;
-    u64 mapped_bytes;
-    u32 vcpu_count;
-    ept::EptTable ept{tables};
-    Vcpu vcpus[GODWIT_MAX_VCPUS];
-};
-
 Partition table[GODWIT_MAX_PARTITIONS];
-SpinLock lock;
+SpinLock lock; // the table: create, destroy, map, and claiming a vCPU
 
 // VPIDs: 1 is the root's; partition p's vCPU v gets 2 + p * max_vcpus + v.
 u16 vpid_of(u32 id, u32 vcpu) {
@@ -56,18 +44,18 @@ Partition* lookup(u32 id) {
     return id < GODWIT_MAX_PARTITIONS && table[id].used ? &table[id] : nullptr;
 }
 
-bool ensure_vcpu(u32 id, Partition& p, u32 index) {
+bool ensure_vcpu(Partition& p, u32 index) {
     Vcpu& v = p.vcpus[index];
     if (v.created)
         return true;
     VcpuConfig c{};
     c.mode = GuestMode::real_mode;
     c.eptp = p.ept.eptp(false);
-    c.vpid = vpid_of(id, index);
+    c.vpid = vpid_of(p.id, index);
     c.exit_on_interrupts = true;
     const char* error = nullptr;
     if (!v.vmx.create(c, &error)) {
-        log(LogLevel::error, "partition %u: vCPU %u: %s", id, index, error);
+        log(LogLevel::error, "partition %u: vCPU %u: %s", p.id, index, error);
         return false;
     }
     v.created = true;
@@ -75,6 +63,29 @@ bool ensure_vcpu(u32 id, Partition& p, u32 index) {
 }
 
 } // namespace
+
+// Looks the vCPU up and marks it running, under the table lock: destroy (which takes the
+// lock and refuses while a vCPU runs) cannot free the partition under a call in progress.
+Vcpu* claim(u32 id, u32 index, Partition*& partition, u64& status) {
+    SpinLockGuard guard(lock);
+    Partition* p = lookup(id);
+    if (p == nullptr || index >= p->vcpu_count) {
+        status = GODWIT_HC_BAD_ARGUMENT;
+        return nullptr;
+    }
+    Vcpu& v = p->vcpus[index];
+    if (v.running) {
+        status = GODWIT_HC_BUSY; // another root thread is in a call on this vCPU
+        return nullptr;
+    }
+    v.running = true;
+    partition = p;
+    return &v;
+}
+
+void unclaim(Vcpu& v) {
+    __atomic_store_n(&v.running, false, __ATOMIC_RELEASE);
+}
 
 u64 create(u64 ram_bytes, u32 vcpus, u32& id) {
     SpinLockGuard guard(lock);
@@ -85,11 +96,17 @@ u64 create(u64 ram_bytes, u32 vcpus, u32& id) {
         if (p.ept.init() != ept::Status::ok)
             return GODWIT_HC_NO_MEMORY;
         p.used = true;
+        p.id = i;
         p.ram_bytes = ram_bytes;
         p.mapped_bytes = 0;
         p.vcpu_count = vcpus;
-        for (Vcpu& v : p.vcpus)
+        p.ioapic.reset(vcpus); // IOAPIC id after the LAPIC ids, as the VMM's MADT says
+        for (u32 n = 0; n < GODWIT_MAX_VCPUS; ++n) {
+            Vcpu& v = p.vcpus[n];
             v = Vcpu{};
+            v.lapic.reset(n, n == 0, tsc_per_bus_tick);
+            v.waiting_for_sipi = n != 0; // APs wait for the BSP's INIT-SIPI-SIPI
+        }
         id = i;
         log(LogLevel::info, "partition %u: created (%lu MiB, %u vCPUs)", i, ram_bytes >> 20, vcpus);
         return GODWIT_HC_OK;
@@ -145,139 +162,53 @@ u64 map(u32 id, u64 guest_gpa, const u64* frames, u32 count) {
 }
 
 u64 set_state(u32 id, u32 index, const godwit_hc_vcpu_state& state) {
-    Partition* p = lookup(id);
-    if (p == nullptr || index >= p->vcpu_count)
-        return GODWIT_HC_BAD_ARGUMENT;
-    Vcpu& v = p->vcpus[index];
-    if (__atomic_exchange_n(&v.running, true, __ATOMIC_ACQUIRE))
-        return GODWIT_HC_BUSY;
-    u64 result = GODWIT_HC_OK;
-    if (!ensure_vcpu(id, *p, index)) {
-        result = GODWIT_HC_NO_MEMORY;
+    Partition* p = nullptr;
+    u64 status = GODWIT_HC_OK;
+    Vcpu* v = claim(id, index, p, status);
+    if (v == nullptr)
+        return status;
+    if (!ensure_vcpu(*p, index)) {
+        status = GODWIT_HC_NO_MEMORY;
     } else {
-        v.vmx.set_state(state);
-        v.vmx.release();
-        v.stopped = false;
-        v.pending_in = false;
+        v->vmx.set_state(state);
+        v->vmx.release();
+        v->stopped = false;
+        v->pending_read = PendingRead::none;
     }
-    __atomic_store_n(&v.running, false, __ATOMIC_RELEASE);
-    return result;
+    unclaim(*v);
+    return status;
 }
 
 u64 get_state(u32 id, u32 index, godwit_hc_vcpu_state& state) {
-    Partition* p = lookup(id);
-    if (p == nullptr || index >= p->vcpu_count || !p->vcpus[index].created)
-        return GODWIT_HC_BAD_ARGUMENT;
-    Vcpu& v = p->vcpus[index];
-    if (__atomic_exchange_n(&v.running, true, __ATOMIC_ACQUIRE))
-        return GODWIT_HC_BUSY; // only a stopped (not running) vCPU has a stable state
-    v.vmx.get_state(state);
-    v.vmx.release();
-    __atomic_store_n(&v.running, false, __ATOMIC_RELEASE);
-    return GODWIT_HC_OK;
+    Partition* p = nullptr;
+    u64 status = GODWIT_HC_OK;
+    Vcpu* v = claim(id, index, p, status);
+    if (v == nullptr)
+        return status;
+    if (!v->created) {
+        status = GODWIT_HC_BAD_ARGUMENT;
+    } else {
+        v->vmx.get_state(state); // only a vCPU no thread runs has a stable state
+        v->vmx.release();
+    }
+    unclaim(*v);
+    return status;
 }
 
-u64 run(u32 id, u32 index, godwit_hc_vcpu_run& out) {
-    Partition* p = lookup(id);
-    if (p == nullptr || index >= p->vcpu_count)
-        return GODWIT_HC_BAD_ARGUMENT;
-    Vcpu& v = p->vcpus[index];
-    if (!v.created)
-        return GODWIT_HC_BAD_ARGUMENT; // no state set yet
-    if (__atomic_exchange_n(&v.running, true, __ATOMIC_ACQUIRE))
-        return GODWIT_HC_BUSY; // another root thread runs this vCPU
-    u32 flags = out.flags;
-    u32 in_value = out.in_value;
-    out = godwit_hc_vcpu_run{};
-    VmxVcpu& g = v.vmx;
-    g.write_host_state(); // this CPU's GDT, TSS, GS base
-    if (v.pending_in) {
-        if ((flags & GODWIT_RUN_COMPLETE_IN) == 0) {
-            g.release();
-            __atomic_store_n(&v.running, false, __ATOMIC_RELEASE);
-            return GODWIT_HC_BAD_ARGUMENT; // the last IN needs its value first
-        }
-        u64 mask = v.in_size == 4 ? 0xFFFFFFFFull : (1ull << (8 * v.in_size)) - 1;
-        g.regs.rax = v.in_size == 4 ? in_value : ((g.regs.rax & ~mask) | (in_value & mask));
-        g.skip_instruction(v.in_length);
-        v.pending_in = false;
+u64 irq(u32 id, u32 pin, bool level, u32& wake) {
+    Partition* p = nullptr;
+    {
+        SpinLockGuard guard(lock);
+        p = lookup(id);
+        if (p == nullptr)
+            return GODWIT_HC_BAD_ARGUMENT;
+        // The partition cannot go away while its owner (the same fd, serialized by the
+        // driver) raises an IRQ on it, but the IOAPIC lock is taken inside the table lock so
+        // a concurrent destroy waits.
+        SpinLockGuard irq_guard(p->irq_lock);
+        wake = 0;
+        set_irq(*p, pin, level, wake);
     }
-    for (bool done = v.stopped; !done;) {
-        VmExit e = g.run();
-        if (e.entry_failed) {
-            out.exit_reason = GODWIT_EXIT_SHUTDOWN;
-            out.qualification = e.instruction_error != 0 ? e.instruction_error : e.reason;
-            v.stopped = true;
-            log(LogLevel::warn, "partition %u vCPU %u: VM entry failed (%s)", id, index,
-                e.instruction_error != 0 ? vmx::vm_instruction_error_text(e.instruction_error)
-                                         : vmx::exit_reason_name(e.reason));
-            break;
-        }
-        out.rip = e.guest_rip;
-        switch (static_cast<ExitReason>(e.reason)) {
-        case ExitReason::external_interrupt:
-            out.exit_reason = GODWIT_EXIT_INTERRUPTED; // the root takes it when it resumes
-            done = true;
-            break;
-        case ExitReason::io_instruction: {
-            vmx::IoAccess io = vmx::decode_io(e.qualification);
-            if (io.string) { // INS/OUTS: not emulated; the guest cannot continue
-                out.exit_reason = GODWIT_EXIT_SHUTDOWN;
-                out.qualification = e.qualification;
-                v.stopped = true;
-                done = true;
-                break;
-            }
-            out.exit_reason = GODWIT_EXIT_IO;
-            out.port = io.port;
-            out.size = io.size;
-            out.direction = io.in ? 1 : 0;
-            if (io.in) {
-                v.pending_in = true;
-                v.in_size = io.size;
-                v.in_length = e.instruction_length;
-            } else {
-                u64 mask = io.size == 4 ? 0xFFFFFFFFull : (1ull << (8 * io.size)) - 1;
-                out.value = static_cast<u32>(g.regs.rax & mask);
-                g.skip_instruction(e.instruction_length);
-            }
-            done = true;
-            break;
-        }
-        case ExitReason::hlt:
-            g.skip_instruction(e.instruction_length);
-            out.exit_reason = GODWIT_EXIT_HLT;
-            done = true;
-            break;
-        case ExitReason::ept_violation:
-            // Outside the guest's RAM: nothing is mapped there. The VMM decides (no device
-            // claims it: the VM stops). The instruction is not retired.
-            out.exit_reason = GODWIT_EXIT_MEMORY;
-            out.gpa = e.guest_physical;
-            out.qualification = e.qualification;
-            done = true;
-            break;
-        case ExitReason::vmcall: // no hypercalls for guests: #UD, as on a CPU without them
-            g.inject_ud();
-            break;
-        default: {
-            ExitOutcome o = handle_exit(g, e);
-            if (o.action == ExitAction::resume)
-                break;
-            out.exit_reason = GODWIT_EXIT_SHUTDOWN;
-            out.qualification = e.reason;
-            v.stopped = true;
-            done = true;
-            log(LogLevel::warn, "partition %u vCPU %u stopped: %s (exit %u at rip 0x%lx)", id,
-                index, o.why != nullptr ? o.why : "unhandled exit", e.reason, e.guest_rip);
-            break;
-        }
-        }
-    }
-    if (v.stopped && out.exit_reason == 0)
-        out.exit_reason = GODWIT_EXIT_SHUTDOWN;
-    g.release(); // next run may be on another CPU
-    __atomic_store_n(&v.running, false, __ATOMIC_RELEASE);
     return GODWIT_HC_OK;
 }
 

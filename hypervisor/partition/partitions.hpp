@@ -16,6 +16,7 @@ u64 map(u32 id, u64 guest_gpa, const u64* frames, u32 count);
 u64 set_state(u32 id, u32 vcpu, const godwit_hc_vcpu_state& state);
 u64 run(u32 id, u32 vcpu, godwit_hc_vcpu_run& run);
 u64 get_state(u32 id, u32 vcpu, godwit_hc_vcpu_state& state);
+u64 irq(u32 id, u32 pin, bool level, u32& wake); // IOAPIC pin; wake = vCPUs to wake
 u64 guest_bytes(); // RAM mapped into partitions now
 
 } // namespace godwit::hv::partitions

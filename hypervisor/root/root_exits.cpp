@@ -97,6 +97,9 @@ class RootHypercallHost final : public hypercall::HypercallHost {
     u64 vcpu_get_state(u32 id, u32 vcpu, godwit_hc_vcpu_state& state) override {
         return partitions::get_state(id, vcpu, state);
     }
+    u64 partition_irq(u32 id, u32 pin, bool level, u32& wake) override {
+        return partitions::irq(id, pin, level, wake);
+    }
 };
 
 RootHypercallHost hypercall_host;

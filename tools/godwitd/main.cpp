@@ -1,6 +1,7 @@
 // godwitd — the Godwit root-partition daemon. Owns the host's control plane: answers the
-// godwit CLI on a local socket and talks to the hypervisor through /dev/godwit. Later
-// issues add VM ownership and the migration listener.
+// godwit CLI on a local socket, talks to the hypervisor through /dev/godwit and owns the
+// host's VMs (one godwit-vm-worker process per running VM, docs/vm-management.md). Later
+// issues add the migration listener.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include "godwit/version.hpp"
 #include "host_info.hpp"
 #include "hypervisor_device.hpp"
+#include "vm_manager.hpp"
 
 namespace po = boost::program_options;
 using namespace godwit;
@@ -64,7 +66,17 @@ int main(int argc, char** argv) {
         "the root driver's device")("daemon", "detach and run in the background")(
         "log-file", po::value<std::string>(), "log to this file instead of stderr")(
         "log-level", po::value<std::string>()->default_value("info"),
-        "trace|debug|info|warn|error|critical|off");
+        "trace|debug|info|warn|error|critical|off")(
+        "state-dir", po::value<std::string>()->default_value("/var/lib/godwit/vms"),
+        "where VM definitions are stored (one NAME.json per VM)")(
+        "run-dir", po::value<std::string>()->default_value("/run/godwit/vms"),
+        "per-VM console log, result and worker log (RUN_DIR/NAME/)")(
+        "worker", po::value<std::string>()->default_value(""),
+        "the VM worker program (default: godwit-vm-worker beside godwitd, else on $PATH)")(
+        "reserve-mib", po::value<std::uint64_t>()->default_value(64),
+        "memory (MiB) kept for the root partition: VMs get MemAvailable less this")(
+        "stop-timeout", po::value<unsigned>()->default_value(30),
+        "seconds `godwit vm stop` waits after SIGTERM before it kills a worker");
     po::variables_map vm;
     try {
         po::store(po::parse_command_line(argc, argv, options), vm);
@@ -111,8 +123,19 @@ int main(int argc, char** argv) {
         }
         std::string device = vm["device"].as<std::string>();
         boost::asio::io_context io;
+        daemon::VmManagerOptions vm_options;
+        vm_options.state_dir = vm["state-dir"].as<std::string>();
+        vm_options.run_dir = vm["run-dir"].as<std::string>();
+        vm_options.worker = vm["worker"].as<std::string>();
+        vm_options.device = device;
+        vm_options.reserve_mib = vm["reserve-mib"].as<std::uint64_t>();
+        vm_options.stop_timeout = std::chrono::seconds(vm["stop-timeout"].as<unsigned>());
+        daemon::VmManager vms(io, vm_options);
         daemon::ControlServer server(
-            io, vm["socket"].as<std::string>(), [device](const control::Request& request) {
+            io, vm["socket"].as<std::string>(), [device, &vms](const control::Request& request) {
+                if (auto answer = vms.handle(request)) {
+                    return *answer;
+                }
                 control::Response response;
                 if (request.has_host_log()) {
                     daemon::HypervisorDevice hv(device);
@@ -148,6 +171,7 @@ int main(int argc, char** argv) {
             }
         }
         io.run();
+        vms.shutdown(std::chrono::seconds(10));
         spdlog::info("godwitd stopped");
         return 0;
     } catch (const Error& e) {

@@ -257,6 +257,20 @@ static long godwit_partition_ioctl(struct godwit_file *f, unsigned int cmd, void
 		kfree(run);
 		return err;
 	}
+	case GODWIT_IOCTL_PARTITION_IRQ: {
+		struct godwit_ioctl_irq q;
+		struct godwit_hc_result r;
+
+		if (copy_from_user(&q, uarg, sizeof(q)))
+			return -EFAULT;
+		if (q.id >= GODWIT_MAX_PARTITIONS || !f->owns[q.id] || q.wake_mask)
+			return -EINVAL;
+		r = godwit_vmcall(GODWIT_HC_PARTITION_IRQ, q.id, q.pin, q.level);
+		if (r.status != GODWIT_HC_OK)
+			return godwit_errno(r.status);
+		q.wake_mask = (u32)r.value;
+		return copy_to_user(uarg, &q, sizeof(q)) ? -EFAULT : 0;
+	}
 	default:
 		return -ENOTTY;
 	}
@@ -321,7 +335,9 @@ static long godwit_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 			return err;
 		return copy_to_user(uarg, &req, sizeof(req)) ? -EFAULT : 0;
 	case GODWIT_IOCTL_VCPU_RUN:
-		/* Runs without the lock: each vCPU thread runs its own vCPU concurrently. */
+	case GODWIT_IOCTL_PARTITION_IRQ:
+		/* Without the lock: each vCPU thread runs its own vCPU concurrently, and device
+		 * threads raise IRQs meanwhile (the hypervisor serializes what it must). */
 		return godwit_partition_ioctl(file->private_data, cmd, uarg);
 	default: {
 		struct godwit_file *f = file->private_data;

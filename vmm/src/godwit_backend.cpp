@@ -4,8 +4,12 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <x86intrin.h>
+
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "abi/godwit_ioctl.h"
 #include "godwit/error.hpp"
@@ -26,8 +30,22 @@ godwit_hc_segment segment(const SegmentRegister& s) {
 
 } // namespace
 
+// TSC cycles per microsecond, measured against the steady clock over 10 ms (only used to
+// size idle sleeps; the TSC itself decides when a deadline is reached).
+static std::uint64_t measure_tsc_per_us() {
+    auto t0 = std::chrono::steady_clock::now();
+    std::uint64_t c0 = __rdtsc();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::uint64_t c1 = __rdtsc();
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::steady_clock::now() - t0)
+                  .count();
+    std::uint64_t rate = us > 0 ? (c1 - c0) / static_cast<std::uint64_t>(us) : 1;
+    return rate > 0 ? rate : 1;
+}
+
 GodwitBackend::GodwitBackend(GuestMemory& memory, unsigned vcpus, const std::string& device)
-    : vcpus_(vcpus) {
+    : vcpus_(vcpus), tsc_per_us_(measure_tsc_per_us()) {
     if (vcpus == 0 || vcpus > GODWIT_MAX_VCPUS)
         throw Error(ErrorCode::invalid_input,
                     "Godwit partitions have 1 to " + std::to_string(GODWIT_MAX_VCPUS) + " vCPUs");
@@ -132,29 +150,38 @@ VcpuExit GodwitBackend::run(unsigned vcpu, const IoAccess* completed) {
     req.id = id_;
     req.vcpu = vcpu;
     if (completed != nullptr && !completed->is_write) {
-        req.run.flags = GODWIT_RUN_COMPLETE_IN;
-        req.run.in_value = static_cast<godwit_u32>(completed->data);
+        req.run.flags = GODWIT_RUN_COMPLETE_READ;
+        req.run.read_value = completed->data;
     }
+    Idle& idle = idle_[vcpu];
     for (;;) {
-        if (kicked_[vcpu].exchange(false))
+        if (idle.stop.exchange(false))
             return VcpuExit{VcpuExit::Kind::kicked, {}};
+        idle.woken.store(false);
         if (::ioctl(fd_, GODWIT_IOCTL_VCPU_RUN, &req) != 0)
             throw system_error("GODWIT_IOCTL_VCPU_RUN", errno);
+        req.run.flags = 0; // whatever was pending is complete
         const godwit_hc_vcpu_run& r = req.run;
+        wake_vcpus(r.wake_mask);
         VcpuExit exit{};
         switch (r.exit_reason) {
         case GODWIT_EXIT_INTERRUPTED:
-            req.run.flags = 0; // nothing to complete: the IN (if any) was completed
+            continue;
+        case GODWIT_EXIT_HLT:
+            wait_idle(vcpu, r.wake_tsc);
             continue;
         case GODWIT_EXIT_IO:
             exit.kind = VcpuExit::Kind::port_io;
             exit.access = IoAccess{r.port, r.size, r.direction == 0, r.value};
             return exit;
-        case GODWIT_EXIT_HLT:
-            exit.kind = VcpuExit::Kind::halt;
+        case GODWIT_EXIT_MMIO:
+            exit.kind = VcpuExit::Kind::mmio;
+            exit.access = IoAccess{r.gpa, r.size, r.direction == 0, r.value};
             return exit;
         case GODWIT_EXIT_MEMORY:
-            exit.kind = VcpuExit::Kind::mmio;
+            // Outside RAM with an instruction the hypervisor does not emulate: no device
+            // model can take it, so the VM stops with this address.
+            exit.kind = VcpuExit::Kind::unhandled_memory;
             exit.access = IoAccess{r.gpa, 4, ((r.qualification >> 1) & 1) != 0, 0};
             return exit;
         default:
@@ -164,9 +191,53 @@ VcpuExit GodwitBackend::run(unsigned vcpu, const IoAccess* completed) {
     }
 }
 
+void GodwitBackend::wait_idle(unsigned vcpu, std::uint64_t wake_tsc) {
+    // The TSC rate is not needed exactly: sleep in slices of at most 1 ms (less when the
+    // deadline is nearer by the estimate) and look at the TSC again.
+    Idle& idle = idle_[vcpu];
+    std::unique_lock lock(idle.mutex);
+    for (;;) {
+        if (idle.woken.exchange(false) || idle.stop.load())
+            return;
+        std::chrono::microseconds slice{1000};
+        if (wake_tsc != 0) {
+            std::uint64_t now = __rdtsc();
+            if (now >= wake_tsc)
+                return;
+            std::uint64_t us = (wake_tsc - now) / tsc_per_us_;
+            if (us < 1000)
+                slice = std::chrono::microseconds{us + 1};
+        }
+        idle.cv.wait_for(lock, slice);
+    }
+}
+
+void GodwitBackend::wake_vcpus(std::uint32_t mask) {
+    for (unsigned v = 0; v < vcpus_; ++v) {
+        if (mask & (1u << v)) {
+            std::scoped_lock lock(idle_[v].mutex);
+            idle_[v].woken.store(true);
+            idle_[v].cv.notify_all();
+        }
+    }
+}
+
+void GodwitBackend::irq(unsigned pin, bool level) {
+    godwit_ioctl_irq req{};
+    req.id = id_;
+    req.pin = pin;
+    req.level = level ? 1 : 0;
+    if (::ioctl(fd_, GODWIT_IOCTL_PARTITION_IRQ, &req) != 0)
+        throw system_error("GODWIT_IOCTL_PARTITION_IRQ", errno);
+    wake_vcpus(req.wake_mask);
+}
+
 void GodwitBackend::kick(unsigned vcpu) {
-    if (vcpu < vcpus_)
-        kicked_[vcpu] = true;
+    if (vcpu >= vcpus_)
+        return;
+    std::scoped_lock lock(idle_[vcpu].mutex);
+    idle_[vcpu].stop.store(true);
+    idle_[vcpu].cv.notify_all();
 }
 
 } // namespace godwit::vmm

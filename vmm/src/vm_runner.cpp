@@ -39,6 +39,10 @@ void VmRunner::vcpu_loop(unsigned vcpu) {
             case VcpuExit::Kind::mmio:
                 platform_.handle_mmio(exit.access);
                 break;
+            case VcpuExit::Kind::unhandled_memory:
+                platform_.request_stop(
+                    {.reason = VmStop::Reason::outside_ram, .address = exit.access.address});
+                break;
             case VcpuExit::Kind::shutdown:
                 stop_all({.reason = VmStop::Reason::shutdown});
                 return;

@@ -70,9 +70,15 @@ class FuzzHost final : public hypercall::HypercallHost {
     }
     u64 vcpu_run(u32 id, u32 vcpu, godwit_hc_vcpu_run& run) override {
         if (id >= GODWIT_MAX_PARTITIONS || vcpu >= GODWIT_MAX_VCPUS ||
-            (run.flags & ~GODWIT_RUN_COMPLETE_IN) != 0)
+            (run.flags & ~GODWIT_RUN_COMPLETE_READ) != 0 || run.reserved0 != 0)
             std::abort();
         run.exit_reason = GODWIT_EXIT_HLT;
+        return GODWIT_HC_OK;
+    }
+    u64 partition_irq(u32 id, u32 pin, bool, u32& wake) override {
+        if (id >= GODWIT_MAX_PARTITIONS || pin >= GODWIT_IOAPIC_PINS)
+            std::abort();
+        wake = 0;
         return GODWIT_HC_OK;
     }
     u64 vcpu_get_state(u32 id, u32 vcpu, godwit_hc_vcpu_state&) override {

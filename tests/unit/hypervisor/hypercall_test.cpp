@@ -70,6 +70,13 @@ class FakeHost final : public HypercallHost {
         state.rip = 0x100000;
         return GODWIT_HC_OK;
     }
+    u64 partition_irq(u32 id, u32 pin, bool level, u32& wake) override {
+        ++calls;
+        irq_seen = {id, pin, level ? 1u : 0u};
+        wake = 0x2;
+        return GODWIT_HC_OK;
+    }
+    std::vector<u32> irq_seen;
     u64 vcpu_run(u32, u32, godwit_hc_vcpu_run& run) override {
         ++calls;
         run.exit_reason = GODWIT_EXIT_HLT;
@@ -172,9 +179,12 @@ TEST(Hypercall, PartitionArgumentsAreValidatedBeforeTheHypervisorActs) {
     EXPECT_EQ(call(h, GODWIT_HC_PARTITION_CREATE, 1 << 20, 0).status, GODWIT_HC_BAD_ARGUMENT);
     EXPECT_EQ(call(h, GODWIT_HC_PARTITION_CREATE, 1 << 20, 99).status, GODWIT_HC_BAD_ARGUMENT);
     EXPECT_EQ(call(h, GODWIT_HC_PARTITION_DESTROY, 16, 0).status, GODWIT_HC_BAD_ARGUMENT);
-    EXPECT_EQ(call(h, GODWIT_HC_VCPU_RUN, 1 | (9ull << 32), 0x2000, 48).status,
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_RUN, 1 | (9ull << 32), 0x2000, 72).status,
               GODWIT_HC_BAD_ARGUMENT);
-    EXPECT_EQ(call(h, GODWIT_HC_VCPU_RUN, 1, 0x2000, 47).status, GODWIT_HC_BAD_LENGTH);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_RUN, 1, 0x2000, 48).status, GODWIT_HC_BAD_LENGTH);
+    EXPECT_EQ(call(h, GODWIT_HC_PARTITION_IRQ, 16, 0, 1).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_PARTITION_IRQ, 1, 24, 1).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_PARTITION_IRQ, 1, 4, 2).status, GODWIT_HC_BAD_ARGUMENT);
     EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_STATE, 1, 0x0, sizeof(godwit_hc_vcpu_state)).status,
               GODWIT_HC_BAD_ADDRESS);
     EXPECT_EQ(h.calls, 0);
@@ -187,10 +197,19 @@ TEST(Hypercall, PartitionArgumentsAreValidatedBeforeTheHypervisorActs) {
     std::memcpy(h.at(0x2000), &run, sizeof run);
     EXPECT_EQ(call(h, GODWIT_HC_VCPU_RUN, 3, 0x2000, sizeof run).status, GODWIT_HC_BAD_ARGUMENT);
     run.flags = 0;
+    run.reserved0 = 1;
+    std::memcpy(h.at(0x2000), &run, sizeof run);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_RUN, 3, 0x2000, sizeof run).status, GODWIT_HC_BAD_ARGUMENT);
+    run.reserved0 = 0;
     std::memcpy(h.at(0x2000), &run, sizeof run);
     EXPECT_EQ(call(h, GODWIT_HC_VCPU_RUN, 3, 0x2000, sizeof run).status, GODWIT_HC_OK);
     std::memcpy(&run, h.at(0x2000), sizeof run);
     EXPECT_EQ(run.exit_reason, u32{GODWIT_EXIT_HLT});
+    // An IRQ line reaches the partition; the vCPUs to wake come back in RDX.
+    r = call(h, GODWIT_HC_PARTITION_IRQ, 3, 23, 1);
+    EXPECT_EQ(r.status, GODWIT_HC_OK);
+    EXPECT_EQ(r.value, 0x2u);
+    EXPECT_EQ(h.irq_seen, (std::vector<u32>{3, 23, 1}));
     // Get state: validated like set, and the state comes back whole.
     EXPECT_EQ(call(h, GODWIT_HC_VCPU_GET_STATE, 3, 0x2000, 100).status, GODWIT_HC_BAD_LENGTH);
     EXPECT_EQ(call(h, GODWIT_HC_VCPU_GET_STATE, 3, 0x30F00, sizeof(godwit_hc_vcpu_state)).status,

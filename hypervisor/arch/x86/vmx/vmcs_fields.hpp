@@ -63,6 +63,7 @@ enum class VmcsField : u32 {
     exit_interruption_info = 0x4404,
     exit_interruption_error_code = 0x4406,
     idt_vectoring_info = 0x4408,
+    idt_vectoring_error_code = 0x440A,
     exit_instruction_length = 0x440C,
     exit_instruction_info = 0x440E,
     guest_es_limit = 0x4800,

@@ -208,16 +208,7 @@ ExitOutcome handle_exit(VmxVcpu& v, const VmExit& e) {
         v.reset_to_wait_for_sipi();
         return {ExitAction::resume, nullptr};
     case ExitReason::startup_ipi: {
-        // SIPI with vector V: real mode at CS = V << 8 (base V << 12), IP = 0.
-        u64 vector = e.qualification & 0xFF;
-        v.write(VmcsField::guest_cs_selector, vector << 8);
-        v.write(VmcsField::guest_cs_base, vector << 12);
-        v.write(VmcsField::guest_rip, 0);
-        v.write(VmcsField::guest_activity_state, 0);
-        // A CPU just started by SIPI blocks nothing (Bochs reports SMI blocking in the
-        // state saved at the SIPI exit, which VM entry outside SMM refuses).
-        v.write(VmcsField::guest_interruptibility, 0);
-        v.write(VmcsField::guest_pending_debug, 0);
+        v.start_at_sipi(static_cast<u8>(e.qualification & 0xFF));
         v.started_by_sipi = true;
         return {ExitAction::resume, nullptr};
     }

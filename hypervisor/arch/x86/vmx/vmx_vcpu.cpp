@@ -263,6 +263,66 @@ void VmxVcpu::inject_gp() {
     write(VmcsField::entry_exception_error_code, 0);
 }
 
+void VmxVcpu::inject_interrupt(u8 vector) {
+    write(VmcsField::entry_interruption_info, 0x80000000u | vector); // type 0: external
+}
+
+bool VmxVcpu::injection_pending() const {
+    return (read(VmcsField::entry_interruption_info) & 0x80000000u) != 0;
+}
+
+bool VmxVcpu::interrupts_open() const {
+    constexpr u64 rflags_if = 1u << 9;
+    constexpr u64 sti_or_mov_ss_blocking = 3;
+    return (read(VmcsField::guest_rflags) & rflags_if) != 0 &&
+           (read(VmcsField::guest_interruptibility) & sti_or_mov_ss_blocking) == 0;
+}
+
+void VmxVcpu::request_interrupt_window(bool on) {
+    u64 proc = read(VmcsField::primary_processor_controls);
+    u64 updated = on ? proc | vmx::proc::interrupt_window_exiting
+                     : proc & ~u64{vmx::proc::interrupt_window_exiting};
+    if (updated != proc)
+        write(VmcsField::primary_processor_controls, updated);
+}
+
+void VmxVcpu::set_preemption_timer(bool on, u64 tsc_cycles) {
+    const vmx::Features& f = vmx_features();
+    if (!f.preemption_timer)
+        return; // the guest then sees its timer at the next exit of any kind
+    u64 pin = read(VmcsField::pin_based_controls);
+    u64 updated = on ? pin | vmx::pin::preemption_timer : pin & ~u64{vmx::pin::preemption_timer};
+    if (updated != pin)
+        write(VmcsField::pin_based_controls, updated);
+    if (on) {
+        u64 ticks = tsc_cycles >> f.preemption_timer_shift;
+        write(VmcsField::guest_preemption_timer, ticks > 0xFFFFFFFFu ? 0xFFFFFFFFu : ticks);
+    }
+}
+
+void VmxVcpu::requeue_interrupted_event() {
+    u64 info = read(VmcsField::idt_vectoring_info);
+    if ((info & 0x80000000u) == 0)
+        return;
+    write(VmcsField::entry_interruption_info, info & ~u64{1u << 12}); // bit 12 is undefined
+    if (info & (1u << 11))
+        write(VmcsField::entry_exception_error_code,
+              read(VmcsField::idt_vectoring_error_code));
+    // Software interrupts/exceptions need the instruction length (Vol. 3C 26.6.1.3).
+    write(VmcsField::entry_instruction_length, read(VmcsField::exit_instruction_length));
+}
+
+void VmxVcpu::start_at_sipi(u8 vector) {
+    write(VmcsField::guest_cs_selector, u64{vector} << 8);
+    write(VmcsField::guest_cs_base, u64{vector} << 12);
+    write(VmcsField::guest_rip, 0);
+    write(VmcsField::guest_activity_state, 0);
+    // A CPU just started by SIPI blocks nothing (Bochs reports SMI blocking in the state
+    // saved at the SIPI exit, which VM entry outside SMM refuses).
+    write(VmcsField::guest_interruptibility, 0);
+    write(VmcsField::guest_pending_debug, 0);
+}
+
 void VmxVcpu::inject_ud() {
     write(VmcsField::entry_interruption_info, 0x80000306); // vector 6, valid
 }

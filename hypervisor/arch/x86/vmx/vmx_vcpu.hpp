@@ -69,6 +69,19 @@ class VmxVcpu {
     // left on the faulting instruction.
     void inject_gp();
     void inject_ud();
+    // Interrupt delivery for guest partitions (Vol. 3C 26.6, 25.8.3; 25.2 windows).
+    void inject_interrupt(u8 vector);
+    bool injection_pending() const;  // an event already waits in the VM-entry fields
+    bool interrupts_open() const;    // RFLAGS.IF set and no STI/MOV-SS blocking
+    void request_interrupt_window(bool on); // exit as soon as interrupts_open()
+    // VMX-preemption timer: exit after about `tsc_cycles` (off when false).
+    void set_preemption_timer(bool on, u64 tsc_cycles);
+    // An event whose delivery the last exit interrupted (IDT-vectoring information, Vol. 3C
+    // 27.2.4) is put back into the VM-entry fields, so the next entry delivers it again.
+    void requeue_interrupted_event();
+    // From the INIT state: SIPI with vector V starts real mode at CS = V << 8 (base V << 12),
+    // IP = 0 (Vol. 3A 9.4.4.1).
+    void start_at_sipi(u8 vector);
     // CR0/CR4 as the guest sees them: the real register for bits the hypervisor does not
     // own, the read shadow for the bits it does (guest/host mask) — Vol. 3C 25.6.6.
     u64 guest_visible_cr0() const;

@@ -3,6 +3,10 @@
 // GODWIT_IOCTL_VCPU_RUN on the calling thread's CPU (docs/hypercall-abi.md).
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
 #include <string>
 
 #include "godwit/vmm/guest_memory.hpp"
@@ -24,16 +28,29 @@ class GodwitBackend final : public VcpuBackend {
     // running): general, RIP/RFLAGS, CR0/3/4, EFER, segments, GDTR/IDTR.
     VcpuState get_state(unsigned vcpu);
     VcpuExit run(unsigned vcpu, const IoAccess* completed) override;
-    // Root interrupts end every run quickly (GODWIT_EXIT_INTERRUPTED), so a kick only has
-    // to be noticed between runs.
+    // Ends run() of `vcpu` with Kind::kicked: root interrupts end every hypervisor run
+    // quickly (GODWIT_EXIT_INTERRUPTED) and idle waits watch for it.
     void kick(unsigned vcpu) override;
+    // Sets IOAPIC pin `pin` of the partition to `level` and wakes the vCPUs it reached.
+    void irq(unsigned pin, bool level);
     unsigned partition() const { return id_; }
 
   private:
     int fd_ = -1;
     unsigned id_ = 0;
     unsigned vcpus_;
-    std::atomic<bool> kicked_[8] = {};
+    std::uint64_t tsc_per_us_;
+    // An idle vCPU (HLT with nothing to deliver, or an AP before its SIPI) sleeps here until
+    // its timer deadline, an IPI/IRQ from another thread (woken) or a stop (kick).
+    struct Idle {
+        std::mutex mutex;
+        std::condition_variable cv;
+        std::atomic<bool> woken{false};
+        std::atomic<bool> stop{false};
+    };
+    Idle idle_[8];
+    void wait_idle(unsigned vcpu, std::uint64_t wake_tsc);
+    void wake_vcpus(std::uint32_t mask);
 };
 
 } // namespace godwit::vmm

@@ -19,7 +19,8 @@ namespace godwit::vmm {
 struct VcpuExit {
     enum class Kind {
         port_io,  // access: port number, size, direction, data
-        mmio,     // access: guest-physical address outside RAM
+        mmio,     // access: guest-physical address outside RAM, decoded (size, data)
+        unhandled_memory, // outside RAM, not decodable: no device can take it
         halt,     // HLT with interrupts off and nothing pending: the vCPU is idle
         shutdown, // triple fault
         kicked,   // run() interrupted by kick()

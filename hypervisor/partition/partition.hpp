@@ -1,0 +1,85 @@
+// A guest partition's internal state, shared by the partition table (partitions.cpp), the
+// vCPU loop (vcpu_loop.cpp), the MMIO/MSR emulation (guest_mmio.cpp) and interrupt routing
+// (partition_interrupts.cpp). Not part of any ABI.
+#pragma once
+
+#include "abi/godwit_hypercall.h"
+#include "arch/x86/mmio_instruction.hpp"
+#include "arch/x86/vmx/vmx_vcpu.hpp"
+#include "ept/ept_table.hpp"
+#include "kernel/spinlock.hpp"
+#include "lib/types.hpp"
+#include "partition/vioapic.hpp"
+#include "partition/vlapic.hpp"
+
+namespace godwit::hv::partitions {
+
+ept::TableMemory& table_memory();
+
+// A read the VMM completes on the next run: an IN, or an MMIO load it emulates.
+enum class PendingRead : u8 { none, port, mmio };
+
+struct Vcpu {
+    VmxVcpu vmx;
+    bool created;
+    bool stopped; // shut down: runs no more
+    PendingRead pending_read;
+    u8 in_size;
+    u32 in_length;
+    x86::MmioInstruction mmio;   // the load waiting for its value
+    bool halted;                 // HLT retired, waiting for an interrupt
+    bool waiting_for_sipi;       // an AP before its SIPI, or after an INIT
+    VirtualLapic lapic;          // under Partition::irq_lock (other vCPUs send IPIs)
+    volatile bool running;       // a root thread is inside a call on this vCPU
+};
+
+struct Partition {
+    bool used;
+    u32 id;
+    u64 ram_bytes;
+    u64 mapped_bytes;
+    u32 vcpu_count;
+    ept::EptTable ept{table_memory()};
+    SpinLock irq_lock; // every vCPU's LAPIC and the IOAPIC
+    VirtualIoapic ioapic;
+    Vcpu vcpus[GODWIT_MAX_VCPUS];
+};
+
+// Guest physical layout the hypervisor owns (the VMM's MADT and MP tables say the same).
+inline constexpr u64 ioapic_base = 0xFEC00000;
+// The APIC bus clock the guest's LAPIC timer counts: one tick per this many TSC cycles.
+inline constexpr u32 tsc_per_bus_tick = 1;
+
+// Claims vCPU `index` for one call (marks it running, so destroy waits): nullptr with
+// `status` set when the partition or vCPU does not exist or another thread is in a call.
+Vcpu* claim(u32 id, u32 index, Partition*& partition, u64& status);
+void unclaim(Vcpu& v);
+
+// The guest's TSC now (the host TSC plus the partition's offset, 0 until migration sets it).
+u64 guest_tsc(const Vcpu& v);
+
+// Interrupt routing (partition_interrupts.cpp). Caller holds p.irq_lock. Bits of `wake`
+// are vCPUs that got new work and may sleep in the VMM.
+void deliver(Partition& p, const ApicMessage& m, u32& wake);
+void ioapic_eoi(Partition& p, u8 vector, u32& wake);
+void ioapic_write(Partition& p, u32 offset, u32 value, u32& wake);
+void lapic_mmio_write(Partition& p, Vcpu& v, u32 offset, u32 value, u32& wake);
+bool lapic_msr_write(Partition& p, Vcpu& v, u32 msr, u64 value, u32& wake);
+void set_irq(Partition& p, u32 pin, bool level, u32& wake);
+
+// Emulation of exits the hypervisor handles for guests (guest_mmio.cpp).
+enum class Emulated : u8 {
+    done,        // handled, the guest continues
+    to_vmm_read, // an MMIO load for the VMM: `run` filled, completes on the next run
+    to_vmm,      // an MMIO store for the VMM: `run` filled, already retired
+    failed,      // could not fetch/decode: the VMM sees GODWIT_EXIT_MEMORY
+    not_mine,    // not an APIC MSR: the generic MSR handler decides
+};
+Emulated emulate_ept_violation(Partition& p, Vcpu& v, u64 gpa, godwit_hc_vcpu_run& run,
+                               u32& wake);
+Emulated emulate_apic_msr(Partition& p, Vcpu& v, bool write, u32 instruction_length,
+                          u32& wake);
+// Puts the value of a completed MMIO load (from the VMM) into the guest's register.
+void complete_mmio_load(Vcpu& v, u64 value);
+
+} // namespace godwit::hv::partitions

@@ -1,0 +1,242 @@
+// GODWIT_HC_VCPU_RUN: the world switch from the root into a guest vCPU and the exit loop.
+// Before every entry the vCPU's virtual LAPIC decides what to deliver (INIT, SIPI, the
+// highest-priority interrupt or an interrupt window); the hypervisor handles CPUID, MSRs,
+// APIC/IOAPIC accesses, HLT with something to deliver and timer expiries itself and returns
+// to the VMM for port I/O, other MMIO, idleness, shutdown and root interrupts.
+#include "arch/x86/vmx/vmcs_fields.hpp"
+#include "arch/x86/vmx/vmx_exit.hpp"
+#include "arch/x86/vmx/vmx_exit_handlers.hpp"
+#include "kernel/console.hpp"
+#include "partition/partition.hpp"
+#include "partition/partitions.hpp"
+
+namespace godwit::hv::partitions {
+namespace {
+
+using vmx::ExitReason;
+using vmx::VmcsField;
+
+enum class Next : u8 { enter, idle };
+
+// What the vCPU does next, from its APIC's state (caller holds nothing; takes irq_lock).
+Next prepare_entry(Partition& p, Vcpu& v, godwit_hc_vcpu_run& out) {
+    SpinLockGuard guard(p.irq_lock);
+    VmxVcpu& g = v.vmx;
+    u64 now = guest_tsc(v);
+    if (v.lapic.take_init()) {
+        // INIT: the architectural INIT state, then wait for a SIPI (Vol. 3A 9.1, 10.4.7.3).
+        g.reset_to_wait_for_sipi();
+        v.lapic.init();
+        v.waiting_for_sipi = true;
+        v.halted = false;
+    }
+    if (v.waiting_for_sipi) {
+        u8 vector = 0;
+        if (!v.lapic.take_sipi(vector)) {
+            out.exit_reason = GODWIT_EXIT_HLT;
+            out.wake_tsc = 0; // only an IPI from another vCPU starts it
+            return Next::idle;
+        }
+        g.start_at_sipi(vector);
+        v.waiting_for_sipi = false;
+        v.halted = false;
+    }
+    bool delivered = false;
+    if (!g.injection_pending()) {
+        if (v.lapic.take_nmi()) {
+            g.write(VmcsField::entry_interruption_info, 0x80000202u); // NMI, vector 2
+            delivered = true;
+        } else if (int vector = v.lapic.pending_vector(now); vector >= 0) {
+            if (g.interrupts_open()) {
+                g.inject_interrupt(static_cast<u8>(vector));
+                v.lapic.acknowledge(static_cast<u8>(vector));
+                delivered = true;
+            }
+            // Closed (IF = 0 or STI/MOV-SS blocking): exit as soon as it opens.
+            g.request_interrupt_window(!delivered);
+        } else {
+            g.request_interrupt_window(false);
+        }
+    }
+    if (v.halted) {
+        if (!delivered) { // HLT wakes only for what it can take (Vol. 3A 8.10.2)
+            out.exit_reason = GODWIT_EXIT_HLT;
+            out.wake_tsc = v.lapic.timer_deadline();
+            return Next::idle;
+        }
+        v.halted = false;
+    }
+    // The LAPIC timer fires while the guest runs through the VMX-preemption timer.
+    u64 deadline = v.lapic.timer_deadline();
+    g.set_preemption_timer(deadline != 0, deadline > now ? deadline - now : 0);
+    return Next::enter;
+}
+
+// CPUID as this vCPU of this partition sees it: its APIC ID, and the APIC features the
+// virtual LAPIC provides whatever the host has (x2APIC, TSC-deadline).
+void patch_cpuid(Vcpu& v, u32 index, u32 leaf) {
+    GuestRegisters& r = v.vmx.regs;
+    if (leaf == 1) {
+        r.rbx = (r.rbx & 0x00FFFFFFu) | (u64{index} << 24);
+        r.rcx |= (1u << 21) | (1u << 24); // x2APIC, TSC-deadline
+        r.rdx |= 1u << 9;                 // APIC
+    } else if (leaf == 0xB) {
+        r.rdx = index; // x2APIC ID
+    }
+}
+
+void complete_port_read(Vcpu& v, u64 value) {
+    GuestRegisters& r = v.vmx.regs;
+    u64 mask = v.in_size == 4 ? 0xFFFFFFFFull : (1ull << (8 * v.in_size)) - 1;
+    r.rax = v.in_size == 4 ? (value & mask) : ((r.rax & ~mask) | (value & mask));
+    v.vmx.skip_instruction(v.in_length);
+}
+
+// One exit; true when the VMM must see it (`out` filled).
+bool handle(Partition& p, Vcpu& v, u32 index, const VmExit& e, godwit_hc_vcpu_run& out,
+            u32& wake) {
+    VmxVcpu& g = v.vmx;
+    out.rip = e.guest_rip;
+    switch (static_cast<ExitReason>(e.reason)) {
+    case ExitReason::external_interrupt:
+        out.exit_reason = GODWIT_EXIT_INTERRUPTED; // the root takes it when it resumes
+        return true;
+    case ExitReason::interrupt_window:
+    case ExitReason::preemption_timer:
+        return false; // prepare_entry delivers what is now due
+    case ExitReason::io_instruction: {
+        vmx::IoAccess io = vmx::decode_io(e.qualification);
+        if (io.string) { // INS/OUTS: not emulated; the guest cannot continue
+            out.exit_reason = GODWIT_EXIT_SHUTDOWN;
+            out.qualification = e.qualification;
+            v.stopped = true;
+            log(LogLevel::warn, "partition %u vCPU %u stopped: string port I/O (port 0x%x)",
+                p.id, index, io.port);
+            return true;
+        }
+        out.exit_reason = GODWIT_EXIT_IO;
+        out.port = io.port;
+        out.size = io.size;
+        out.direction = io.in ? 1 : 0;
+        if (io.in) {
+            v.pending_read = PendingRead::port;
+            v.in_size = io.size;
+            v.in_length = e.instruction_length;
+        } else {
+            u64 mask = io.size == 4 ? 0xFFFFFFFFull : (1ull << (8 * io.size)) - 1;
+            out.value = g.regs.rax & mask;
+            g.skip_instruction(e.instruction_length);
+        }
+        return true;
+    }
+    case ExitReason::hlt:
+        g.skip_instruction(e.instruction_length);
+        v.halted = true; // prepare_entry wakes it or reports it idle
+        return false;
+    case ExitReason::ept_violation:
+        switch (emulate_ept_violation(p, v, e.guest_physical, out, wake)) {
+        case Emulated::done:
+            return false;
+        case Emulated::to_vmm_read:
+            v.pending_read = PendingRead::mmio;
+            return true;
+        case Emulated::to_vmm:
+            return true;
+        default:
+            // Not RAM and not an instruction the hypervisor emulates: the VMM decides (the VM
+            // stops). The instruction is not retired.
+            out.exit_reason = GODWIT_EXIT_MEMORY;
+            out.gpa = e.guest_physical;
+            out.qualification = e.qualification;
+            return true;
+        }
+    case ExitReason::rdmsr:
+    case ExitReason::wrmsr:
+        if (emulate_apic_msr(p, v, e.reason == static_cast<u32>(ExitReason::wrmsr),
+                             e.instruction_length, wake) != Emulated::not_mine)
+            return false;
+        break;
+    case ExitReason::vmcall: // no hypercalls for guests: #UD, as on a CPU without them
+        g.inject_ud();
+        return false;
+    case ExitReason::cpuid: {
+        u32 leaf = static_cast<u32>(g.regs.rax);
+        handle_exit(g, e);
+        patch_cpuid(v, index, leaf);
+        return false;
+    }
+    default:
+        break;
+    }
+    ExitOutcome o = handle_exit(g, e);
+    if (o.action == ExitAction::resume)
+        return false;
+    out.exit_reason = GODWIT_EXIT_SHUTDOWN;
+    out.qualification = e.reason;
+    v.stopped = true;
+    log(LogLevel::warn, "partition %u vCPU %u stopped: %s (exit %u at rip 0x%lx)", p.id, index,
+        o.why != nullptr ? o.why : "unhandled exit", e.reason, e.guest_rip);
+    return true;
+}
+
+} // namespace
+
+u64 run(u32 id, u32 index, godwit_hc_vcpu_run& out) {
+    Partition* p = nullptr;
+    u64 status = GODWIT_HC_OK;
+    Vcpu* claimed = claim(id, index, p, status);
+    if (claimed == nullptr)
+        return status;
+    Vcpu& v = *claimed;
+    if (!v.created) {
+        unclaim(v);
+        return GODWIT_HC_BAD_ARGUMENT; // no state set yet
+    }
+    u32 flags = out.flags;
+    u64 read_value = out.read_value;
+    out = godwit_hc_vcpu_run{};
+    VmxVcpu& g = v.vmx;
+    g.write_host_state(); // this CPU's GDT, TSS, GS base
+    if (v.pending_read != PendingRead::none) {
+        if ((flags & GODWIT_RUN_COMPLETE_READ) == 0) {
+            g.release();
+            unclaim(v);
+            return GODWIT_HC_BAD_ARGUMENT; // the last read needs its value first
+        }
+        if (v.pending_read == PendingRead::port)
+            complete_port_read(v, read_value);
+        else
+            complete_mmio_load(v, read_value);
+        v.pending_read = PendingRead::none;
+    }
+    u32 wake = 0;
+    for (bool done = v.stopped; !done;) {
+        if (prepare_entry(*p, v, out) == Next::idle)
+            break;
+        VmExit e = g.run();
+        if (e.entry_failed) {
+            out.exit_reason = GODWIT_EXIT_SHUTDOWN;
+            out.qualification = e.instruction_error != 0 ? e.instruction_error : e.reason;
+            v.stopped = true;
+            log(LogLevel::warn, "partition %u vCPU %u: VM entry failed (%s)", id, index,
+                e.instruction_error != 0 ? vmx::vm_instruction_error_text(e.instruction_error)
+                                         : vmx::exit_reason_name(e.reason));
+            break;
+        }
+        g.requeue_interrupted_event();
+        done = handle(*p, v, index, e, out, wake);
+        if (!done && (wake & ~(1u << index)) != 0) {
+            out.exit_reason = GODWIT_EXIT_INTERRUPTED; // the VMM wakes the other vCPUs
+            out.rip = e.guest_rip;
+            done = true;
+        }
+    }
+    if (v.stopped && out.exit_reason == 0)
+        out.exit_reason = GODWIT_EXIT_SHUTDOWN;
+    out.wake_mask = wake & ~(1u << index);
+    g.release(); // next run may be on another CPU
+    unclaim(v);
+    return GODWIT_HC_OK;
+}
+
+} // namespace godwit::hv::partitions

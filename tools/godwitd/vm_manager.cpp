@@ -1,0 +1,461 @@
+#include "vm_manager.hpp"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "abi/godwit_hypercall.h"
+#include "godwit/error.hpp"
+#include "godwit/vmm/vm_platform.hpp"
+#include "godwit/vmm/vm_result.hpp"
+#include "host_memory.hpp"
+#include "worker_process.hpp"
+
+namespace godwit::daemon {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+
+constexpr std::uint32_t default_console_chunk = 64 * 1024;
+constexpr std::uint32_t max_console_chunk = 1024 * 1024;
+
+struct VmManager::Vm {
+    explicit Vm(vmm::VmDefinition d) : definition(std::move(d)), life(definition.name) {}
+    vmm::VmDefinition definition;
+    VmLifecycle life;
+    std::unique_ptr<asio::posix::stream_descriptor> ready; // the worker's "running" pipe
+    std::unique_ptr<asio::steady_timer> stop_timer;        // SIGTERM -> SIGKILL escalation
+    std::chrono::seconds stop_timeout{0};
+    std::array<char, 1> ready_byte{};
+};
+
+namespace {
+
+fs::path console_file(const fs::path& dir) {
+    return dir / "console.log";
+}
+fs::path result_file(const fs::path& dir) {
+    return dir / "result.json";
+}
+fs::path worker_log(const fs::path& dir) {
+    return dir / "worker.log";
+}
+
+void fill_result(control::VmResult& out, const vmm::VmResult& r) {
+    out.set_kind(std::string(to_string(r.kind)));
+    out.set_exit_code(r.exit_code);
+    out.set_address(r.address);
+    out.set_error_code(r.error_code);
+    out.set_message(r.message);
+}
+
+// Limits of the hypervisor itself, before anything about this host's free memory.
+void check_hypervisor_limits(const vmm::VmDefinition& d) {
+    if (d.vcpus < 1 || d.vcpus > GODWIT_MAX_VCPUS) {
+        throw Error(ErrorCode::unsupported,
+                    fmt::format("VM '{}' asks for {} vCPUs; Godwit partitions have 1 to {} "
+                                "(GODWIT_MAX_VCPUS)",
+                                d.name, d.vcpus, GODWIT_MAX_VCPUS));
+    }
+    if (d.memory_mib > partition_memory_limit_mib) {
+        throw Error(ErrorCode::unsupported,
+                    fmt::format("VM '{}' asks for {} MiB of memory; a Godwit partition has at "
+                                "most {} MiB (hypercall ABI limit)",
+                                d.name, d.memory_mib, partition_memory_limit_mib));
+    }
+}
+
+} // namespace
+
+VmManager::VmManager(asio::io_context& io, VmManagerOptions options)
+    : io_(io), options_(std::move(options)), child_signals_(io, SIGCHLD) {
+    if (options_.worker.empty()) {
+        options_.worker = default_worker_program();
+    }
+    watch_children();
+    try {
+        store_.emplace(options_.state_dir);
+        std::error_code ec;
+        fs::create_directories(options_.run_dir, ec);
+        if (ec) {
+            throw Error(ErrorCode::io, fmt::format("creating VM run directory {}: {}",
+                                                   options_.run_dir.string(), ec.message()));
+        }
+    } catch (const Error& e) {
+        store_.reset();
+        store_error_ = fmt::format("VM management is unavailable: {} (godwitd --state-dir and "
+                                   "--run-dir choose other directories)",
+                                   e.what());
+        spdlog::warn("{}", store_error_);
+        return;
+    }
+    for (const std::string& name : store_->names()) {
+        try {
+            auto vm = std::make_unique<Vm>(store_->get(name));
+            std::optional<vmm::VmResult> last;
+            try {
+                last = vmm::read_vm_result(result_file(run_path(name)));
+            } catch (const Error& e) {
+                spdlog::warn("VM '{}': ignoring its last result: {}", name, e.what());
+            }
+            vm->life.restore(last);
+            vms_.emplace(name, std::move(vm));
+        } catch (const Error& e) {
+            spdlog::error("VM definition '{}' not loaded: {}", name, e.what());
+        }
+    }
+    spdlog::info("{} VM definition(s) loaded from {}; worker {}", vms_.size(),
+                 options_.state_dir.string(), options_.worker.string());
+}
+
+VmManager::~VmManager() = default;
+
+vmm::VmDefinitionStore& VmManager::store() {
+    if (!store_) {
+        throw Error(ErrorCode::io, store_error_);
+    }
+    return *store_;
+}
+
+fs::path VmManager::run_path(const std::string& name) const {
+    return options_.run_dir / name;
+}
+
+VmManager::Vm& VmManager::find(const std::string& name) {
+    store();
+    auto it = vms_.find(name);
+    if (it == vms_.end()) {
+        throw Error(ErrorCode::not_found,
+                    fmt::format("no VM named '{}' on this host (see `godwit vm list`)", name));
+    }
+    return *it->second;
+}
+
+std::uint64_t VmManager::available_memory_mib() const {
+    std::uint64_t available = read_mem_available_mib();
+    return available > options_.reserve_mib ? available - options_.reserve_mib : 0;
+}
+
+control::VmInfo VmManager::info(const Vm& vm) const {
+    control::VmInfo out;
+    out.set_name(vm.definition.name);
+    out.set_state(std::string(to_string(vm.life.state())));
+    out.set_pid(static_cast<std::uint32_t>(vm.life.pid()));
+    out.set_definition_json(vmm::vm_definition_to_json(vm.definition));
+    if (vm.life.started_at() != std::chrono::system_clock::time_point{}) {
+        out.set_started_at_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       vm.life.started_at().time_since_epoch())
+                                       .count());
+    }
+    out.set_uptime_ms(static_cast<std::uint64_t>(vm.life.uptime().count()));
+    if (vm.life.last_result()) {
+        out.set_has_result(true);
+        fill_result(*out.mutable_last_result(), *vm.life.last_result());
+    }
+    out.set_console_log(console_file(run_path(vm.definition.name)).string());
+    return out;
+}
+
+control::VmInfo VmManager::create(const std::string& definition_json) {
+    vmm::VmDefinition def = vmm::parse_vm_definition(definition_json, "in the create request");
+    vmm::VmDefinitionStore& definitions = store();
+    if (vms_.contains(def.name)) {
+        throw Error(ErrorCode::conflict,
+                    fmt::format("a VM named '{}' already exists (`godwit vm delete {}` first, or "
+                                "choose another name)",
+                                def.name, def.name));
+    }
+    check_hypervisor_limits(def);
+    std::uint64_t available = available_memory_mib();
+    if (def.memory_mib > available) {
+        throw Error(ErrorCode::conflict,
+                    fmt::format("VM '{}' needs {} MiB of memory but the root partition can give "
+                                "only {} MiB now (MemAvailable less the {} MiB kept for the root, "
+                                "godwitd --reserve-mib)",
+                                def.name, def.memory_mib, available, options_.reserve_mib));
+    }
+    // Files exist, the kernel has a Multiboot header; then the loader itself places it in
+    // a VM of this size, so a kernel that cannot boot is refused now, not at start.
+    vmm::KernelFormat format = vmm::validate_vm_definition(def, {available, {}});
+    try {
+        vmm::VmPlatform dry_run(def, {});
+    } catch (const Error& e) {
+        throw Error(e.code(), fmt::format("kernel {} of VM '{}' cannot be loaded: {}", def.kernel,
+                                          def.name, e.what()));
+    }
+    definitions.create(def, available);
+    auto vm = std::make_unique<Vm>(def);
+    Vm& ref = *vm;
+    vms_.emplace(def.name, std::move(vm));
+    spdlog::info("VM '{}' created: {} vCPU, {} MiB, kernel {} ({})", def.name, def.vcpus,
+                 def.memory_mib, def.kernel, vmm::to_string(format));
+    return info(ref);
+}
+
+control::VmInfo VmManager::start(const std::string& name) {
+    Vm& vm = find(name);
+    vm.life.check_can_start();
+    if (!fs::exists(options_.device)) {
+        throw Error(ErrorCode::unsupported,
+                    fmt::format("{} does not exist: this host is not running on the Godwit "
+                                "hypervisor, or the root driver godwit.ko is not loaded (see "
+                                "`dmesg | grep godwit`); VM '{}' cannot start",
+                                options_.device, name));
+    }
+    auto running = std::count_if(vms_.begin(), vms_.end(),
+                                 [](const auto& entry) { return entry.second->life.active(); });
+    if (running >= static_cast<long>(GODWIT_MAX_PARTITIONS)) {
+        throw Error(ErrorCode::conflict,
+                    fmt::format("{} VMs are running, the hypervisor's limit "
+                                "(GODWIT_MAX_PARTITIONS); stop one before starting '{}'",
+                                running, name));
+    }
+    std::uint64_t available = available_memory_mib();
+    if (vm.definition.memory_mib > available) {
+        throw Error(ErrorCode::conflict,
+                    fmt::format("VM '{}' needs {} MiB of memory but the root partition can give "
+                                "only {} MiB now (MemAvailable less the {} MiB reserve)",
+                                name, vm.definition.memory_mib, available, options_.reserve_mib));
+    }
+    fs::path dir = run_path(name);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) {
+        throw Error(ErrorCode::io,
+                    fmt::format("creating {} for VM '{}': {}", dir.string(), name, ec.message()));
+    }
+    fs::remove(result_file(dir), ec);
+    std::ofstream(console_file(dir), std::ios::trunc); // a fresh console per run
+    WorkerCommand command{options_.worker,   options_.state_dir / (name + ".json"),
+                          console_file(dir), result_file(dir),
+                          worker_log(dir),   options_.device};
+    SpawnedWorker worker = spawn_worker(command);
+    vm.life.started(worker.pid);
+    vm.ready = std::make_unique<asio::posix::stream_descriptor>(io_, worker.ready_fd);
+    watch_ready(vm);
+    spdlog::info("VM '{}' starting: worker pid {}", name, worker.pid);
+    return info(vm);
+}
+
+void VmManager::watch_ready(Vm& vm) {
+    asio::async_read(*vm.ready, asio::buffer(vm.ready_byte),
+                     [this, name = vm.definition.name,
+                      pid = vm.life.pid()](boost::system::error_code ec, std::size_t) {
+                         auto it = vms_.find(name);
+                         if (ec || it == vms_.end() || it->second->life.pid() != pid) {
+                             return; // EOF: the worker ended before running; reap says why
+                         }
+                         it->second->life.ready();
+                         spdlog::info("VM '{}' running (worker pid {})", name, pid);
+                     });
+}
+
+control::VmInfo VmManager::stop(const std::string& name, std::chrono::seconds timeout) {
+    Vm& vm = find(name);
+    if (!vm.life.stop_requested()) {
+        return info(vm); // already stopping
+    }
+    pid_t pid = vm.life.pid();
+    vm.stop_timeout = timeout.count() > 0 ? timeout : options_.stop_timeout;
+    ::kill(pid, SIGTERM);
+    spdlog::info("VM '{}': SIGTERM to worker pid {}, SIGKILL in {} s if it is still there", name,
+                 pid, vm.stop_timeout.count());
+    vm.stop_timer = std::make_unique<asio::steady_timer>(io_, vm.stop_timeout);
+    vm.stop_timer->async_wait([this, name, pid](boost::system::error_code ec) {
+        auto it = vms_.find(name);
+        if (ec || it == vms_.end() || it->second->life.pid() != pid) {
+            return;
+        }
+        spdlog::warn("VM '{}': worker pid {} ignored SIGTERM; killing it", name, pid);
+        it->second->life.stop_timed_out();
+        ::kill(pid, SIGKILL);
+    });
+    return info(vm);
+}
+
+control::VmInfo VmManager::kill(const std::string& name) {
+    Vm& vm = find(name);
+    vm.life.kill_requested();
+    ::kill(vm.life.pid(), SIGKILL);
+    spdlog::info("VM '{}': SIGKILL to worker pid {}", name, vm.life.pid());
+    return info(vm);
+}
+
+control::VmInfo VmManager::remove(const std::string& name) {
+    Vm& vm = find(name);
+    vm.life.check_can_delete();
+    control::VmInfo last = info(vm);
+    store().remove(name);
+    std::error_code ec;
+    fs::remove_all(run_path(name), ec);
+    vms_.erase(name);
+    spdlog::info("VM '{}' deleted", name);
+    return last;
+}
+
+control::VmConsole VmManager::console(const std::string& name, std::uint64_t from,
+                                      std::uint32_t max) {
+    Vm& vm = find(name);
+    max = max == 0 ? default_console_chunk : std::min(max, max_console_chunk);
+    control::VmConsole out;
+    out.set_active(vm.life.active());
+    std::ifstream in(console_file(run_path(name)), std::ios::binary);
+    if (!in) {
+        return out; // never started: an empty console
+    }
+    in.seekg(0, std::ios::end);
+    auto size = static_cast<std::uint64_t>(in.tellg());
+    std::uint64_t start = from <= size ? from : 0; // a restart truncated the log
+    std::string text(static_cast<std::size_t>(std::min<std::uint64_t>(size - start, max)), '\0');
+    in.seekg(static_cast<std::streamoff>(start));
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<std::size_t>(in.gcount()));
+    out.set_start(start);
+    out.set_end(size);
+    out.set_text(std::move(text));
+    return out;
+}
+
+void VmManager::watch_children() {
+    child_signals_.async_wait([this](boost::system::error_code ec, int) {
+        if (ec) {
+            return;
+        }
+        int status = 0;
+        pid_t pid;
+        while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+            reap(pid, status);
+        }
+        watch_children();
+    });
+}
+
+void VmManager::reap(pid_t pid, int status) {
+    auto it = std::find_if(vms_.begin(), vms_.end(),
+                           [pid](const auto& entry) { return entry.second->life.pid() == pid; });
+    if (it == vms_.end()) {
+        return;
+    }
+    Vm& vm = *it->second;
+    const std::string& name = vm.definition.name;
+    fs::path dir = run_path(name);
+    WorkerExit exit;
+    exit.wait_status = status;
+    try {
+        exit.reported = vmm::read_vm_result(result_file(dir));
+    } catch (const Error& e) {
+        spdlog::warn("VM '{}': {}", name, e.what());
+    }
+    exit.log_tail = last_log_line(worker_log(dir));
+    bool reported = exit.reported.has_value();
+    const vmm::VmResult& result = vm.life.exited(exit, vm.stop_timeout);
+    if (!reported || result.kind == vmm::VmResult::Kind::killed) {
+        try {
+            vmm::write_vm_result(result_file(dir), result); // kept across godwitd restarts
+        } catch (const Error& e) {
+            spdlog::warn("VM '{}': {}", name, e.what());
+        }
+    }
+    if (vm.stop_timer) {
+        vm.stop_timer->cancel();
+        vm.stop_timer.reset();
+    }
+    if (vm.ready) {
+        boost::system::error_code ignored;
+        vm.ready->close(ignored);
+        vm.ready.reset();
+    }
+    spdlog::info("VM '{}' stopped (worker pid {}): {}: {}", name, pid, to_string(result.kind),
+                 result.message);
+}
+
+void VmManager::shutdown(std::chrono::seconds grace) {
+    std::vector<pid_t> workers;
+    for (auto& [name, vm] : vms_) {
+        if (vm->life.active()) {
+            workers.push_back(vm->life.pid());
+            vm->life.stop_requested();
+            vm->stop_timeout = grace;
+            ::kill(vm->life.pid(), SIGTERM);
+        }
+    }
+    if (workers.empty()) {
+        return;
+    }
+    spdlog::info("stopping {} VM worker(s) before godwitd exits", workers.size());
+    auto deadline = std::chrono::steady_clock::now() + grace;
+    bool killed = false;
+    while (!workers.empty()) {
+        int status = 0;
+        pid_t pid = ::waitpid(-1, &status, WNOHANG);
+        if (pid > 0) {
+            reap(pid, status);
+            std::erase(workers, pid);
+            continue;
+        }
+        if (pid < 0) {
+            break; // no children left
+        }
+        if (!killed && std::chrono::steady_clock::now() > deadline) {
+            for (auto& [name, vm] : vms_) {
+                if (vm->life.active()) {
+                    vm->life.stop_timed_out();
+                    ::kill(vm->life.pid(), SIGKILL);
+                }
+            }
+            killed = true;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+}
+
+std::optional<control::Response> VmManager::handle(const control::Request& request) {
+    control::Response response;
+    using Body = control::Request::BodyCase;
+    switch (request.body_case()) {
+    case Body::kVmCreate:
+        *response.mutable_vm() = create(request.vm_create().definition_json());
+        break;
+    case Body::kVmStart:
+        *response.mutable_vm() = start(request.vm_start().name());
+        break;
+    case Body::kVmStop:
+        *response.mutable_vm() = stop(request.vm_stop().name(),
+                                      std::chrono::seconds(request.vm_stop().timeout_seconds()));
+        break;
+    case Body::kVmKill:
+        *response.mutable_vm() = kill(request.vm_kill().name());
+        break;
+    case Body::kVmDelete:
+        *response.mutable_vm() = remove(request.vm_delete().name());
+        break;
+    case Body::kVmShow:
+        *response.mutable_vm() = info(find(request.vm_show().name()));
+        break;
+    case Body::kVmList:
+        store();
+        for (const auto& [name, vm] : vms_) {
+            *response.mutable_vm_list()->add_vms() = info(*vm);
+        }
+        response.mutable_vm_list(); // present even when empty
+        break;
+    case Body::kVmConsole:
+        *response.mutable_vm_console() =
+            console(request.vm_console().name(), request.vm_console().from(),
+                    request.vm_console().max_bytes());
+        break;
+    default:
+        return std::nullopt;
+    }
+    return response;
+}
+
+} // namespace godwit::daemon

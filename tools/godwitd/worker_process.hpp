@@ -1,0 +1,39 @@
+// Starting one VM worker process (godwit-vm-worker) for godwitd: fork + exec with its output
+// in a log file and a pipe on which it says "running". The worker dies with godwitd
+// (PR_SET_PDEATHSIG), so a crashed daemon never leaves partitions nobody manages; the root
+// driver destroys a partition when its worker's /dev/godwit descriptor closes.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string>
+
+namespace godwit::daemon {
+
+struct WorkerCommand {
+    std::filesystem::path program;    // godwit-vm-worker
+    std::filesystem::path definition; // the stored definition file
+    std::filesystem::path console;    // COM1 log
+    std::filesystem::path result;     // where it reports the end
+    std::filesystem::path log;        // its stdout and stderr
+    std::string device;               // /dev/godwit
+};
+
+struct SpawnedWorker {
+    pid_t pid = -1;
+    int ready_fd = -1; // read end: one byte when the VM runs, EOF when the worker ends
+};
+
+// Throws Error(io) when the process cannot be created; an exec failure shows up as the
+// worker exiting with status 127 and the reason in its log.
+SpawnedWorker spawn_worker(const WorkerCommand& command);
+
+// The worker program next to this executable (/proc/self/exe's directory), else the bare
+// name for a PATH lookup.
+std::filesystem::path default_worker_program();
+
+// Last non-empty line of a log file, at most `max` characters; empty when unreadable.
+std::string last_log_line(const std::filesystem::path& log, std::size_t max = 300);
+
+} // namespace godwit::daemon

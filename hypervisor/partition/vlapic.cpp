@@ -682,9 +682,10 @@ void VirtualLapic::save(State& out, u64 now_tsc) const {
     }
     const bool counting = timer_running_ && timer_mode() != timer_tsc_deadline;
     if (counting) {
-        const u64 next = timer_next(now_tsc);
+        // An expiry that is due but not yet processed is saved as due (0), so its
+        // interrupt is not lost to the periodic reload.
         out.timer_armed = 1;
-        out.timer_remaining = next > now_tsc ? next - now_tsc : 0; // 0: expiry due now
+        out.timer_remaining = timer_next_ > now_tsc ? timer_next_ - now_tsc : 0;
     }
     out.tsc_deadline = timer_mode() == timer_tsc_deadline ? tsc_deadline_ : 0;
     out.nmi_pending = nmi_pending_;

@@ -2,8 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 namespace godwit::hv::x86 {
@@ -304,6 +311,185 @@ TEST(MmioInstruction, EveryModrmFormHasTheTableLength) {
             EXPECT_EQ(out.length, expected16);
         }
     }
+}
+
+// Differential test against binutils: random MOV-family encodings (random legacy prefixes,
+// REX, ModR/M, SIB, displacements, immediates) are decoded here, and the same bytes are
+// disassembled by objdump. Both must agree on every instruction's length, its register
+// operand (name and width) and its immediate. Needs `as` and `objdump` (binutils, part of
+// build-essential); fails without them.
+struct RandomCase {
+    std::vector<u8> bytes;
+    MmioInstruction decoded;
+};
+
+std::string register_name(u8 reg, u8 size, bool high_byte) {
+    static const char* const names64[] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi"};
+    static const char* const names32[] = {"eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"};
+    static const char* const names16[] = {"ax", "cx", "dx", "bx", "sp", "bp", "si", "di"};
+    static const char* const names8[] = {"al", "cl", "dl", "bl", "spl", "bpl", "sil", "dil"};
+    static const char* const high[] = {"ah", "ch", "dh", "bh"};
+    if (high_byte)
+        return std::string("%") + high[reg];
+    if (reg >= 8) {
+        const std::string base = "%r" + std::to_string(reg);
+        return size == 8 ? base : size == 4 ? base + "d" : size == 2 ? base + "w" : base + "b";
+    }
+    switch (size) {
+    case 8:
+        return std::string("%") + names64[reg];
+    case 4:
+        return std::string("%") + names32[reg];
+    case 2:
+        return std::string("%") + names16[reg];
+    default:
+        return std::string("%") + names8[reg];
+    }
+}
+
+RandomCase random_case(std::mt19937& rng, CpuMode mode) {
+    static const u8 legacy[] = {0x66, 0x67, 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65};
+    static const u8 opcodes[] = {0x88, 0x89, 0x8a, 0x8b, 0xc6, 0xc7, 0xa0,
+                                 0xa1, 0xa2, 0xa3, 0xb6, 0xb7, 0xbe, 0xbf};
+    for (;;) {
+        std::vector<u8> b;
+        const u32 prefixes = rng() % 4;
+        for (u32 i = 0; i < prefixes; ++i)
+            b.push_back(legacy[rng() % 8]);
+        const bool rex = mode == CpuMode::long64 && rng() % 2 == 0;
+        if (rex)
+            b.push_back(static_cast<u8>(0x40 | (rng() % 16)));
+        const u8 opcode = opcodes[rng() % 14];
+        if (opcode >= 0xb6 && opcode <= 0xbf)
+            b.push_back(0x0f);
+        b.push_back(opcode);
+        u8 modrm = static_cast<u8>(rng() % 0xc0); // mod 0-2: a memory operand
+        if (opcode == 0xc6 || opcode == 0xc7)
+            modrm &= 0xc7; // /0
+        b.push_back(modrm);
+        while (b.size() < 15)
+            b.push_back(static_cast<u8>(rng()));
+        RandomCase c{b, {}};
+        if (decode_mmio_instruction(b.data(), 15, mode, c.decoded) != DecodeStatus::ok)
+            continue; // longer than 15 bytes
+        c.bytes.resize(c.decoded.length);
+        return c;
+    }
+}
+
+// Splits AT&T operands at commas outside parentheses.
+std::vector<std::string> operands_of(const std::string& text) {
+    std::vector<std::string> out(1);
+    int depth = 0;
+    for (char ch : text) {
+        if (ch == '(')
+            ++depth;
+        if (ch == ')')
+            --depth;
+        if (ch == ',' && depth == 0)
+            out.emplace_back();
+        else if (ch != ' ')
+            out.back() += ch;
+    }
+    return out;
+}
+
+void compare_with_objdump(CpuMode mode, const char* directive, const char* as_flags,
+                          const char* objdump_flags) {
+    std::mt19937 rng(0x60D817 + static_cast<u32>(mode));
+    std::vector<RandomCase> cases;
+    std::map<u64, std::size_t> at_offset; // instruction start → case
+    u64 offset = 0;
+    for (int i = 0; i < 1500; ++i) {
+        RandomCase c = random_case(rng, mode);
+        at_offset[offset] = cases.size();
+        offset += c.bytes.size();
+        cases.push_back(std::move(c));
+    }
+
+    const std::filesystem::path dir =
+        std::filesystem::temp_directory_path() /
+        ("godwit-mmio-objdump-" + std::to_string(::getpid()) + "-" + (directive + 1));
+    std::filesystem::create_directories(dir);
+    {
+        std::ofstream source(dir / "cases.s");
+        source << directive << "\n";
+        for (const RandomCase& c : cases) {
+            source << ".byte ";
+            for (std::size_t i = 0; i < c.bytes.size(); ++i)
+                source << (i ? "," : "") << int(c.bytes[i]);
+            source << "\n";
+        }
+    }
+    const std::string command =
+        "as " + std::string(as_flags) + " -o '" + (dir / "cases.o").string() + "' '" +
+        (dir / "cases.s").string() + "' && objdump -d -w " + objdump_flags + " '" +
+        (dir / "cases.o").string() + "' > '" + (dir / "cases.txt").string() + "'";
+    ASSERT_EQ(std::system(command.c_str()), 0) << "binutils (as, objdump) are needed: " << command;
+
+    std::ifstream listing(dir / "cases.txt");
+    std::string line;
+    std::size_t checked = 0;
+    while (std::getline(listing, line)) {
+        // "   1f:\t67 66 89 03          \tdata16 mov %ax,(%bp,%di)"
+        std::vector<std::string> fields;
+        std::stringstream split(line);
+        for (std::string f; std::getline(split, f, '\t');)
+            fields.push_back(f);
+        if (fields.size() < 3 || fields[0].find(':') == std::string::npos)
+            continue;
+        const u64 address = std::strtoull(fields[0].c_str(), nullptr, 16);
+        const auto found = at_offset.find(address);
+        ASSERT_NE(found, at_offset.end()) << "objdump decoded a different length before: " << line;
+        const RandomCase& c = cases[found->second];
+        const MmioInstruction& d = c.decoded;
+        std::stringstream bytes_field(fields[1]);
+        std::size_t objdump_length = 0;
+        for (std::string hex; bytes_field >> hex;)
+            ++objdump_length;
+        SCOPED_TRACE(line);
+        ASSERT_EQ(objdump_length, c.bytes.size());
+
+        // The mnemonic is the first word starting with "mov"; prefixes' names come before it.
+        std::stringstream words(fields[2]);
+        std::string word, mnemonic;
+        while (words >> word && word.rfind("mov", 0) != 0) {
+        }
+        mnemonic = word;
+        ASSERT_EQ(mnemonic.rfind("mov", 0), 0u);
+        std::string rest;
+        std::getline(words, rest);
+        const std::vector<std::string> ops = operands_of(rest.substr(0, rest.find('#')));
+        ASSERT_EQ(ops.size(), 2u);
+        if (d.op == MmioOp::store_immediate) {
+            ASSERT_EQ(ops[0][0], '$');
+            EXPECT_EQ(std::strtoull(ops[0].c_str() + 1, nullptr, 16), d.immediate);
+            const char suffix = "?bw?l???q"[d.access_size];
+            EXPECT_EQ(mnemonic, std::string("mov") + suffix);
+        } else {
+            const bool load = d.op == MmioOp::load;
+            const std::string& reg = load ? ops[1] : ops[0];
+            EXPECT_EQ(reg, register_name(d.reg, d.dest_size, d.high_byte));
+            if (d.zero_extend || d.sign_extend) {
+                // movzbl, movswq, ...: z/s, then the source size
+                EXPECT_EQ(mnemonic[3], d.zero_extend ? 'z' : 's');
+                EXPECT_EQ(mnemonic[4], d.access_size == 1 ? 'b' : 'w');
+            }
+        }
+        ++checked;
+    }
+    EXPECT_EQ(checked, cases.size());
+    std::filesystem::remove_all(dir);
+}
+
+TEST(MmioInstruction, AgreesWithObjdumpOnRandomEncodings16) {
+    compare_with_objdump(CpuMode::real16, ".code16", "--32", "-Mi8086");
+}
+TEST(MmioInstruction, AgreesWithObjdumpOnRandomEncodings32) {
+    compare_with_objdump(CpuMode::protected32, ".code32", "--32", "");
+}
+TEST(MmioInstruction, AgreesWithObjdumpOnRandomEncodings64) {
+    compare_with_objdump(CpuMode::long64, ".code64", "--64", "");
 }
 
 TEST(MmioInstruction, RejectsWhatIsNotAMovMemoryAccess) {

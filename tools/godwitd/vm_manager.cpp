@@ -10,6 +10,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "abi/godwit_hypercall.h"
@@ -165,6 +166,14 @@ control::VmInfo VmManager::info(const Vm& vm) const {
 }
 
 control::VmInfo VmManager::create(const std::string& definition_json) {
+    // The schema allows up to 254 vCPUs, this hypervisor fewer: name its range for a zero.
+    auto doc = nlohmann::json::parse(definition_json, nullptr, false);
+    if (doc.is_object() && doc.contains("vcpus") && doc["vcpus"].is_number_integer() &&
+        doc["vcpus"].get<std::int64_t>() < 1) {
+        throw Error(ErrorCode::invalid_input,
+                    fmt::format("a VM has 1 to {} vCPUs, not {}", GODWIT_MAX_VCPUS,
+                                doc["vcpus"].get<std::int64_t>()));
+    }
     vmm::VmDefinition def = vmm::parse_vm_definition(definition_json, "in the create request");
     vmm::VmDefinitionStore& definitions = store();
     if (vms_.contains(def.name)) {

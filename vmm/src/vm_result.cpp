@@ -117,21 +117,25 @@ VmResult parse_vm_result(const std::string& text, const std::string& source) {
     }
     VmResult r;
     r.kind = *kind;
-    try {
-        if (doc.contains("exit_code")) {
-            r.exit_code = doc["exit_code"].get<std::uint32_t>();
+    // get<> converts between number types silently (-1 becomes 4294967295): check first.
+    auto unsigned_field = [&](const char* key, std::uint64_t max) -> std::uint64_t {
+        if (!doc.contains(key)) {
+            return 0;
         }
-        if (doc.contains("address")) {
-            r.address = doc["address"].get<std::uint64_t>();
+        const auto& v = doc[key];
+        if (!v.is_number_unsigned() || v.get<std::uint64_t>() > max) {
+            throw bad(fmt::format("\"{}\" must be a whole number up to {}", key, max));
         }
-        if (doc.contains("error_code")) {
-            r.error_code = doc["error_code"].get<int>();
+        return v.get<std::uint64_t>();
+    };
+    r.exit_code = static_cast<std::uint32_t>(unsigned_field("exit_code", 0xFFFFFFFFu));
+    r.address = unsigned_field("address", ~std::uint64_t{0});
+    r.error_code = static_cast<int>(unsigned_field("error_code", 255));
+    if (doc.contains("message")) {
+        if (!doc["message"].is_string()) {
+            throw bad("\"message\" must be a string");
         }
-        if (doc.contains("message")) {
-            r.message = one_line(doc["message"].get<std::string>());
-        }
-    } catch (const nlohmann::json::exception& e) {
-        throw bad(fmt::format("malformed field ({})", e.what()));
+        r.message = one_line(doc["message"].get<std::string>());
     }
     return r;
 }

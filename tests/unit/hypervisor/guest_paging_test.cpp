@@ -5,6 +5,7 @@
 #include <array>
 #include <cstring>
 #include <map>
+#include <random>
 
 namespace godwit::hv::x86 {
 namespace {
@@ -323,6 +324,201 @@ TEST(GuestPaging, FetchWithPagingOffAndAt4GiBWrap) {
     std::memset(bytes, 0, sizeof bytes);
     ASSERT_EQ(fetch_instruction(bits32, 0xFFFFFFFC, bytes, paged_reader), 15u);
     EXPECT_EQ(std::memcmp(bytes, code, 5), 0);
+}
+
+// Random address spaces built by an independent table writer: every mapped page of every
+// size translates to what was mapped, with random flag bits the walk must ignore, and every
+// other address is not present.
+struct Layout {
+    PagingContext context;
+    int levels;         // table levels, top first
+    u32 entry_bytes;    // 4 (32-bit paging) or 8
+    u32 shift[4];       // linear-address bit where each level's index starts
+    u32 index_bits[4];  // width of each level's index
+    bool large_leaf[4]; // a page may be mapped at this level (PS=1)
+    u64 table_noise[4]; // flag bits of table pointers the walk ignores
+    u64 leaf_noise;     // flag bits of leaves the walk ignores (A, D, G, PAT, ...)
+    u64 max_gpa;        // mapped frames stay below this
+};
+
+class RandomAddressSpace {
+  public:
+    RandomAddressSpace(const Layout& layout, u32 seed) : layout_(layout), rng_(seed) {
+        root_ = allocate_table();
+        layout_.context.cr3 = root_;
+    }
+
+    // Maps `linear` with a page of the size of `level` (0 = top); false when it collides.
+    bool map(u64 linear, int level, u64 gpa) {
+        u64 table = root_;
+        for (int l = 0; l < layout_.levels; ++l) {
+            const u64 index = (linear >> layout_.shift[l]) & ((1ull << layout_.index_bits[l]) - 1);
+            const u64 slot = table + index * layout_.entry_bytes;
+            const u64 entry = read_entry(slot);
+            const bool last = l == layout_.levels - 1;
+            if (l == level) {
+                if (entry & p)
+                    return false;
+                u64 value = gpa | p | (rng_() & layout_.leaf_noise);
+                if (!last) {
+                    value |= ps;
+                    if (rng_() % 2)
+                        value |= 1 << 12; // PAT of a large page
+                    if (layout_.entry_bytes == 4)
+                        value |= ((gpa >> 32) & 0xFF) << 13; // PSE-36
+                }
+                write_entry(slot, value);
+                return true;
+            }
+            if (entry & p) {
+                if (layout_.large_leaf[l] && (entry & ps))
+                    return false; // inside a large page
+                table = entry & 0x000FFFFFFFFFF000ull;
+                continue;
+            }
+            const u64 next = allocate_table();
+            write_entry(slot, next | p | (rng_() & layout_.table_noise[l]));
+            table = next;
+        }
+        return false;
+    }
+
+    FakeGuestMemory memory;
+    const PagingContext& context() const { return layout_.context; }
+
+  private:
+    u64 allocate_table() {
+        const u64 table = next_table_;
+        next_table_ += 0x1000;
+        memory.add_page(table);
+        return table;
+    }
+    u64 read_entry(u64 gpa) {
+        u64 value = 0;
+        GuestPhysicalReader reader = memory.reader();
+        EXPECT_TRUE(reader.read(reader.context, gpa, &value, layout_.entry_bytes));
+        return value;
+    }
+    void write_entry(u64 gpa, u64 value) { memory.write(gpa, &value, layout_.entry_bytes); }
+
+    Layout layout_;
+    std::mt19937_64 rng_;
+    u64 root_ = 0;
+    u64 next_table_ = 0x100000;
+};
+
+void check_random_address_space(const Layout& layout, u64 linear_bits, bool canonical) {
+    RandomAddressSpace space(layout, 1234);
+    std::mt19937_64 rng(99);
+    struct Region {
+        u64 size, gpa;
+    };
+    std::map<u64, Region> regions; // linear base → page
+    auto canonical_of = [&](u64 a) {
+        a &= (1ull << linear_bits) - 1;
+        if (canonical && (a >> (linear_bits - 1)))
+            a |= ~((1ull << linear_bits) - 1);
+        return a;
+    };
+    for (int i = 0; i < 400; ++i) {
+        int level = layout.levels - 1;
+        const int roll = static_cast<int>(rng() % 8);
+        for (int l = 0; l < layout.levels - 1; ++l) {
+            if (layout.large_leaf[l] && roll == l)
+                level = l;
+        }
+        const u64 size = 1ull << layout.shift[level];
+        const u64 linear = canonical_of(rng()) & ~(size - 1);
+        // 32-bit paging: 4 KiB frames are 32-bit; only 4 MiB pages reach higher (PSE-36).
+        const bool small32 = layout.entry_bytes == 4 && level == layout.levels - 1;
+        const u64 gpa = (rng() % (small32 ? 1ull << 32 : layout.max_gpa)) & ~(size - 1);
+        if (space.map(linear, level, gpa))
+            regions[linear] = {size, gpa};
+    }
+    ASSERT_GT(regions.size(), 300u);
+
+    auto expected = [&](u64 a) -> const std::pair<const u64, Region>* {
+        auto it = regions.upper_bound(a);
+        if (it == regions.begin())
+            return nullptr;
+        --it;
+        return a - it->first < it->second.size ? &*it : nullptr;
+    };
+    GuestPhysicalReader reader = space.memory.reader();
+    u32 hits = 0, misses = 0;
+    for (const auto& [linear, region] : regions) {
+        for (int k = 0; k < 8; ++k) {
+            // Inside the page, and nearby (same tables, other entries).
+            const u64 inside = linear + rng() % region.size;
+            const u64 near = canonical_of(linear ^ (rng() & ((1ull << 32) - 1)));
+            for (const u64 a : {inside, near}) {
+                const Translation t = translate_linear(space.context(), a, reader);
+                if (const auto* hit = expected(a)) {
+                    ++hits;
+                    ASSERT_EQ(t.status, WalkStatus::ok) << std::hex << a;
+                    ASSERT_EQ(t.gpa, hit->second.gpa + (a - hit->first)) << std::hex << a;
+                } else {
+                    ++misses;
+                    ASSERT_EQ(t.status, WalkStatus::not_present) << std::hex << a;
+                }
+            }
+        }
+    }
+    EXPECT_GT(hits, 1000u);
+    EXPECT_GT(misses, 100u);
+}
+
+TEST(GuestPaging, RandomFourLevelAddressSpace) {
+    Layout layout{};
+    layout.context = {cr0_pe | cr0_pg, 0, cr4_pae, efer_lme | efer_lma | efer_nxe};
+    layout.levels = 4;
+    layout.entry_bytes = 8;
+    const u32 shifts[] = {39, 30, 21, 12};
+    for (int l = 0; l < 4; ++l) {
+        layout.shift[l] = shifts[l];
+        layout.index_bits[l] = 9;
+        // RW, US, PWT, PCD, A, ignored 6 and 8-11, ignored 52-62, XD (NXE on)
+        layout.table_noise[l] = 0x7E | 0xF40 | (0x7FFull << 52) | (1ull << 63);
+    }
+    layout.large_leaf[1] = layout.large_leaf[2] = true; // 1 GiB, 2 MiB
+    layout.leaf_noise = 0x7E | 0xF00 | (0x7FFull << 52) | (1ull << 63);
+    layout.max_gpa = 1ull << 46;
+    check_random_address_space(layout, 48, true);
+}
+
+TEST(GuestPaging, RandomPaeAddressSpace) {
+    Layout layout{};
+    layout.context = {cr0_pe | cr0_pg, 0, cr4_pae, efer_nxe};
+    layout.context.physical_address_bits = 40;
+    layout.levels = 3;
+    layout.entry_bytes = 8;
+    const u32 shifts[] = {30, 21, 12}, bits[] = {2, 9, 9};
+    for (int l = 0; l < 3; ++l) {
+        layout.shift[l] = shifts[l];
+        layout.index_bits[l] = bits[l];
+        layout.table_noise[l] = 0x7E | 0xF40 | (1ull << 63);
+    }
+    layout.table_noise[0] = 0x18 | 0xE00; // PDPTE: PWT, PCD, ignored 11:9; the rest reserved
+    layout.large_leaf[1] = true;          // 2 MiB
+    layout.leaf_noise = 0x7E | 0xF00 | (1ull << 63);
+    layout.max_gpa = 1ull << 40;
+    check_random_address_space(layout, 32, false);
+}
+
+TEST(GuestPaging, Random32BitAddressSpaceWithPse36) {
+    Layout layout{};
+    layout.context = {cr0_pe | cr0_pg, 0, cr4_pse, 0};
+    layout.context.physical_address_bits = 40;
+    layout.levels = 2;
+    layout.entry_bytes = 4;
+    layout.shift[0] = 22;
+    layout.shift[1] = 12;
+    layout.index_bits[0] = layout.index_bits[1] = 10;
+    layout.table_noise[0] = 0x7E | 0xF00; // not PS
+    layout.large_leaf[0] = true;          // 4 MiB
+    layout.leaf_noise = 0x7E | 0xF00;
+    layout.max_gpa = 1ull << 40;
+    check_random_address_space(layout, 32, false);
 }
 
 } // namespace

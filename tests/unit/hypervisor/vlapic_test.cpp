@@ -892,5 +892,101 @@ TEST_F(VlapicTest, RestoreIsClosedUnderRandomCorruption) {
     EXPECT_GT(accepted, 0); // some flips (vectors, TPR, timer count) are valid states
 }
 
+// A hostile guest: random register, MSR and message traffic at random (monotonic) times.
+// Every state it reaches must save and restore to an identical APIC, and the selected
+// vector must always be a legal one.
+TEST(VlapicRandomTraffic, EveryReachableStateRoundTrips) {
+    std::mt19937_64 rng(2026);
+    RecordingBus bus;
+    const u32 offsets[] = {0x20,  0x30,  0x80,  0xA0,  0xB0,  0xD0,  0xE0,  0xF0,
+                           0x100, 0x200, 0x280, 0x300, 0x310, 0x320, 0x330, 0x370,
+                           0x380, 0x390, 0x3E0, 0x3F0, 0x2F0, 0x24};
+    const u32 msrs[] = {0x1B,  0x6E0, 0x802, 0x808, 0x80B, 0x80D, 0x80F, 0x828,
+                        0x830, 0x832, 0x837, 0x838, 0x839, 0x83E, 0x83F, 0x80E};
+    const u64 bases[] = {xapic_base, x2apic_base, 0xFEE00000, 0xFEE00000 | (1ull << 10)};
+    int injected = 0, x2apic_steps = 0, timer_steps = 0;
+    for (int run = 0; run < 40; ++run) {
+        VirtualLapic apic;
+        apic.reset(5, run % 2 == 0, 1 + static_cast<u32>(rng() % 50));
+        u64 now = rng() % 1000000;
+        for (int step = 0; step < 400; ++step) {
+            now += rng() % 5000;
+            // Values biased towards the interesting bits (enable, modes, small counts).
+            u64 value = rng();
+            if (rng() % 2)
+                value &= 0x000F11FF;
+            switch (rng() % 9) {
+            case 0:
+            case 1:
+                apic.mmio_write(offsets[rng() % std::size(offsets)], static_cast<u32>(value), now,
+                                bus);
+                break;
+            case 2:
+                apic.mmio_read(offsets[rng() % std::size(offsets)], now);
+                break;
+            case 3: {
+                const u32 msr = msrs[rng() % std::size(msrs)];
+                apic.msr_write(msr, msr == 0x1B ? bases[rng() % 4] : value, now, bus);
+                break;
+            }
+            case 4: {
+                u64 out = 0;
+                apic.msr_read(msrs[rng() % std::size(msrs)], out, now);
+                break;
+            }
+            case 5: {
+                ApicMessage m;
+                m.vector = static_cast<u8>(rng());
+                m.mode = static_cast<DeliveryMode>(rng() % 8 == 3 ? 0 : rng() % 8);
+                m.level_triggered = rng() % 2;
+                m.assert_level = rng() % 4 != 0;
+                apic.accept(m);
+                break;
+            }
+            case 6: {
+                const int vector = apic.pending_vector(now);
+                ASSERT_TRUE(vector == -1 || (vector >= 16 && vector <= 255)) << vector;
+                if (vector >= 0) {
+                    apic.acknowledge(static_cast<u8>(vector));
+                    ++injected;
+                }
+                break;
+            }
+            case 7:
+                if (rng() % 8 == 0) {
+                    apic.init();
+                } else { // software-enable and EOI, in whichever mode is live
+                    apic.mmio_write(0xF0, 0x1FF, now, bus);
+                    apic.msr_write(0x80F, 0x1FF, now, bus);
+                    apic.mmio_write(0xB0, 0, now, bus);
+                    apic.msr_write(0x80B, 0, now, bus);
+                }
+                break;
+            default: {
+                u8 sipi = 0;
+                apic.take_nmi();
+                apic.take_sipi(sipi);
+                break;
+            }
+            }
+            VirtualLapic::State s{};
+            apic.save(s, now);
+            VirtualLapic copy;
+            copy.reset(5, false, 1);
+            ASSERT_TRUE(copy.restore(s, now)) << "run " << run << " step " << step;
+            VirtualLapic::State back{};
+            copy.save(back, now);
+            ASSERT_EQ(std::memcmp(&s, &back, sizeof(s)), 0) << "run " << run << " step " << step;
+            ASSERT_EQ(copy.timer_deadline(), apic.timer_deadline());
+            x2apic_steps += apic.x2apic_enabled();
+            timer_steps += s.timer_armed != 0 || s.tsc_deadline != 0;
+        }
+    }
+    // The traffic reaches the interesting states.
+    EXPECT_GT(injected, 100);
+    EXPECT_GT(x2apic_steps, 1000);
+    EXPECT_GT(timer_steps, 1000);
+}
+
 } // namespace
 } // namespace godwit::hv

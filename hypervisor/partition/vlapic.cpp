@@ -177,6 +177,8 @@ u64 VirtualLapic::timer_next(u64 now_tsc) const {
         return timer_next_;
     // Periodic and overdue (expiry not yet processed): the reload after the missed periods.
     const u64 period = static_cast<u64>(timer_initial_) * timer_tick();
+    if (period == 0)
+        return timer_next_; // not counting (the initial count is never 0 while running)
     return timer_next_ + period * ((now_tsc - timer_next_) / period + 1);
 }
 
@@ -186,7 +188,9 @@ u32 VirtualLapic::timer_current_count(u64 now_tsc) const {
     const u64 next = timer_next(now_tsc);
     if (now_tsc >= next)
         return 0; // one-shot ran out
-    return static_cast<u32>((next - now_tsc) / timer_tick());
+    // Never above the initial count, even if the caller's clock stepped back.
+    const u64 count = (next - now_tsc) / timer_tick();
+    return count > timer_initial_ ? timer_initial_ : static_cast<u32>(count);
 }
 
 void VirtualLapic::expire_timer(u64 now_tsc) {

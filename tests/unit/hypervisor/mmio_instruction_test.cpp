@@ -411,6 +411,10 @@ void compare_with_objdump(CpuMode mode, const char* directive, const char* as_fl
         std::filesystem::temp_directory_path() /
         ("godwit-mmio-objdump-" + std::to_string(::getpid()) + "-" + (directive + 1));
     std::filesystem::create_directories(dir);
+    struct RemoveOnExit {
+        std::filesystem::path path;
+        ~RemoveOnExit() { std::filesystem::remove_all(path); } // also after a failed ASSERT
+    } cleanup{dir};
     {
         std::ofstream source(dir / "cases.s");
         source << directive << "\n";
@@ -479,7 +483,6 @@ void compare_with_objdump(CpuMode mode, const char* directive, const char* as_fl
         ++checked;
     }
     EXPECT_EQ(checked, cases.size());
-    std::filesystem::remove_all(dir);
 }
 
 TEST(MmioInstruction, AgreesWithObjdumpOnRandomEncodings16) {

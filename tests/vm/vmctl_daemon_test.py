@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,15 @@ def check(name, ok, detail=""):
     return ok
 
 
+def alive(pid):
+    """A process that exists and is not a zombie (its reaper may be slow or absent)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 class Daemon:
     def __init__(self, bin_dir, tmp, device, worker=None, extra=()):
         self.socket = os.path.join(tmp, "godwitd.sock")
@@ -42,10 +52,19 @@ class Daemon:
             cmd += ["--worker", worker]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
-        while not os.path.exists(self.socket):
+        while not self.listening():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"godwitd did not start: {self.proc.stderr.read()}")
             time.sleep(0.02)
+
+    def listening(self):
+        # A socket file alone may be a dead daemon's: only an accepted connection counts.
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(self.socket)
+                return True
+            except OSError:
+                return False
 
     def stop(self):
         if self.proc.poll() is None:
@@ -227,8 +246,7 @@ def main():
         except subprocess.TimeoutExpired:
             follower.kill()
             check("console --follow ends when the VM stops", False, "still running")
-        check("worker process is gone", not os.path.exists(f"/proc/{pid}") or
-              open(f"/proc/{pid}/stat").read().split()[2] == "Z")
+        check("worker process is gone", not alive(pid))
 
         rc, doc = godwit_json("vm", "start", "run")
         check("restart after stop", rc == 0 and doc.get("state") == "running", str(doc))
@@ -260,6 +278,22 @@ def main():
         rc, out, _ = godwit("vm", "list")
         check("list shows every VM's last result", "killed" in out and "debug_exit" in out and
               "SIGABRT" in out, out)
+
+        # godwitd dies (SIGKILL): its workers die with it, and the next godwitd says so.
+        rc, doc = godwit_json("vm", "start", "run")
+        pid = doc.get("pid") or 0
+        daemon.proc.kill()
+        daemon.proc.wait()
+        deadline = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        check("a worker does not outlive a killed godwitd", pid and not alive(pid))
+        daemon = Daemon(bin_dir, tmp, "/dev/null", worker=fake)
+        rc, doc = godwit_json("vm", "show", "run")
+        result = doc.get("last_result") or {}
+        check("the next godwitd reports the run that ended with the old one",
+              doc.get("state") == "stopped" and result.get("kind") == "killed" and
+              "godwitd ended while the VM ran" in result.get("message", ""), str(doc))
 
         godwit("vm", "start", "run")
         rc = daemon.stop()

@@ -49,6 +49,11 @@ fs::path result_file(const fs::path& dir) {
 fs::path worker_log(const fs::path& dir) {
     return dir / "worker.log";
 }
+// Present while a worker runs: a daemon that finds it at startup knows the previous godwitd
+// died with the VM running (the worker died with it, PR_SET_PDEATHSIG).
+fs::path worker_pid_file(const fs::path& dir) {
+    return dir / "worker.pid";
+}
 
 void fill_result(control::VmResult& out, const vmm::VmResult& r) {
     out.set_kind(std::string(to_string(r.kind)));
@@ -102,10 +107,23 @@ VmManager::VmManager(asio::io_context& io, VmManagerOptions options)
         try {
             auto vm = std::make_unique<Vm>(store_->get(name));
             std::optional<vmm::VmResult> last;
+            fs::path dir = run_path(name);
             try {
-                last = vmm::read_vm_result(result_file(run_path(name)));
+                last = vmm::read_vm_result(result_file(dir));
             } catch (const Error& e) {
                 spdlog::warn("VM '{}': ignoring its last result: {}", name, e.what());
+            }
+            std::ifstream pid_file(worker_pid_file(dir));
+            std::string pid;
+            if (!last && pid_file >> pid) {
+                last = vmm::VmResult{vmm::VmResult::Kind::killed, 0, 0, 0,
+                                     fmt::format("godwitd ended while the VM ran; its worker "
+                                                 "(pid {}) ended with it",
+                                                 pid)};
+                spdlog::warn("VM '{}': {}", name, last->message);
+                std::error_code ec;
+                fs::remove(worker_pid_file(dir), ec);
+                vmm::write_vm_result(result_file(dir), *last);
             }
             vm->life.restore(last);
             vms_.emplace(name, std::move(vm));
@@ -227,12 +245,21 @@ control::VmInfo VmManager::start(const std::string& name) {
                                 "(GODWIT_MAX_PARTITIONS); stop one before starting '{}'",
                                 running, name));
     }
-    std::uint64_t available = available_memory_mib();
+    // VMs still starting have not allocated their RAM yet: MemAvailable does not show them.
+    std::uint64_t available = available_memory_mib(), starting = 0;
+    for (const auto& [other, entry] : vms_) {
+        if (entry->life.state() == VmState::starting) {
+            starting += entry->definition.memory_mib;
+        }
+    }
+    available = available > starting ? available - starting : 0;
     if (vm.definition.memory_mib > available) {
         throw Error(ErrorCode::conflict,
                     fmt::format("VM '{}' needs {} MiB of memory but the root partition can give "
-                                "only {} MiB now (MemAvailable less the {} MiB reserve)",
-                                name, vm.definition.memory_mib, available, options_.reserve_mib));
+                                "only {} MiB now (MemAvailable less the {} MiB reserve and {} MiB "
+                                "for VMs still starting)",
+                                name, vm.definition.memory_mib, available, options_.reserve_mib,
+                                starting));
     }
     fs::path dir = run_path(name);
     std::error_code ec;
@@ -248,6 +275,7 @@ control::VmInfo VmManager::start(const std::string& name) {
                           worker_log(dir),   options_.device};
     SpawnedWorker worker = spawn_worker(command);
     vm.life.started(worker.pid);
+    std::ofstream(worker_pid_file(dir)) << worker.pid << '\n';
     vm.ready = std::make_unique<asio::posix::stream_descriptor>(io_, worker.ready_fd);
     watch_ready(vm);
     spdlog::info("VM '{}' starting: worker pid {}", name, worker.pid);
@@ -364,6 +392,8 @@ void VmManager::reap(pid_t pid, int status) {
         spdlog::warn("VM '{}': {}", name, e.what());
     }
     exit.log_tail = last_log_line(worker_log(dir));
+    std::error_code ec;
+    fs::remove(worker_pid_file(dir), ec);
     bool reported = exit.reported.has_value();
     const vmm::VmResult& result = vm.life.exited(exit, vm.stop_timeout);
     if (!reported || result.kind == vmm::VmResult::Kind::killed) {

@@ -43,7 +43,16 @@ def main():
         host.shell_ready(args.boot_timeout)
         print(f"root shell after {host.elapsed():.0f}s", flush=True)
         started = time.monotonic()
+        plain_run = host.run
+
+        def timed_run(command, timeout=120):  # where the time goes, for the log
+            t0 = time.monotonic()
+            result = plain_run(command, timeout)
+            print(f"  [{time.monotonic() - t0:5.1f}s] {command[:90]}", flush=True)
+            return result
+        host.run = timed_run
         run_vm_checks(host, check)
+        host.run = plain_run
         print(f"vm checks took {time.monotonic() - started:.0f}s", flush=True)
         status, out = host.run("tail -20 /var/log/godwitd.log")
         print(out)

@@ -333,7 +333,7 @@ int run_stop_or_kill(Invocation& inv, bool kill) {
     control::VmInfo info = expect_vm(call(vm, request), kill ? "vm kill" : "vm stop");
     if (!vm.count("no-wait")) {
         // Past the daemon's SIGKILL escalation; a killed worker is reaped at once.
-        double seconds = kill ? 30.0 : (timeout ? timeout : 30.0) + 30.0;
+        double seconds = kill ? 30.0 : (timeout ? timeout : 270.0) + 30.0;
         info = wait_for(vm, name, seconds, "to stop",
                         [](const control::VmInfo& i) { return !is_active(i); });
     }

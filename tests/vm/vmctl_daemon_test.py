@@ -42,11 +42,12 @@ def alive(pid):
 
 
 class Daemon:
-    def __init__(self, bin_dir, tmp, device, worker=None, extra=()):
+    def __init__(self, bin_dir, tmp, device, worker=None, extra=(), state_dir=None):
         self.socket = os.path.join(tmp, "godwitd.sock")
         self.log = os.path.join(tmp, "godwitd.log")
         cmd = [os.path.join(bin_dir, "godwitd"), "--socket", self.socket, "--state-dir",
-               os.path.join(tmp, "state"), "--run-dir", os.path.join(tmp, "run"), "--device",
+               state_dir or os.path.join(tmp, "state"), "--run-dir", os.path.join(tmp, "run"),
+               "--device",
                device, "--log-file", self.log, "--log-level", "debug", *extra]
         if worker:
             cmd += ["--worker", worker]
@@ -116,6 +117,8 @@ def main():
         daemon = Daemon(bin_dir, tmp, os.path.join(tmp, "no-such-device"))
         rc, doc = godwit_json("vm", "list")
         check("empty list", rc == 0 and doc == {"vms": []}, str(doc))
+        check("no directories created before the first VM", not os.path.exists(
+            os.path.join(tmp, "state")) and not os.path.exists(os.path.join(tmp, "run")))
         rc, out, err = godwit("vm", "create", "--name", "hello", "--kernel", hello, "--memory",
                               "16", "--cmdline", "answer=42")
         check("create hello", rc == 0 and "created" in out, err)
@@ -189,6 +192,23 @@ def main():
                         extra=["--reserve-mib", str(1 << 40)])
         expect_error("memory larger than the root can give", 7, "can give only 0 MiB", "vm",
                      "create", "--name", "m", "--kernel", hello, "--memory", "16")
+        daemon.stop()
+
+        # A state directory godwitd cannot use: VM requests say why, host commands still work.
+        not_a_directory = os.path.join(tmp, "state-file")
+        open(not_a_directory, "w").close()
+        daemon = Daemon(bin_dir, tmp, os.path.join(tmp, "no-such-device"),
+                        state_dir=not_a_directory)
+        expect_error("unusable state directory", 5, "VM management is unavailable", "vm",
+                     "list")
+        daemon.stop()
+        daemon = Daemon(bin_dir, tmp, os.path.join(tmp, "no-such-device"),
+                        state_dir="/proc/version/vms")
+        expect_error("state directory that cannot be created", 5, "cannot keep VM definitions",
+                     "vm", "create", "--name", "x", "--kernel", hello, "--memory", "16")
+        rc, out, err = godwit("host", "info")
+        check("host info still answers", rc == 6 and "not running the Godwit hypervisor" in err,
+              err)
         daemon.stop()
 
         # -- phase 2: the real worker on a device that is not /dev/godwit ------------------------

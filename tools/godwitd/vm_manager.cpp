@@ -87,18 +87,21 @@ VmManager::VmManager(asio::io_context& io, VmManagerOptions options)
         options_.worker = default_worker_program();
     }
     watch_children();
+    // Nothing is created until the first VM is: a host that only answers `godwit host`
+    // commands gets no directories.
+    std::error_code ec;
+    if (!fs::exists(options_.state_dir, ec)) {
+        spdlog::info("no VM definitions yet ({} does not exist); worker {}",
+                     options_.state_dir.string(), options_.worker.string());
+        return;
+    }
     try {
         store_.emplace(options_.state_dir);
-        std::error_code ec;
-        fs::create_directories(options_.run_dir, ec);
-        if (ec) {
-            throw Error(ErrorCode::io, fmt::format("creating VM run directory {}: {}",
-                                                   options_.run_dir.string(), ec.message()));
-        }
+        store_->names();
     } catch (const Error& e) {
         store_.reset();
-        store_error_ = fmt::format("VM management is unavailable: {} (godwitd --state-dir and "
-                                   "--run-dir choose other directories)",
+        store_error_ = fmt::format("VM management is unavailable: {} (godwitd --state-dir "
+                                   "chooses another directory)",
                                    e.what());
         spdlog::warn("{}", store_error_);
         return;
@@ -137,9 +140,22 @@ VmManager::VmManager(asio::io_context& io, VmManagerOptions options)
 
 VmManager::~VmManager() = default;
 
-vmm::VmDefinitionStore& VmManager::store() {
-    if (!store_) {
+void VmManager::check_available() const {
+    if (!store_error_.empty()) {
         throw Error(ErrorCode::io, store_error_);
+    }
+}
+
+vmm::VmDefinitionStore& VmManager::store() {
+    check_available();
+    if (!store_) {
+        try {
+            store_.emplace(options_.state_dir);
+        } catch (const Error& e) {
+            throw Error(e.code(), fmt::format("cannot keep VM definitions: {} (godwitd "
+                                              "--state-dir chooses another directory)",
+                                              e.what()));
+        }
     }
     return *store_;
 }
@@ -149,7 +165,7 @@ fs::path VmManager::run_path(const std::string& name) const {
 }
 
 VmManager::Vm& VmManager::find(const std::string& name) {
-    store();
+    check_available();
     auto it = vms_.find(name);
     if (it == vms_.end()) {
         throw Error(ErrorCode::not_found,
@@ -480,7 +496,7 @@ std::optional<control::Response> VmManager::handle(const control::Request& reque
         *response.mutable_vm() = info(find(request.vm_show().name()));
         break;
     case Body::kVmList:
-        store();
+        check_available();
         for (const auto& [name, vm] : vms_) {
             *response.mutable_vm_list()->add_vms() = info(*vm);
         }

@@ -36,8 +36,9 @@ struct VmManagerOptions {
 
 class VmManager {
   public:
-    // Loads the stored definitions. A state directory that cannot be created does not stop
-    // godwitd (host info still works); every VM request then fails with the reason.
+    // Loads the stored definitions. An unreadable state directory does not stop godwitd
+    // (host commands still work); every VM request then fails with the reason. Directories
+    // are created when the first VM is created or started.
     VmManager(boost::asio::io_context& io, VmManagerOptions options);
     ~VmManager();
     VmManager(const VmManager&) = delete;
@@ -60,7 +61,8 @@ class VmManager {
     control::VmConsole console(const std::string& name, std::uint64_t from, std::uint32_t max);
 
     Vm& find(const std::string& name);
-    vmm::VmDefinitionStore& store();
+    void check_available() const;    // Error(io) when the state directory is unusable
+    vmm::VmDefinitionStore& store(); // created with the first VM
     std::uint64_t available_memory_mib() const;
     std::filesystem::path run_path(const std::string& name) const;
     control::VmInfo info(const Vm& vm) const;

@@ -12,6 +12,7 @@ recording one PASS/FAIL line, as tests/root/root_host_test.py's check does. It:
     must stop alone with an access-outside-RAM result while dirty keeps running; then hello
     starts and completes while dirty still runs;
   - checks the operator errors on the real host (start or delete of a running VM);
+  - stops dirty gracefully (SIGTERM: result "stopped"), starts it again;
   - kills dirty: stopped with result "killed", its worker gone, partitions destroyed (no
     guest memory left in the hypervisor), and a VM still starts afterwards;
   - deletes every VM.
@@ -115,7 +116,19 @@ def _checks(host, ok):
     ok(status == 7 and "stop it first" in out, "vm: delete of a running VM is refused",
        out[-300:])
 
+    # -- graceful stop: SIGTERM -> the worker's VmRunner::request_stop --------------------------
+    status, out = host.run("godwit --json vm stop dirty", VM_TIMEOUT)
+    doc = _json(out)
+    ok(status == 0 and doc.get("state") == "stopped" and _result(doc).get("kind") == "stopped",
+       "vm: godwit vm stop dirty: the worker stops the VM on SIGTERM (result stopped)",
+       out[-400:])
+
     # -- kill -----------------------------------------------------------------------------
+    status, out = host.run("godwit --json vm start dirty", VM_TIMEOUT)
+    doc = _json(out)
+    ok(status == 0 and doc.get("state") == "running", "vm: a stopped VM starts again",
+       out[-400:])
+    dirty_pid = doc.get("pid")
     status, out = host.run("godwit --json vm kill dirty", VM_TIMEOUT)
     doc = _json(out)
     ok(status == 0 and doc.get("state") == "stopped" and _result(doc).get("kind") == "killed",

@@ -1,0 +1,93 @@
+#include "worker_process.hpp"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+using namespace godwit::daemon;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        char tmpl[] = "/tmp/godwit-worker-XXXXXX";
+        path = ::mkdtemp(tmpl);
+    }
+    ~TempDir() { fs::remove_all(path); }
+};
+
+WorkerCommand command_in(const TempDir& dir, const fs::path& program) {
+    return {program,
+            dir.path / "vm.json",
+            dir.path / "console.log",
+            dir.path / "result.json",
+            dir.path / "worker.log",
+            "/dev/godwit"};
+}
+
+int wait_for(pid_t pid) {
+    int status = 0;
+    EXPECT_EQ(::waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+} // namespace
+
+TEST(WorkerProcess, RunsTheProgramWithTheContractsArgumentsLogAndReadyPipe) {
+    TempDir dir;
+    fs::path script = dir.path / "worker.sh";
+    std::ofstream(script) << "#!/bin/sh\n"
+                             "echo \"args: $*\"\n"
+                             "echo 'to stderr' >&2\n"
+                             "printf R >&3\n"
+                             "exit 4\n";
+    fs::permissions(script, fs::perms::owner_all);
+    SpawnedWorker worker = spawn_worker(command_in(dir, script));
+    ASSERT_GT(worker.pid, 0);
+    char byte = 0;
+    EXPECT_EQ(::read(worker.ready_fd, &byte, 1), 1);
+    EXPECT_EQ(byte, 'R');
+    int status = wait_for(worker.pid);
+    EXPECT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 4);
+    EXPECT_EQ(::read(worker.ready_fd, &byte, 1), 0) << "EOF once the worker is gone";
+    ::close(worker.ready_fd);
+
+    std::ifstream log(dir.path / "worker.log");
+    std::string first;
+    std::getline(log, first);
+    EXPECT_NE(first.find("--definition " + (dir.path / "vm.json").string()), std::string::npos)
+        << first;
+    EXPECT_NE(first.find("--ready-fd 3"), std::string::npos) << first;
+    EXPECT_NE(first.find("--device /dev/godwit"), std::string::npos) << first;
+    EXPECT_EQ(last_log_line(dir.path / "worker.log"), "to stderr");
+}
+
+TEST(WorkerProcess, AMissingProgramEndsWith127AndSaysWhy) {
+    TempDir dir;
+    SpawnedWorker worker = spawn_worker(command_in(dir, dir.path / "no-such-worker"));
+    int status = wait_for(worker.pid);
+    ::close(worker.ready_fd);
+    EXPECT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 127);
+    std::string why = last_log_line(dir.path / "worker.log");
+    EXPECT_NE(why.find("could not be executed: No such file or directory"), std::string::npos)
+        << why;
+}
+
+TEST(WorkerProcess, LastLogLineSkipsBlankLinesAndIsBounded) {
+    TempDir dir;
+    fs::path log = dir.path / "w.log";
+    std::ofstream(log) << "first\nthe reason\n\n   \n";
+    EXPECT_EQ(last_log_line(log), "the reason");
+    std::ofstream(log) << std::string(1000, 'x') << "\n";
+    EXPECT_EQ(last_log_line(log, 10), std::string(10, 'x') + "...");
+    EXPECT_EQ(last_log_line(dir.path / "missing.log"), "");
+}

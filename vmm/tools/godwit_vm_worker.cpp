@@ -94,8 +94,8 @@ int run_vm(const po::variables_map& vm, const std::filesystem::path& result_file
 
     vmm::VmResult result = vmm::VmResult::from_stop(stop);
     if (result.kind == vmm::VmResult::Kind::stopped && stop_signal.load() != 0) {
-        result.message = std::string("stopped on request (") + ::sigabbrev_np(stop_signal.load()) +
-                         " to the worker)";
+        result.message = std::string("stopped on request (SIG") +
+                         ::sigabbrev_np(stop_signal.load()) + " to the worker)";
     }
     report(result_file, result);
     if (result.kind == vmm::VmResult::Kind::failed) {

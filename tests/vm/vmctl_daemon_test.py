@@ -244,8 +244,12 @@ def main():
         pid = doc.get("pid") or 0
         expect_error("start of a running VM", 7, "already running", "vm", "start", "run")
         expect_error("delete of a running VM", 7, "stop it first", "vm", "delete", "run")
-        time.sleep(0.3)
-        rc, out, _ = godwit("vm", "console", "run")
+        deadline = time.monotonic() + 10  # a loaded CI machine may be slow to print
+        while time.monotonic() < deadline:
+            rc, out, _ = godwit("vm", "console", "run")
+            if "fake: heartbeat 2" in out:
+                break
+            time.sleep(0.1)
         check("console shows the worker's output", rc == 0 and "fake: heartbeat 1" in out, out)
         rc, doc = godwit_json("vm", "console", "run")
         check("console --json", rc == 0 and doc.get("active") is True and

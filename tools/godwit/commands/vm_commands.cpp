@@ -174,7 +174,9 @@ control::VmInfo wait_for(const po::variables_map& vm, const std::string& name, d
                             std::to_string(static_cast<int>(seconds)) + " s of waiting for it " +
                             waiting_for + " (`godwit vm show " + name + "`)");
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        // Short: a start or stop takes well under a second on real hardware, and under
+        // emulation the root's clock crawls while a guest runs, so long sleeps cost minutes.
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
 }
 
@@ -490,7 +492,7 @@ int run_console(Invocation& inv) {
             }
             return 0;
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
 }
 

@@ -5,7 +5,8 @@ and one godwit-vm-worker per VM, in the root partition of a BochsHost
     run_vm_checks(host, check)
 
 with `host` at the root shell (godwitd running) and `check(condition, what, detail="")`
-recording one PASS/FAIL line, as tests/root/root_host_test.py's check does. It:
+recording one PASS/FAIL line, as tests/root/root_host_test.py's check does (a
+`check(name, ok, detail)` is recognised by its first parameter's name and adapted). It:
   - creates hello.elf, starts it, follows its console until it stops, checks the result
     (debug exit 0) and the console;
   - runs two VMs at once: dirty.elf (runs forever, heartbeats) and isolation.elf, which
@@ -18,6 +19,7 @@ recording one PASS/FAIL line, as tests/root/root_host_test.py's check does. It:
   - deletes every VM.
 Returns the number of failed checks."""
 
+import inspect
 import json
 import re
 
@@ -33,13 +35,26 @@ def _json(out):
         return {}
 
 
+def _recorder(check):
+    """check(condition, what, detail) as tests/root/root_host_test.py defines it; a
+    check(name, ok, detail) (first parameter named name/what) is adapted."""
+    try:
+        first = next(iter(inspect.signature(check).parameters), "")
+    except (TypeError, ValueError):
+        first = ""
+    if first in ("name", "what", "title"):
+        return lambda condition, what, detail="": check(what, condition, detail)
+    return check
+
+
 def run_vm_checks(host, check):
     failed = []
+    record = _recorder(check)
 
     def ok(condition, what, detail=""):
         if not condition:
             failed.append(what)
-        check(condition, what, detail)
+        record(condition, what, detail)
         return condition
 
     try:

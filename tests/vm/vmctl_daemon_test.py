@@ -134,6 +134,22 @@ def main():
         rc, out, _ = godwit("vm", "list")
         check("list shows hello defined", rc == 0 and "hello" in out and "defined" in out, out)
 
+        module = os.path.join(tmp, "initrd.img")
+        open(module, "wb").write(b"module contents")
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        rc, out, err = godwit("vm", "create", "--name", "mod", "--kernel", hello, "--memory",
+                              "16", "--module", "initrd.img root=/dev/ram0")
+        os.chdir(cwd)
+        rc2, doc = godwit_json("vm", "show", "mod")
+        check("create --module: path made absolute, text after it is its cmdline", rc == 0 and
+              doc.get("definition", {}).get("modules") ==
+              [{"path": module, "cmdline": "root=/dev/ram0"}], f"{err} {doc}")
+        godwit("vm", "delete", "mod")
+        expect_error("module not found", 3, "does not exist", "vm", "create", "--name", "k",
+                     "--kernel", hello, "--memory", "16", "--module",
+                     os.path.join(tmp, "missing.img"))
+
         definition = os.path.join(tmp, "two.json")
         with open(definition, "w") as f:
             json.dump({"schema": 1, "name": "two", "vcpus": 2, "memory_mib": 8,

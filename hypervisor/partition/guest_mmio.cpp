@@ -62,8 +62,14 @@ bool read_guest_physical(void* context, u64 gpa, void* destination, u32 length) 
 // Fetches and decodes the instruction at CS:RIP. False when it cannot (logged, rate-limited).
 bool decode_current(Partition& p, Vcpu& v, x86::MmioInstruction& instruction) {
     VmxVcpu& g = v.vmx;
-    x86::PagingContext paging{g.guest_visible_cr0(), g.read(VmcsField::guest_cr3),
-                              g.guest_visible_cr4(), g.read(VmcsField::guest_efer)};
+    // The walk the CPU did: the real CR0/CR4 (the bits the hypervisor owns, NE and VMXE, do
+    // not affect paging) and, under PAE, the PDPTEs VM entry loaded (Vol. 3C 26.3.2.4).
+    u64 pdptes[4] = {g.read(VmcsField::guest_pdpte0), g.read(VmcsField::guest_pdpte1),
+                     g.read(VmcsField::guest_pdpte2), g.read(VmcsField::guest_pdpte3)};
+    x86::PagingContext paging{g.read(VmcsField::guest_cr0), g.read(VmcsField::guest_cr3),
+                              g.read(VmcsField::guest_cr4), g.read(VmcsField::guest_efer)};
+    if (x86::paging_mode(paging) == x86::PagingMode::pae)
+        paging.pae_pdptes = pdptes;
     u64 cs_access = g.read(VmcsField::guest_cs_access_rights);
     x86::CpuMode mode = x86::cpu_mode_of(paging.cr0, paging.efer, g.read(VmcsField::guest_rflags),
                                          (cs_access & (1u << 13)) != 0,
@@ -81,8 +87,10 @@ bool decode_current(Partition& p, Vcpu& v, x86::MmioInstruction& instruction) {
     log(LogLevel::warn,
         "partition %u: MMIO instruction at 0x%lx not emulated (%s; bytes %02x %02x %02x %02x)",
         p.id, linear,
-        count == 0 ? "not fetchable" : s == x86::DecodeStatus::unsupported ? "unsupported"
-                                                                            : "invalid",
+        count == 0                              ? "not fetchable"
+        : s == x86::DecodeStatus::unsupported   ? "unsupported"
+        : s == x86::DecodeStatus::truncated     ? "truncated"
+                                                : "invalid",
         bytes[0], bytes[1], bytes[2], bytes[3]);
     return false;
 }
@@ -107,12 +115,16 @@ void complete_mmio_load(Vcpu& v, u64 value) {
     v.vmx.skip_instruction(v.mmio.length);
 }
 
-Emulated emulate_ept_violation(Partition& p, Vcpu& v, u64 gpa, godwit_hc_vcpu_run& run,
-                               u32& wake) {
+Emulated emulate_ept_violation(Partition& p, Vcpu& v, u64 gpa, u64 qualification,
+                               godwit_hc_vcpu_run& run, u32& wake) {
     x86::MmioInstruction instruction{};
     if (!decode_current(p, v, instruction))
         return Emulated::failed;
     bool load = instruction.op == x86::MmioOp::load;
+    // The instruction must be the access that faulted (bit 1 = write): another vCPU may
+    // have rewritten it since. Then nothing is emulated: the VMM stops the VM.
+    if (load == (((qualification >> 1) & 1) != 0))
+        return Emulated::failed;
     u64 value = load ? 0 : store_value(v, instruction);
     u64 page = gpa & ~(page_size - 1);
     u32 offset = static_cast<u32>(gpa & (page_size - 1));

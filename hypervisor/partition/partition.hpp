@@ -75,8 +75,8 @@ enum class Emulated : u8 {
     failed,      // could not fetch/decode: the VMM sees GODWIT_EXIT_MEMORY
     not_mine,    // not an APIC MSR: the generic MSR handler decides
 };
-Emulated emulate_ept_violation(Partition& p, Vcpu& v, u64 gpa, godwit_hc_vcpu_run& run,
-                               u32& wake);
+Emulated emulate_ept_violation(Partition& p, Vcpu& v, u64 gpa, u64 qualification,
+                               godwit_hc_vcpu_run& run, u32& wake);
 Emulated emulate_apic_msr(Partition& p, Vcpu& v, bool write, u32 instruction_length,
                           u32& wake);
 // Puts the value of a completed MMIO load (from the VMM) into the guest's register.

@@ -30,8 +30,10 @@ Next prepare_entry(Partition& p, Vcpu& v, godwit_hc_vcpu_run& out) {
         v.waiting_for_sipi = true;
         v.halted = false;
     }
-    if (v.waiting_for_sipi) {
-        u8 vector = 0;
+    u8 vector = 0;
+    if (!v.waiting_for_sipi) {
+        (void)v.lapic.take_sipi(vector); // a running CPU ignores SIPIs (the 2nd of INIT-SIPI-SIPI)
+    } else {
         if (!v.lapic.take_sipi(vector)) {
             out.exit_reason = GODWIT_EXIT_HLT;
             out.wake_tsc = 0; // only an IPI from another vCPU starts it
@@ -134,7 +136,7 @@ bool handle(Partition& p, Vcpu& v, u32 index, const VmExit& e, godwit_hc_vcpu_ru
         v.halted = true; // prepare_entry wakes it or reports it idle
         return false;
     case ExitReason::ept_violation:
-        switch (emulate_ept_violation(p, v, e.guest_physical, out, wake)) {
+        switch (emulate_ept_violation(p, v, e.guest_physical, e.qualification, out, wake)) {
         case Emulated::done:
             return false;
         case Emulated::to_vmm_read:

@@ -122,10 +122,11 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
                          (c.root ? vmx::proc2::enable_xsaves : 0);
     u32 exit_required =
         vmx::exit_ctl::host_address_space_64 | vmx::exit_ctl::save_efer | vmx::exit_ctl::load_efer;
-    u32 exit_optional = c.root ? vmx::exit_ctl::save_pat | vmx::exit_ctl::load_pat : 0;
+    // Every vCPU's PAT is its own (guests' page attributes mean what their PAT says).
+    u32 exit_optional = vmx::exit_ctl::save_pat | vmx::exit_ctl::load_pat;
     u32 entry_required = vmx::entry_ctl::load_efer |
                          (c.mode == GuestMode::long_mode ? vmx::entry_ctl::ia32e_guest : 0);
-    u32 entry_optional = c.root ? vmx::entry_ctl::load_pat : 0;
+    u32 entry_optional = vmx::entry_ctl::load_pat;
     if (!vmx::compute_controls(caps.pinbased, pin_required, 0, pin) ||
         !vmx::compute_controls(caps.procbased, proc_required, 0, proc) ||
         !vmx::compute_controls(caps.procbased2, proc2_required, proc2_optional, proc2) ||
@@ -183,7 +184,10 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
     w.write(VmcsField::cr4_read_shadow, cr4 & ~cr4_vmxe);
     w.write(VmcsField::guest_cr3, c.cr3);
     w.write(VmcsField::guest_efer, long_mode ? (efer_lme | efer_lma) : 0);
-    w.write(VmcsField::guest_pat, x86::rdmsr(msr_pat));
+    // The root continues with the firmware's PAT; other vCPUs start at the reset value
+    // (Vol. 3A 11.12.4).
+    constexpr u64 pat_reset_value = 0x0007040600070406ull;
+    w.write(VmcsField::guest_pat, c.root ? x86::rdmsr(msr_pat) : pat_reset_value);
     w.write(VmcsField::guest_dr7, 0x400);
     w.write(VmcsField::guest_rflags, 0x2);
     w.write(VmcsField::guest_rip, c.rip);

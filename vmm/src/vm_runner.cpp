@@ -16,7 +16,13 @@ VmRunner::VmRunner(VmPlatform& platform, VcpuBackend& backend, unsigned vcpu_cou
 
 void VmRunner::stop_all(VmStop stop) {
     platform_.request_stop(std::move(stop)); // the first reason wins
-    stopping_.store(true);
+    {
+        // Under the pause lock so a parked thread or a waiting pause() cannot miss it.
+        std::scoped_lock lock(pause_mutex_);
+        stopping_.store(true);
+        park_cv_.notify_all();
+        parked_cv_.notify_all();
+    }
     for (unsigned v = 0; v < vcpu_count_; ++v) {
         backend_.kick(v);
     }
@@ -26,10 +32,56 @@ void VmRunner::request_stop() {
     stop_all({.reason = VmStop::Reason::requested});
 }
 
+bool VmRunner::pause() {
+    std::unique_lock lock(pause_mutex_);
+    paused_ = true;
+    lock.unlock();
+    // Kicks are sticky, so a vCPU between runs returns from its next run() at once.
+    for (unsigned v = 0; v < vcpu_count_; ++v) {
+        backend_.kick(v);
+    }
+    lock.lock();
+    parked_cv_.wait(
+        lock, [&] { return stopping_.load() || !started_ || parked_ + exited_ == vcpu_count_; });
+    // A VM whose threads have not started yet (pause before run) counts as paused too.
+    return !stopping_.load();
+}
+
+void VmRunner::resume() {
+    std::scoped_lock lock(pause_mutex_);
+    paused_ = false;
+    park_cv_.notify_all();
+}
+
+bool VmRunner::paused() const {
+    std::scoped_lock lock(pause_mutex_);
+    return paused_;
+}
+
+bool VmRunner::park_if_paused() {
+    std::unique_lock lock(pause_mutex_);
+    if (!paused_) {
+        return !stopping_.load();
+    }
+    ++parked_;
+    parked_cv_.notify_all();
+    park_cv_.wait(lock, [&] { return !paused_ || stopping_.load(); });
+    --parked_;
+    return !stopping_.load();
+}
+
 void VmRunner::vcpu_loop(unsigned vcpu) {
     std::optional<IoAccess> completed_read;
     try {
         while (!stopping_.load()) {
+            // Park only with no read pending: its data must reach the guest register first
+            // (the pause kick makes that run() return at once after applying it).
+            if (!completed_read && !park_if_paused()) {
+                break;
+            }
+            if (completed_read && paused()) {
+                backend_.kick(vcpu); // our pause kick may have ended an earlier run already
+            }
             VcpuExit exit = backend_.run(vcpu, completed_read ? &*completed_read : nullptr);
             completed_read.reset();
             switch (exit.kind) {
@@ -66,9 +118,18 @@ void VmRunner::vcpu_loop(unsigned vcpu) {
 }
 
 VmStop VmRunner::run() {
+    {
+        std::scoped_lock lock(pause_mutex_);
+        started_ = true;
+    }
     std::vector<std::jthread> threads;
     for (unsigned v = 0; v < vcpu_count_; ++v) {
-        threads.emplace_back([this, v] { vcpu_loop(v); });
+        threads.emplace_back([this, v] {
+            vcpu_loop(v);
+            std::scoped_lock lock(pause_mutex_);
+            ++exited_;
+            parked_cv_.notify_all();
+        });
     }
     threads.clear(); // join every vCPU thread
     auto stop = platform_.stop();

@@ -118,3 +118,123 @@ TEST(VmRunner, RequestStopEndsAnIdleVm) {
     EXPECT_EQ(runner.run().reason, VmStop::Reason::requested);
     stopper.join();
 }
+
+namespace {
+// A guest that never stops exiting: every run() counts one exit per vCPU (an idle HLT). A
+// kick is consumed by the run() it ends, as the /dev/godwit backend does; a completed read
+// is applied even by a kicked run (the VcpuBackend contract pause() relies on).
+class BusyBackend final : public VcpuBackend {
+  public:
+    explicit BusyBackend(std::deque<VcpuExit> vcpu0_script = {})
+        : script_(std::move(vcpu0_script)) {}
+    VcpuExit run(unsigned vcpu, const IoAccess* completed) override {
+        {
+            std::scoped_lock lock(mutex_);
+            ++inside_;
+            if (completed) {
+                completed_reads_.push_back(completed->data);
+            }
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        std::scoped_lock lock(mutex_);
+        --inside_;
+        ++runs_[vcpu];
+        if (kicked_[vcpu]) {
+            kicked_[vcpu] = false;
+            return {VcpuExit::Kind::kicked, {}};
+        }
+        if (vcpu == 0 && !script_.empty()) {
+            VcpuExit e = script_.front();
+            script_.pop_front();
+            return e;
+        }
+        return {VcpuExit::Kind::halt, {}};
+    }
+    void kick(unsigned vcpu) override {
+        std::scoped_lock lock(mutex_);
+        kicked_[vcpu] = true;
+    }
+    std::uint64_t runs() {
+        std::scoped_lock lock(mutex_);
+        return runs_[0] + runs_[1];
+    }
+    int inside() {
+        std::scoped_lock lock(mutex_);
+        return inside_;
+    }
+    std::vector<std::uint64_t> completed_reads() {
+        std::scoped_lock lock(mutex_);
+        return completed_reads_;
+    }
+    std::size_t script_left() {
+        std::scoped_lock lock(mutex_);
+        return script_.size();
+    }
+
+  private:
+    std::mutex mutex_;
+    std::deque<VcpuExit> script_;
+    std::map<unsigned, bool> kicked_;
+    std::map<unsigned, std::uint64_t> runs_;
+    std::vector<std::uint64_t> completed_reads_;
+    int inside_ = 0;
+};
+
+template <typename Predicate>
+bool eventually(Predicate predicate) {
+    for (int i = 0; i < 2000; ++i) {
+        if (predicate()) {
+            return true;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return predicate();
+}
+} // namespace
+
+TEST(VmRunner, PauseParksEveryVcpuAndResumeLetsThemRun) {
+    VmPlatform vm(definition(2), {});
+    BusyBackend backend;
+    VmRunner runner(vm, backend, 2);
+    std::jthread thread([&] { EXPECT_EQ(runner.run().reason, VmStop::Reason::requested); });
+    ASSERT_TRUE(eventually([&] { return backend.runs() > 10; }));
+    for (int round = 0; round < 3; ++round) {
+        ASSERT_TRUE(runner.pause());
+        EXPECT_TRUE(runner.paused());
+        EXPECT_EQ(backend.inside(), 0);
+        std::uint64_t frozen = backend.runs();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        EXPECT_EQ(backend.runs(), frozen) << "a vCPU ran while paused";
+        runner.resume();
+        EXPECT_FALSE(runner.paused());
+        ASSERT_TRUE(eventually([&] { return backend.runs() > frozen + 10; }));
+    }
+    runner.request_stop();
+}
+
+TEST(VmRunner, PauseDeliversAPendingReadBeforeParking) {
+    VmPlatform vm(definition(1), {});
+    // Select fw_cfg's CPU count, then read it: the pause must not park between the read exit
+    // and the run() that hands the value to the guest.
+    BusyBackend backend({out(0x510, 2, FwCfg::key_nb_cpus), in(0x511, 1)});
+    VmRunner runner(vm, backend, 1);
+    std::jthread thread([&] { runner.run(); });
+    ASSERT_TRUE(eventually([&] { return backend.script_left() == 0; }));
+    ASSERT_TRUE(runner.pause());
+    EXPECT_EQ(backend.completed_reads(), (std::vector<std::uint64_t>{1}));
+    runner.request_stop();
+}
+
+TEST(VmRunner, PauseBeforeRunAndStopWhilePaused) {
+    VmPlatform vm(definition(2), {});
+    BusyBackend backend;
+    VmRunner runner(vm, backend, 2);
+    ASSERT_TRUE(runner.pause()); // nothing runs yet
+    std::jthread stopper([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));
+        EXPECT_EQ(backend.runs(), 0u) << "vCPUs ran although paused before run()";
+        runner.request_stop();
+    });
+    EXPECT_EQ(runner.run().reason, VmStop::Reason::requested);
+    EXPECT_FALSE(runner.pause()); // the VM has stopped: nothing to pause
+}

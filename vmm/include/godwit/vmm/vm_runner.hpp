@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <exception>
 #include <mutex>
 #include <optional>
@@ -18,12 +19,12 @@ namespace godwit::vmm {
 // One exit record from the hypervisor.
 struct VcpuExit {
     enum class Kind {
-        port_io,  // access: port number, size, direction, data
-        mmio,     // access: guest-physical address outside RAM, decoded (size, data)
+        port_io,          // access: port number, size, direction, data
+        mmio,             // access: guest-physical address outside RAM, decoded (size, data)
         unhandled_memory, // outside RAM, not decodable: no device can take it
-        halt,     // HLT with interrupts off and nothing pending: the vCPU is idle
-        shutdown, // triple fault
-        kicked,   // run() interrupted by kick()
+        halt,             // HLT with interrupts off and nothing pending: the vCPU is idle
+        shutdown,         // triple fault
+        kicked,           // run() interrupted by kick()
     };
     Kind kind = Kind::kicked;
     IoAccess access;
@@ -37,7 +38,9 @@ class VcpuBackend {
     // to the guest's register before resuming); nullptr otherwise.
     virtual VcpuExit run(unsigned vcpu, const IoAccess* completed) = 0;
     // Makes a run() of `vcpu` in progress (or the next one) return Kind::kicked soon.
-    // Called from other threads.
+    // Called from other threads. A kicked run() still applies `completed` first: pause()
+    // relies on it so a parked vCPU has no half-done read (its registers are a consistent
+    // snapshot).
     virtual void kick(unsigned vcpu) = 0;
 };
 
@@ -50,14 +53,35 @@ class VmRunner {
     // From any thread (godwit vm stop/kill): ends run() with Reason::requested.
     void request_stop();
 
+    // Parks every vCPU thread between two runs (none is inside the backend, and none has a
+    // read whose data the guest has not received yet), for a consistent snapshot of the VM
+    // (migration, save). Blocks until all are parked; returns false when the VM stopped
+    // instead (then there is nothing to snapshot). Callable before run(): the threads then
+    // park before their first run. Pauses do not nest.
+    bool pause();
+    // Lets parked vCPUs run again.
+    void resume();
+    bool paused() const;
+
   private:
     void vcpu_loop(unsigned vcpu);
     void stop_all(VmStop stop);
+    // Parks the calling vCPU thread while paused; false when the VM is stopping.
+    bool park_if_paused();
 
     VmPlatform& platform_;
     VcpuBackend& backend_;
     unsigned vcpu_count_;
     std::atomic<bool> stopping_{false};
+
+    // Pause handshake: pause_mutex_ guards paused_ and the counts; park_cv_ wakes parked
+    // threads (resume, stop), parked_cv_ wakes pause() as threads park or exit.
+    mutable std::mutex pause_mutex_;
+    std::condition_variable park_cv_, parked_cv_;
+    bool paused_ = false;
+    bool started_ = false; // run() has started the vCPU threads
+    unsigned parked_ = 0;
+    unsigned exited_ = 0;
 };
 
 } // namespace godwit::vmm

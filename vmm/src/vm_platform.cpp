@@ -98,6 +98,9 @@ VmPlatform::VmPlatform(const VmDefinition& definition, Options options)
     install_acpi_tables(memory_, acpi_);
     fw_cfg_->add_file("etc/e820", e820_file(memory_));
 
+    if (options_.restoring) {
+        return;
+    }
     auto kernel = read_whole_file(definition.kernel, "kernel");
     BootImage image{kernel, definition.cmdline, {}, {}};
     for (const ModuleDefinition& m : definition.modules) {

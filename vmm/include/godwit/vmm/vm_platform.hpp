@@ -42,6 +42,9 @@ class VmPlatform {
         std::filesystem::path console_log;                    // COM1 output; empty: none
         std::function<void(std::uint8_t)> console_stream;     // `godwit vm console` feed
         std::function<void(unsigned irq, bool asserted)> irq; // to the virtual IOAPIC/PIC
+        // The VM is being restored (migration, saved state): RAM and vCPUs come from the
+        // stream, so the kernel and modules are not read or loaded (they need not exist).
+        bool restoring = false;
     };
     static constexpr std::uint16_t pm_base = 0x600;
 

@@ -1,0 +1,169 @@
+// Migration of real VMs: the VMM's side of the migration engine's interfaces
+// (migration/include/godwit/migration/vm_interfaces.hpp, docs/migration-stream.md "VM state
+// records"). A VM's page frame number is its guest-physical page number, from 0 to the end
+// of its highest RAM range; pages in holes (the PCI hole below 4 GiB) read as zeros.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "godwit/migration/migration.hpp"
+#include "godwit/migration/vm_interfaces.hpp"
+#include "godwit/vmm/vm_platform.hpp"
+#include "godwit/vmm/vm_runner.hpp"
+
+namespace godwit::vmm {
+
+// What migration needs from the hypervisor partition beyond running vCPUs. GodwitBackend
+// provides exactly these methods (BackendPartition adapts it); tests use a fake.
+class PartitionAccess {
+  public:
+    virtual ~PartitionAccess() = default;
+    virtual VcpuState get_state(unsigned vcpu) = 0;
+    virtual void set_state(unsigned vcpu, const VcpuState& state) = 0;
+    virtual void dirty_log_enable() = 0;
+    virtual void dirty_log_disable() = 0;
+    // bit n of word w = guest page w*64+n written since enable or the last fetch; clears.
+    virtual void dirty_log_fetch(std::vector<std::uint64_t>& bitmap) = 0;
+    // The hypervisor's opaque, versioned rest of a vCPU (LAPIC, activity, pending events...).
+    virtual std::vector<std::uint8_t> get_vcpu_extra(unsigned vcpu) = 0;
+    virtual void set_vcpu_extra(unsigned vcpu, const std::vector<std::uint8_t>& blob) = 0;
+    virtual std::vector<std::uint8_t> get_irqchip() = 0; // the partition's IOAPIC, opaque
+    virtual void set_irqchip(const std::vector<std::uint8_t>& blob) = 0;
+};
+
+// Forwards to any backend with those methods (GodwitBackend); a template so this header
+// does not depend on /dev/godwit.
+template <typename Backend>
+class BackendPartition final : public PartitionAccess {
+  public:
+    explicit BackendPartition(Backend& backend) : b_(backend) {}
+    VcpuState get_state(unsigned vcpu) override { return b_.get_state(vcpu); }
+    void set_state(unsigned vcpu, const VcpuState& s) override { b_.set_state(vcpu, s); }
+    void dirty_log_enable() override { b_.dirty_log_enable(); }
+    void dirty_log_disable() override { b_.dirty_log_disable(); }
+    void dirty_log_fetch(std::vector<std::uint64_t>& bitmap) override {
+        b_.dirty_log_fetch(bitmap);
+    }
+    std::vector<std::uint8_t> get_vcpu_extra(unsigned vcpu) override {
+        return b_.get_vcpu_extra(vcpu);
+    }
+    void set_vcpu_extra(unsigned vcpu, const std::vector<std::uint8_t>& blob) override {
+        b_.set_vcpu_extra(vcpu, blob);
+    }
+    std::vector<std::uint8_t> get_irqchip() override { return b_.get_irqchip(); }
+    void set_irqchip(const std::vector<std::uint8_t>& blob) override { b_.set_irqchip(blob); }
+
+  private:
+    Backend& b_;
+};
+
+// Guest RAM as migration pages. Writing a non-zero page into a hole is a stream error.
+class MigrationMemory final : public migration::GuestMemory {
+  public:
+    explicit MigrationMemory(vmm::GuestMemory& memory) : memory_(memory) {}
+    std::uint64_t page_count() const override;
+    void read_page(std::uint64_t pfn, std::uint8_t* out) const override;
+    void write_page(std::uint64_t pfn, const std::uint8_t* in) override;
+
+  private:
+    vmm::GuestMemory& memory_;
+};
+
+// The hypervisor's dirty log, trimmed to the VM's page count.
+class PartitionDirtyLog final : public migration::DirtyLog {
+  public:
+    explicit PartitionDirtyLog(PartitionAccess& partition) : partition_(partition) {}
+    void enable() override { partition_.dirty_log_enable(); }
+    void disable() override { partition_.dirty_log_disable(); }
+    void fetch_and_clear(std::vector<std::uint64_t>& bitmap) override {
+        partition_.dirty_log_fetch(bitmap);
+    }
+
+  private:
+    PartitionAccess& partition_;
+};
+
+// Pause/resume through VmRunner. Throttling is not implemented (no vCPU duty-cycle control
+// yet): set_throttle records the request only, so auto-converge cannot slow a guest down.
+class RunnerControl final : public migration::VmControl {
+  public:
+    explicit RunnerControl(VmRunner& runner) : runner_(runner) {}
+    void pause() override; // Error(conflict) when the VM stopped meanwhile
+    void resume() override { runner_.resume(); }
+    void set_throttle(unsigned percent) override { throttle_ = percent; }
+    unsigned throttle() const { return throttle_; }
+
+  private:
+    VmRunner& runner_;
+    unsigned throttle_ = 0;
+};
+
+// Blob kinds of a VM's state records (docs/migration-stream.md "VM state records").
+namespace state_kind {
+inline constexpr const char* definition = "vm";         // id "definition": VM definition JSON
+inline constexpr const char* vcpu = "vcpu";             // id = index: vcpu_state.proto
+inline constexpr const char* vcpu_extra = "vcpu-extra"; // id = index: hypervisor blob
+inline constexpr const char* irqchip = "irqchip";       // id "ioapic": hypervisor blob
+inline constexpr const char* device = "device";         // id "platform": device_state.proto
+} // namespace state_kind
+
+// Everything of a paused VM besides its RAM.
+class VmStateSaver final : public migration::StateProvider {
+  public:
+    VmStateSaver(const VmDefinition& definition, VmPlatform& platform, PartitionAccess& partition)
+        : definition_(definition), platform_(platform), partition_(partition) {}
+    std::vector<migration::StateBlob> save_state() override;
+    // Restoring goes through VmReceiver (a new VM); restoring over a running VM is refused.
+    void restore_state(const std::vector<migration::StateBlob>& blobs) override;
+
+  private:
+    VmDefinition definition_;
+    VmPlatform& platform_;
+    PartitionAccess& partition_;
+};
+
+// The destination's VM: pages land in an anonymous staging mapping (the definition, which
+// sizes the real VM, only arrives with the state records after the pages); restore() builds
+// the VmPlatform without loading the kernel, the partition through `make_partition`, copies
+// the pages in and restores every vCPU, the IOAPIC and the devices.
+class VmReceiver final : public migration::IncomingVm {
+  public:
+    using PartitionFactory =
+        std::function<PartitionAccess&(VmPlatform& platform, const VmDefinition& definition)>;
+    struct Options {
+        std::string rename;              // non-empty: the VM's new name
+        VmPlatform::Options platform;    // console etc. of the restored VM
+        PartitionFactory make_partition; // creates the partition for the VM's memory
+        // Accepts or refuses the definition before anything is built (free memory, name).
+        std::function<void(const VmDefinition&)> check;
+    };
+    explicit VmReceiver(Options options);
+    ~VmReceiver() override;
+
+    migration::GuestMemory& create(const std::string& name, std::uint64_t page_count) override;
+    void restore(const std::vector<migration::StateBlob>& state) override;
+    void start() override { started_ = true; }
+    void discard() override;
+
+    bool started() const { return started_; }
+    const VmDefinition& definition() const { return definition_; }
+    VmPlatform& platform() { return *platform_; }
+    // The restored vCPU states (the worker's runner needs nothing else: they are set).
+    unsigned vcpus() const { return definition_.vcpus; }
+
+  private:
+    class Staging;
+    Options options_;
+    std::unique_ptr<Staging> staging_;
+    VmDefinition definition_;
+    std::unique_ptr<VmPlatform> platform_;
+    bool started_ = false;
+};
+
+} // namespace godwit::vmm

@@ -24,10 +24,23 @@ class HostError(Exception):
     pass
 
 
+def die_with_parent():
+    """preexec_fn: the child gets SIGKILL when the harness dies, even by SIGKILL (a ctest
+    timeout), so no emulator outlives its test."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, 9)
+
+
 class BochsHost:
     def __init__(self, iso, workdir, cpus=1, megs=512, cpu_model="corei7_skylake_x",
-                 ips=50_000_000, name="host"):
+                 ips=50_000_000, name="host", extra_config="", clock_sync="none"):
         self.iso = os.path.abspath(iso)
+        # Further bochsrc lines (devices such as a NIC on a bxhub port; two_hosts.py).
+        self.extra_config = extra_config
+        # `none`: emulated time follows instructions (repeatable, idle time skipped). Hosts
+        # that talk to each other need `realtime`, or an idle host's timeouts pass in an instant.
+        self.clock_sync = clock_sync
         self.workdir = os.path.abspath(workdir)
         self.cpus, self.megs, self.cpu_model, self.ips, self.name = cpus, megs, cpu_model, ips, name
         self.proc = None
@@ -59,13 +72,13 @@ vgaromimage: file={VGA_BIOS}
 cpu: model={self.cpu_model}, count={self.cpus}, ips={self.ips}, reset_on_triple_fault=0, ignore_bad_msrs=0
 ata0-master: type=cdrom, path={self.iso}, status=inserted
 boot: cdrom
-clock: sync=none, time0=946681200
+clock: sync={self.clock_sync}, time0=946681200
 com1: enabled=1, mode=term, dev={slave_name}
 log: {self.workdir}/bochs.log
 panic: action=fatal
 error: action=report
 magic_break: enabled=1
-""")
+{self.extra_config}""")
         # At a magic breakpoint (the hypervisor ending the run) the debugger reads `quit`.
         with open(os.path.join(self.workdir, "dbg.rc"), "w") as f:
             f.write("c\nquit\n")
@@ -73,7 +86,7 @@ magic_break: enabled=1
         self.proc = subprocess.Popen(
             ["bochs-bin", "-q", "-f", "bochsrc", "-rc", "dbg.rc"], cwd=self.workdir,
             stdin=subprocess.DEVNULL, stdout=open(os.path.join(self.workdir, "bochs.out"), "w"),
-            stderr=subprocess.STDOUT, start_new_session=True)
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
         self.started_at = time.monotonic()
         return self
 

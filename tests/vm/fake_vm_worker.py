@@ -5,6 +5,7 @@ supervision (start, ready pipe, SIGTERM/SIGKILL, reaping, results) is testable o
 host without /dev/godwit. What it does comes from the VM's cmdline:
   fake=run          heartbeat lines on the console until SIGTERM, then result "stopped"
   fake=ignore-term  heartbeats, ignores SIGTERM (godwitd must escalate to SIGKILL)
+  fake=nosave       like run, but a save (SIGUSR2) fails and the VM keeps running
   fake=exit:N       a few lines, then result debug_exit N (like a test guest)
   fake=crash        dies of SIGABRT before it reports running, without a result"""
 
@@ -31,6 +32,7 @@ def main():
     ap.add_argument("--result", required=True)
     ap.add_argument("--device", required=True)
     ap.add_argument("--ready-fd", type=int, default=-1)
+    ap.add_argument("--save-request", default="")
     args = ap.parse_args()
     with open(args.definition) as f:
         definition = json.load(f)
@@ -44,6 +46,8 @@ def main():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:
         signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    save = []
+    signal.signal(signal.SIGUSR2, lambda *_: save.append(True))
     print(f"fake worker: VM {definition['name']} mode {mode}", file=sys.stderr, flush=True)
     if mode == "crash":  # before "ready", as a VMM failing while it builds the VM
         console.write("fake: about to crash\n")
@@ -61,6 +65,20 @@ def main():
         return 0 if code == 0 else 1
     beat = 0
     while not stop:
+        if save:  # `godwit vm save`: the target from the request file, like the real worker
+            save.clear()
+            with open(args.save_request) as f:
+                target = f.readline().strip()
+            outcome = {"ok": False, "error": "fake=nosave: this VM cannot be saved"}
+            if mode != "nosave":
+                with open(target, "w") as f:
+                    f.write(f"fake saved state of {definition['name']}\n")
+                outcome = {"ok": True}
+            with open(args.save_request + ".result", "w") as f:
+                json.dump(outcome, f)
+            if outcome["ok"]:
+                write_result(args.result, "stopped", f"saved to {target}")
+                return 0
         beat += 1
         console.write(f"fake: heartbeat {beat}\n")
         time.sleep(0.05)

@@ -298,6 +298,30 @@ def main():
         check("kill: stopped, result killed", rc == 0 and doc.get("state") == "stopped" and
               result.get("kind") == "killed", str(doc))
 
+        # godwit vm save: request file + SIGUSR2 to the worker, outcome back through show.
+        saved = os.path.join(tmp, "run.saved")
+        expect_error("save of a stopped VM", 7, "not running", "vm", "save", "run", saved)
+        godwit("vm", "start", "run")
+        open(saved + ".old", "w").close()
+        expect_error("save over an existing file", 7, "exists", "vm", "save", "run",
+                     saved + ".old")
+        rc, doc = godwit_json("vm", "save", "run", saved)
+        result = doc.get("last_result") or {}
+        check("save: stopped with result 'saved to FILE'", rc == 0 and
+              doc.get("state") == "stopped" and result.get("message") == f"saved to {saved}",
+              str(doc))
+        check("save: the worker wrote the file", os.path.exists(saved))
+        rc, _, err = godwit("vm", "create", "--name", "nosave", "--kernel", hello, "--memory",
+                            "8", "--cmdline", "fake=nosave")
+        godwit("vm", "start", "nosave")
+        expect_error("a failed save", 1, "keeps running", "vm", "save", "nosave",
+                     os.path.join(tmp, "nosave.saved"))
+        rc, doc = godwit_json("vm", "show", "nosave")
+        check("a failed save leaves the VM running with the reason", doc.get("state") ==
+              "running" and "cannot be saved" in doc.get("save_error", ""), str(doc))
+        godwit("vm", "kill", "nosave")
+        godwit("vm", "delete", "nosave")
+
         godwit("vm", "start", "stubborn")
         started = time.monotonic()
         rc, doc = godwit_json("vm", "stop", "stubborn")

@@ -49,6 +49,12 @@ fs::path result_file(const fs::path& dir) {
 fs::path worker_log(const fs::path& dir) {
     return dir / "worker.log";
 }
+fs::path save_request_file(const fs::path& dir) {
+    return dir / "save-request";
+}
+fs::path save_outcome_file(const fs::path& dir) {
+    return dir / "save-request.result";
+}
 // Present while a worker runs: a daemon that finds it at startup knows the previous godwitd
 // died with the VM running (the worker died with it, PR_SET_PDEATHSIG).
 fs::path worker_pid_file(const fs::path& dir) {
@@ -196,6 +202,14 @@ control::VmInfo VmManager::info(const Vm& vm) const {
         fill_result(*out.mutable_last_result(), *vm.life.last_result());
     }
     out.set_console_log(console_file(run_path(vm.definition.name)).string());
+    // A failed save leaves the VM running; the worker's outcome file says why.
+    std::ifstream outcome(save_outcome_file(run_path(vm.definition.name)));
+    if (outcome) {
+        auto doc = nlohmann::json::parse(outcome, nullptr, false);
+        if (doc.is_object() && doc.value("ok", false) == false) {
+            out.set_save_error(doc.value("error", std::string("the save failed")));
+        }
+    }
     return out;
 }
 
@@ -286,9 +300,11 @@ control::VmInfo VmManager::start(const std::string& name) {
     }
     fs::remove(result_file(dir), ec);
     std::ofstream(console_file(dir), std::ios::trunc); // a fresh console per run
-    WorkerCommand command{options_.worker,   options_.state_dir / (name + ".json"),
-                          console_file(dir), result_file(dir),
-                          worker_log(dir),   options_.device};
+    WorkerCommand command{options_.worker,       options_.state_dir / (name + ".json"),
+                          console_file(dir),     result_file(dir),
+                          worker_log(dir),       options_.device,
+                          save_request_file(dir)};
+    fs::remove(save_outcome_file(dir), ec);
     SpawnedWorker worker = spawn_worker(command);
     vm.life.started(worker.pid);
     std::ofstream(worker_pid_file(dir)) << worker.pid << '\n';
@@ -331,6 +347,36 @@ control::VmInfo VmManager::stop(const std::string& name, std::chrono::seconds ti
         it->second->life.stop_timed_out();
         ::kill(pid, SIGKILL);
     });
+    return info(vm);
+}
+
+control::VmInfo VmManager::save(const std::string& name, const std::string& path) {
+    Vm& vm = find(name);
+    if (vm.life.state() != VmState::running) {
+        throw Error(ErrorCode::conflict, fmt::format("VM '{}' is {}, not running: only a running "
+                                                     "VM can be saved",
+                                                     name, to_string(vm.life.state())));
+    }
+    if (path.empty() || !fs::path(path).is_absolute()) {
+        throw Error(ErrorCode::usage, fmt::format("save to an absolute path, not '{}'", path));
+    }
+    if (fs::exists(path)) {
+        throw Error(ErrorCode::conflict,
+                    fmt::format("{} exists; not overwriting it with VM '{}'", path, name));
+    }
+    fs::path dir = run_path(name);
+    std::error_code ec;
+    fs::remove(save_outcome_file(dir), ec);
+    {
+        std::ofstream request(save_request_file(dir), std::ios::trunc);
+        request << path << '\n';
+        if (!request.flush()) {
+            throw Error(ErrorCode::io, fmt::format("writing {}", save_request_file(dir).string()));
+        }
+    }
+    ::kill(vm.life.pid(), SIGUSR2);
+    spdlog::info("VM '{}': save to {} requested (SIGUSR2 to worker pid {})", name, path,
+                 vm.life.pid());
     return info(vm);
 }
 
@@ -485,6 +531,9 @@ std::optional<control::Response> VmManager::handle(const control::Request& reque
     case Body::kVmStop:
         *response.mutable_vm() = stop(request.vm_stop().name(),
                                       std::chrono::seconds(request.vm_stop().timeout_seconds()));
+        break;
+    case Body::kVmSave:
+        *response.mutable_vm() = save(request.vm_save().name(), request.vm_save().path());
         break;
     case Body::kVmKill:
         *response.mutable_vm() = kill(request.vm_kill().name());

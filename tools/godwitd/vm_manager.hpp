@@ -5,6 +5,8 @@
 //   RUN_DIR/NAME/console.log       COM1 of the current or last run
 //   RUN_DIR/NAME/result.json       how the last run ended (vm_result.hpp)
 //   RUN_DIR/NAME/worker.log        the worker's own messages
+//   RUN_DIR/NAME/save-request      `vm save`: the target path (SIGUSR2 to the worker),
+//                                  save-request.result its outcome (JSON)
 // Workers are reaped on SIGCHLD; stop is SIGTERM then, after a timeout, SIGKILL.
 #pragma once
 
@@ -57,6 +59,7 @@ class VmManager {
     control::VmInfo start(const std::string& name);
     control::VmInfo stop(const std::string& name, std::chrono::seconds timeout);
     control::VmInfo kill(const std::string& name);
+    control::VmInfo save(const std::string& name, const std::string& path);
     control::VmInfo remove(const std::string& name);
     control::VmConsole console(const std::string& name, std::uint64_t from, std::uint32_t max);
 

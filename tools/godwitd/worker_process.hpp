@@ -12,12 +12,13 @@
 namespace godwit::daemon {
 
 struct WorkerCommand {
-    std::filesystem::path program;    // godwit-vm-worker
-    std::filesystem::path definition; // the stored definition file
-    std::filesystem::path console;    // COM1 log
-    std::filesystem::path result;     // where it reports the end
-    std::filesystem::path log;        // its stdout and stderr
-    std::string device;               // /dev/godwit
+    std::filesystem::path program;      // godwit-vm-worker
+    std::filesystem::path definition;   // the stored definition file
+    std::filesystem::path console;      // COM1 log
+    std::filesystem::path result;       // where it reports the end
+    std::filesystem::path log;          // its stdout and stderr
+    std::string device;                 // /dev/godwit
+    std::filesystem::path save_request; // read on SIGUSR2: where to save the VM
 };
 
 struct SpawnedWorker {

@@ -113,16 +113,19 @@ Json result_json(const control::VmInfo& info) {
 
 Json vm_json(const control::VmInfo& info) {
     Json definition = Json::parse(info.definition_json(), nullptr, false);
-    return Json{{"name", info.name()},
-                {"state", info.state()},
-                {"pid", info.pid() ? Json(info.pid()) : Json(nullptr)},
-                {"definition", definition},
-                {"started_at", info.started_at_unix_ms()
-                                   ? Json(format_time(info.started_at_unix_ms()))
-                                   : Json(nullptr)},
-                {"uptime_seconds", static_cast<double>(info.uptime_ms()) / 1000.0},
-                {"last_result", result_json(info)},
-                {"console_log", info.console_log()}};
+    Json out{{"name", info.name()},
+             {"state", info.state()},
+             {"pid", info.pid() ? Json(info.pid()) : Json(nullptr)},
+             {"definition", definition},
+             {"started_at", info.started_at_unix_ms() ? Json(format_time(info.started_at_unix_ms()))
+                                                      : Json(nullptr)},
+             {"uptime_seconds", static_cast<double>(info.uptime_ms()) / 1000.0},
+             {"last_result", result_json(info)},
+             {"console_log", info.console_log()}};
+    if (!info.save_error().empty()) {
+        out["save_error"] = info.save_error();
+    }
+    return out;
 }
 
 void print_vm(std::ostream& out, const control::VmInfo& info) {
@@ -354,6 +357,45 @@ int run_kill(Invocation& inv) {
     return run_stop_or_kill(inv, true);
 }
 
+// --- save -------------------------------------------------------------------------------
+
+int run_save(Invocation& inv) {
+    po::options_description options("Options");
+    options.add_options()("name", po::value<std::string>(), "the VM")(
+        "file", po::value<std::string>(), "where to save it (must not exist)")(
+        "timeout", po::value<double>()->default_value(600), "seconds to wait for the save");
+    add_socket_option(options);
+    po::positional_options_description positional;
+    positional.add("name", 1).add("file", 1);
+    po::variables_map vm;
+    if (!parse_options(inv, options, positional, vm)) {
+        return 0;
+    }
+    std::string name = vm_name(vm, inv);
+    if (!vm.count("file")) {
+        throw Error(ErrorCode::usage, "godwit vm save: FILE is missing (godwit vm save NAME FILE)");
+    }
+    std::string file = absolute(vm["file"].as<std::string>(), fs::current_path());
+    control::Request request;
+    request.mutable_vm_save()->set_name(name);
+    request.mutable_vm_save()->set_path(file);
+    expect_vm(call(vm, request), "vm save");
+    control::VmInfo info =
+        wait_for(vm, name, vm["timeout"].as<double>(), "to be saved",
+                 [](const control::VmInfo& i) { return !is_active(i) || !i.save_error().empty(); });
+    if (!info.save_error().empty()) {
+        throw Error(ErrorCode::failed,
+                    "VM '" + name + "' was not saved (it keeps running): " + info.save_error());
+    }
+    if (!info.has_result() || info.last_result().message() != "saved to " + file) {
+        throw Error(ErrorCode::failed,
+                    "VM '" + name + "' stopped without being saved: " +
+                        (info.has_result() ? describe_result(info.last_result()) : "no result"));
+    }
+    print_outcome(inv, info, "VM '" + name + "' saved to " + file + " and stopped");
+    return 0;
+}
+
 // --- list / show / delete ---------------------------------------------------------------
 
 int run_list(Invocation& inv) {
@@ -507,6 +549,9 @@ const Registration start_registration{
 const Registration stop_registration{
     {"vm", "stop", "NAME [--timeout SECONDS] [--no-wait]",
      "stop a VM gracefully (SIGTERM to its worker, SIGKILL after the timeout)", run_stop}};
+const Registration save_registration{
+    {"vm", "save", "NAME FILE [--timeout SECONDS]",
+     "save a running VM's memory and state to FILE and stop it (quick migration)", run_save}};
 const Registration kill_registration{
     {"vm", "kill", "NAME [--no-wait]", "kill a VM's worker at once (SIGKILL)", run_kill}};
 const Registration list_registration{

@@ -120,7 +120,9 @@ int main(int argc, char** argv) {
                                            "write how the VM ended to this file (JSON)")(
         "device", po::value<std::string>()->default_value("/dev/godwit"),
         "the root driver's device")("ready-fd", po::value<int>()->default_value(-1),
-                                    "write one byte to this descriptor once the VM runs");
+                                    "write one byte to this descriptor once the VM runs")(
+        "save-request", po::value<std::string>()->default_value(""),
+        "accepted for godwitd; saving arrives with the hypervisor's dirty log ABI");
     po::variables_map vm;
     try {
         po::store(po::parse_command_line(argc, argv, options), vm);

@@ -29,7 +29,8 @@ WorkerCommand command_in(const TempDir& dir, const fs::path& program) {
             dir.path / "console.log",
             dir.path / "result.json",
             dir.path / "worker.log",
-            "/dev/godwit"};
+            "/dev/godwit",
+            {}};
 }
 
 int wait_for(pid_t pid) {

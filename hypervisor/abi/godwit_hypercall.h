@@ -47,7 +47,7 @@ typedef int64_t godwit_s64;
 #endif
 
 #define GODWIT_HC_ABI_MAJOR 1u
-#define GODWIT_HC_ABI_MINOR 2u
+#define GODWIT_HC_ABI_MINOR 3u
 #define GODWIT_HC_ABI_VERSION ((GODWIT_HC_ABI_MAJOR << 16) | GODWIT_HC_ABI_MINOR)
 
 #define GODWIT_CPUID_LEAF_SIGNATURE 0x40000000u
@@ -83,6 +83,15 @@ enum godwit_hc_call {
     GODWIT_HC_PARTITION_IRQ = 11,    /* arg0 = partition id, arg1 = IOAPIC pin (< 24),
                                         arg2 = line level (0 or 1); RDX = vCPUs to wake
                                         (bit n = vCPU n, as godwit_hc_vcpu_run.wake_mask) */
+    /* 1.3: state for save/restore and migration. */
+    GODWIT_HC_DIRTY_LOG = 12,        /* arg0 = partition id, arg1 = enum godwit_dirty_op,
+                                        arg2 = gpa of struct godwit_hc_dirty_fetch (FETCH) */
+    GODWIT_HC_VCPU_GET_EXTRA = 13,   /* arg0 = id | vcpu << 32, arg1 = gpa of
+                                        struct godwit_hc_vcpu_extra, arg2 = its bytes */
+    GODWIT_HC_VCPU_SET_EXTRA = 14,   /* as 13; validated before anything changes */
+    GODWIT_HC_IRQCHIP_GET = 15,      /* arg0 = id, arg1 = gpa of struct godwit_hc_irqchip,
+                                        arg2 = its bytes */
+    GODWIT_HC_IRQCHIP_SET = 16,      /* as 15 */
 };
 
 /* Status codes (RAX on return). */
@@ -208,6 +217,9 @@ enum godwit_exit_reason {
 
 /* flags: `read_value` completes the pending IN or MMIO read. */
 #define GODWIT_RUN_COMPLETE_READ 1u
+/* 1.3 flags: complete the pending read (if any) and return GODWIT_EXIT_INTERRUPTED without
+ * entering the guest: a paused vCPU's state is then whole (save/restore, migration). */
+#define GODWIT_RUN_NO_ENTRY 2u
 
 struct godwit_hc_vcpu_run {
     /* in */
@@ -231,5 +243,59 @@ struct godwit_hc_vcpu_run {
 GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_vcpu_run) == 72, "vcpu run size");
 GODWIT_STATIC_ASSERT(GODWIT_OFFSETOF(struct godwit_hc_vcpu_run, exit_reason) == 16, "offset");
 GODWIT_STATIC_ASSERT(GODWIT_OFFSETOF(struct godwit_hc_vcpu_run, wake_tsc) == 56, "offset");
+
+/* 1.3: GODWIT_HC_DIRTY_LOG. Logging write-protects the partition's RAM in its EPT; the
+ * first write to a page after ENABLE or the FETCH that reported it sets its bit. */
+enum godwit_dirty_op {
+    GODWIT_DIRTY_DISABLE = 0,
+    GODWIT_DIRTY_ENABLE = 1,   /* clears the log, write-protects every RAM page */
+    GODWIT_DIRTY_FETCH = 2,    /* copies [first_page, +pages) of the log out and clears it
+                                  (those pages are write-protected again) */
+};
+#define GODWIT_DIRTY_FETCH_MAX_PAGES 262144u /* 1 GiB of guest RAM per call */
+struct godwit_hc_dirty_fetch {
+    godwit_u64 first_page;       /* guest page number, multiple of 64 */
+    godwit_u32 pages;            /* multiple of 64, 64..GODWIT_DIRTY_FETCH_MAX_PAGES */
+    godwit_u32 reserved;
+    godwit_u64 bits[];           /* pages / 64 words: bit n of word w = page first + 64w + n */
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_dirty_fetch) == 16, "dirty fetch header");
+
+/* vCPU run state beyond godwit_hc_vcpu_state. */
+enum godwit_mp_state {
+    GODWIT_MP_RUNNABLE = 0,
+    GODWIT_MP_HALTED = 1,         /* retired HLT, waits for an interrupt */
+    GODWIT_MP_WAIT_FOR_SIPI = 2,  /* an AP before its SIPI, or after INIT */
+};
+
+#define GODWIT_VCPU_EXTRA_FORMAT 1u
+#define GODWIT_STATE_BLOB_BYTES 256u
+/* Everything else of a vCPU that save/restore and migration carry, besides the registers of
+ * godwit_hc_vcpu_state: run state, an event waiting for injection, the MSRs the hypervisor
+ * keeps for the guest, the guest TSC, and the virtual LAPIC (hypervisor-defined blob,
+ * validated on set). */
+struct godwit_hc_vcpu_extra {
+    godwit_u32 format;            /* GODWIT_VCPU_EXTRA_FORMAT */
+    godwit_u32 mp_state;          /* enum godwit_mp_state */
+    godwit_u32 pending_event;     /* VM-entry interruption information (bit 31 = valid) */
+    godwit_u32 pending_error_code;
+    godwit_u32 pending_instruction_length;
+    godwit_u32 interruptibility;  /* STI / MOV-SS / NMI blocking */
+    godwit_u64 guest_tsc;         /* the guest's TSC when saved; set continues from it */
+    godwit_u64 pat, misc_enable, dr7;
+    godwit_u64 sysenter_cs, sysenter_esp, sysenter_eip;
+    godwit_u32 lapic_bytes;       /* valid bytes of lapic[] */
+    godwit_u32 reserved;
+    godwit_u8 lapic[GODWIT_STATE_BLOB_BYTES];
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_vcpu_extra) == 344, "vcpu extra size");
+
+#define GODWIT_IRQCHIP_FORMAT 1u
+struct godwit_hc_irqchip {
+    godwit_u32 format;            /* GODWIT_IRQCHIP_FORMAT */
+    godwit_u32 ioapic_bytes;
+    godwit_u8 ioapic[GODWIT_STATE_BLOB_BYTES];
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_irqchip) == 264, "irqchip size");
 
 #endif /* GODWIT_HYPERCALL_H */

@@ -74,6 +74,32 @@ struct godwit_ioctl_irq {
 };
 GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_irq) == 16, "irq size");
 
+/* 1.3: dirty logging. op = enum godwit_dirty_op; for GODWIT_DIRTY_FETCH, `pages` bits
+ * (pages / 8 bytes) starting at guest page `first_page` go to `user_bits`. */
+struct godwit_ioctl_dirty {
+    godwit_u32 id;
+    godwit_u32 op;
+    godwit_u64 first_page;
+    godwit_u32 pages;
+    godwit_u32 reserved;
+    godwit_u64 user_bits;
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_dirty) == 32, "dirty size");
+
+struct godwit_ioctl_vcpu_extra {
+    godwit_u32 id;
+    godwit_u32 vcpu;
+    struct godwit_hc_vcpu_extra extra;
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_vcpu_extra) == 352, "vcpu extra size");
+
+struct godwit_ioctl_irqchip {
+    godwit_u32 id;
+    godwit_u32 reserved;
+    struct godwit_hc_irqchip chip;
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_irqchip) == 272, "irqchip size");
+
 #define GODWIT_IOCTL_PARTITION_CREATE \
     _IOWR(GODWIT_IOCTL_MAGIC, 0x10, struct godwit_ioctl_partition_create)
 #define GODWIT_IOCTL_PARTITION_DESTROY _IOW(GODWIT_IOCTL_MAGIC, 0x11, godwit_u32)
@@ -83,5 +109,11 @@ GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_irq) == 16, "irq size");
 #define GODWIT_IOCTL_VCPU_GET_STATE \
     _IOWR(GODWIT_IOCTL_MAGIC, 0x15, struct godwit_ioctl_vcpu_state)
 #define GODWIT_IOCTL_PARTITION_IRQ _IOWR(GODWIT_IOCTL_MAGIC, 0x16, struct godwit_ioctl_irq)
+#define GODWIT_IOCTL_DIRTY_LOG _IOW(GODWIT_IOCTL_MAGIC, 0x17, struct godwit_ioctl_dirty)
+#define GODWIT_IOCTL_VCPU_GET_EXTRA \
+    _IOWR(GODWIT_IOCTL_MAGIC, 0x18, struct godwit_ioctl_vcpu_extra)
+#define GODWIT_IOCTL_VCPU_SET_EXTRA _IOW(GODWIT_IOCTL_MAGIC, 0x19, struct godwit_ioctl_vcpu_extra)
+#define GODWIT_IOCTL_IRQCHIP_GET _IOWR(GODWIT_IOCTL_MAGIC, 0x1A, struct godwit_ioctl_irqchip)
+#define GODWIT_IOCTL_IRQCHIP_SET _IOW(GODWIT_IOCTL_MAGIC, 0x1B, struct godwit_ioctl_irqchip)
 
 #endif /* GODWIT_IOCTL_H */

@@ -108,12 +108,14 @@ Result partition_map(const Call& c, HypercallHost& host) {
     return status(host.partition_map(static_cast<u32>(c.arg0), head.guest_gpa, frames, head.count));
 }
 
-// The checks every vCPU call shares: arg0 = partition | vcpu << 32 in range, arg1/arg2 a
-// buffer of exactly `size` bytes in the caller's memory. GODWIT_HC_OK when they pass.
-u64 check_vcpu_call(const Call& c, const HypercallHost& host, u64 size, u32& id, u32& vcpu) {
+// The checks every vCPU (or, per_vcpu false, partition) struct call shares: arg0 = partition
+// | vcpu << 32 in range (vcpu 0 for partition calls), arg1/arg2 a buffer of exactly `size`
+// bytes in the caller's memory. GODWIT_HC_OK when they pass.
+u64 check_vcpu_call(const Call& c, const HypercallHost& host, u64 size, u32& id, u32& vcpu,
+                    bool per_vcpu = true) {
     id = static_cast<u32>(c.arg0);
     vcpu = static_cast<u32>(c.arg0 >> 32);
-    if (id >= GODWIT_MAX_PARTITIONS || vcpu >= GODWIT_MAX_VCPUS)
+    if (id >= GODWIT_MAX_PARTITIONS || (per_vcpu ? vcpu >= GODWIT_MAX_VCPUS : vcpu != 0))
         return GODWIT_HC_BAD_ARGUMENT;
     if (c.arg2 != size)
         return GODWIT_HC_BAD_LENGTH;
@@ -148,11 +150,72 @@ Result vcpu_run(const Call& c, HypercallHost& host) {
         return status(bad);
     godwit_hc_vcpu_run run{};
     host.copy_from_caller(c.arg1, &run, sizeof(run));
-    if ((run.flags & ~GODWIT_RUN_COMPLETE_READ) != 0 || run.reserved0 != 0)
+    if ((run.flags & ~(GODWIT_RUN_COMPLETE_READ | GODWIT_RUN_NO_ENTRY)) != 0 || run.reserved0 != 0)
         return status(GODWIT_HC_BAD_ARGUMENT);
     u64 s = host.vcpu_run(id, vcpu, run);
     if (s == GODWIT_HC_OK)
         host.copy_to_caller(c.arg1, &run, sizeof(run));
+    return status(s);
+}
+
+Result dirty_log(const Call& c, HypercallHost& host) {
+    if (c.arg0 >= GODWIT_MAX_PARTITIONS)
+        return status(GODWIT_HC_BAD_ARGUMENT);
+    u32 id = static_cast<u32>(c.arg0);
+    if (c.arg1 == GODWIT_DIRTY_ENABLE || c.arg1 == GODWIT_DIRTY_DISABLE) {
+        if (c.arg2 != 0)
+            return status(GODWIT_HC_BAD_ARGUMENT);
+        return status(host.dirty_log(id, static_cast<u32>(c.arg1)));
+    }
+    if (c.arg1 != GODWIT_DIRTY_FETCH)
+        return status(GODWIT_HC_BAD_ARGUMENT);
+    constexpr u64 header = sizeof(godwit_hc_dirty_fetch);
+    if (!host.caller_owns(c.arg2, header))
+        return status(GODWIT_HC_BAD_ADDRESS);
+    godwit_hc_dirty_fetch head{};
+    host.copy_from_caller(c.arg2, &head, header);
+    if (head.reserved != 0 || head.pages == 0 || head.pages % 64 != 0 ||
+        head.pages > GODWIT_DIRTY_FETCH_MAX_PAGES || head.first_page % 64 != 0 ||
+        head.first_page > (4ull << 30) / page_size)
+        return status(GODWIT_HC_BAD_ARGUMENT);
+    if (!host.caller_owns(c.arg2 + header, head.pages / 8))
+        return status(GODWIT_HC_BAD_ADDRESS);
+    return status(host.dirty_fetch(id, head.first_page, head.pages, c.arg2 + header));
+}
+
+Result vcpu_extra(const Call& c, HypercallHost& host, bool set) {
+    u32 id = 0, vcpu = 0;
+    if (u64 bad = check_vcpu_call(c, host, sizeof(godwit_hc_vcpu_extra), id, vcpu))
+        return status(bad);
+    godwit_hc_vcpu_extra extra{};
+    if (set) {
+        host.copy_from_caller(c.arg1, &extra, sizeof(extra));
+        if (extra.format != GODWIT_VCPU_EXTRA_FORMAT || extra.reserved != 0 ||
+            extra.mp_state > GODWIT_MP_WAIT_FOR_SIPI ||
+            extra.lapic_bytes > GODWIT_STATE_BLOB_BYTES)
+            return status(GODWIT_HC_BAD_ARGUMENT);
+        return status(host.vcpu_set_extra(id, vcpu, extra));
+    }
+    u64 s = host.vcpu_get_extra(id, vcpu, extra);
+    if (s == GODWIT_HC_OK)
+        host.copy_to_caller(c.arg1, &extra, sizeof(extra));
+    return status(s);
+}
+
+Result irqchip(const Call& c, HypercallHost& host, bool set) {
+    u32 id = 0, unused = 0;
+    if (u64 bad = check_vcpu_call(c, host, sizeof(godwit_hc_irqchip), id, unused, false))
+        return status(bad);
+    godwit_hc_irqchip chip{};
+    if (set) {
+        host.copy_from_caller(c.arg1, &chip, sizeof(chip));
+        if (chip.format != GODWIT_IRQCHIP_FORMAT || chip.ioapic_bytes > GODWIT_STATE_BLOB_BYTES)
+            return status(GODWIT_HC_BAD_ARGUMENT);
+        return status(host.irqchip_set(id, chip));
+    }
+    u64 s = host.irqchip_get(id, chip);
+    if (s == GODWIT_HC_OK)
+        host.copy_to_caller(c.arg1, &chip, sizeof(chip));
     return status(s);
 }
 
@@ -198,6 +261,14 @@ Result dispatch(const Call& c, HypercallHost& host) {
                                    wake);
         return status(s, s == GODWIT_HC_OK ? wake : 0);
     }
+    case GODWIT_HC_DIRTY_LOG:
+        return dirty_log(c, host);
+    case GODWIT_HC_VCPU_GET_EXTRA:
+    case GODWIT_HC_VCPU_SET_EXTRA:
+        return vcpu_extra(c, host, c.number == GODWIT_HC_VCPU_SET_EXTRA);
+    case GODWIT_HC_IRQCHIP_GET:
+    case GODWIT_HC_IRQCHIP_SET:
+        return irqchip(c, host, c.number == GODWIT_HC_IRQCHIP_SET);
     default:
         return status(GODWIT_HC_UNKNOWN_CALL);
     }

@@ -54,6 +54,14 @@ class HypercallHost {
     virtual u64 vcpu_get_state(u32 id, u32 vcpu, godwit_hc_vcpu_state& state) = 0;
     // Sets IOAPIC pin `pin` (< GODWIT_IOAPIC_PINS) of the partition; `wake` = vCPUs to wake.
     virtual u64 partition_irq(u32 id, u32 pin, bool level, u32& wake) = 0;
+    // 1.3. Arguments validated (op known, range within the partition's RAM is the host's
+    // check). dirty_fetch writes pages / 64 words to the caller's `bits_gpa`.
+    virtual u64 dirty_log(u32 id, u32 op) = 0;
+    virtual u64 dirty_fetch(u32 id, u64 first_page, u32 pages, u64 bits_gpa) = 0;
+    virtual u64 vcpu_get_extra(u32 id, u32 vcpu, godwit_hc_vcpu_extra& extra) = 0;
+    virtual u64 vcpu_set_extra(u32 id, u32 vcpu, const godwit_hc_vcpu_extra& extra) = 0;
+    virtual u64 irqchip_get(u32 id, godwit_hc_irqchip& chip) = 0;
+    virtual u64 irqchip_set(u32 id, const godwit_hc_irqchip& chip) = 0;
 
   protected:
     ~HypercallHost() = default;

@@ -31,6 +31,7 @@ struct Vcpu {
     bool waiting_for_sipi;       // an AP before its SIPI, or after an INIT
     VirtualLapic lapic;          // under Partition::irq_lock (other vCPUs send IPIs)
     volatile bool running;       // a root thread is inside a call on this vCPU
+    u64 tsc_offset;              // guest TSC = host TSC + this (VMCS TSC offset too)
 };
 
 struct Partition {
@@ -41,6 +42,11 @@ struct Partition {
     u32 vcpu_count;
     ept::EptTable ept{table_memory()};
     SpinLock irq_lock; // every vCPU's LAPIC and the IOAPIC
+    SpinLock ept_lock; // EPT entries (map, dirty logging)
+    // Dirty logging (partition_dirty_log.cpp): one bit per RAM page in 4 KiB pool frames.
+    bool dirty_logging;
+    u64* dirty_chunks[32];
+    u64 flush_cpus; // CPUs that must INVEPT this partition before their next entry
     VirtualIoapic ioapic;
     Vcpu vcpus[GODWIT_MAX_VCPUS];
 };
@@ -49,6 +55,10 @@ struct Partition {
 inline constexpr u64 ioapic_base = 0xFEC00000;
 // The APIC bus clock the guest's LAPIC timer counts: one tick per this many TSC cycles.
 inline constexpr u32 tsc_per_bus_tick = 1;
+
+// The partition `id`, or nullptr. Its owner's calls are serialized by the root driver, so
+// it stays valid for a call that is not a vCPU run (those use claim).
+Partition* find(u32 id);
 
 // Claims vCPU `index` for one call (marks it running, so destroy waits): nullptr with
 // `status` set when the partition or vCPU does not exist or another thread is in a call.
@@ -66,6 +76,12 @@ void ioapic_write(Partition& p, u32 offset, u32 value, u32& wake);
 void lapic_mmio_write(Partition& p, Vcpu& v, u32 offset, u32 value, u32& wake);
 bool lapic_msr_write(Partition& p, Vcpu& v, u32 msr, u64 value, u32& wake);
 void set_irq(Partition& p, u32 pin, bool level, u32& wake);
+
+// Dirty logging (partition_dirty_log.cpp). A write to a write-protected RAM page: true when
+// it was logged and the page made writable (the guest retries the write).
+bool log_dirty_write(Partition& p, u64 gpa);
+void flush_ept_if_needed(Partition& p); // before a VM entry on this CPU
+void free_dirty_log(Partition& p);
 
 // Emulation of exits the hypervisor handles for guests (guest_mmio.cpp).
 enum class Emulated : u8 {

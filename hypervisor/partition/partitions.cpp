@@ -21,8 +21,7 @@ ept::TableMemory& table_memory() {
 }
 
 u64 guest_tsc(const Vcpu& v) {
-    (void)v; // guests see the host TSC until migration brings TSC offsets
-    return x86::rdtsc();
+    return x86::rdtsc() + v.tsc_offset;
 }
 
 namespace {
@@ -63,6 +62,11 @@ bool ensure_vcpu(Partition& p, u32 index) {
 }
 
 } // namespace
+
+Partition* find(u32 id) {
+    SpinLockGuard guard(lock);
+    return lookup(id);
+}
 
 // Looks the vCPU up and marks it running, under the table lock: destroy (which takes the
 // lock and refuses while a vCPU runs) cannot free the partition under a call in progress.
@@ -128,6 +132,7 @@ u64 destroy(u32 id) {
             v.vmx.destroy(); // VMCLEAR and free the VMCS
         v = Vcpu{};
     }
+    free_dirty_log(*p);
     invalidate(*p);
     p->ept.destroy(); // every table page back to the pool; the RAM pages are the root's
     log(LogLevel::info, "partition %u: destroyed (%lu MiB unmapped)", id, p->mapped_bytes >> 20);
@@ -144,6 +149,7 @@ u64 map(u32 id, u64 guest_gpa, const u64* frames, u32 count) {
     if (guest_gpa + u64{count} * page_size > p->ram_bytes ||
         guest_gpa + u64{count} * page_size < guest_gpa)
         return GODWIT_HC_BAD_ARGUMENT; // beyond the RAM size the partition was created with
+    SpinLockGuard ept_guard(p->ept_lock);
     for (u32 i = 0; i < count; ++i) {
         u64 gpa = guest_gpa + u64{i} * page_size;
         u64 hpa = 0;

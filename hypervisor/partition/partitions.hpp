@@ -19,4 +19,13 @@ u64 get_state(u32 id, u32 vcpu, godwit_hc_vcpu_state& state);
 u64 irq(u32 id, u32 pin, bool level, u32& wake); // IOAPIC pin; wake = vCPUs to wake
 u64 guest_bytes(); // RAM mapped into partitions now
 
+// 1.3: save/restore and migration.
+u64 dirty_log(u32 id, u32 op); // GODWIT_DIRTY_ENABLE / GODWIT_DIRTY_DISABLE
+using DirtyWordSink = void (*)(void* context, u64 word_index, u64 bits);
+u64 dirty_fetch(u32 id, u64 first_page, u32 pages, DirtyWordSink sink, void* context);
+u64 get_extra(u32 id, u32 vcpu, godwit_hc_vcpu_extra& extra);
+u64 set_extra(u32 id, u32 vcpu, const godwit_hc_vcpu_extra& extra);
+u64 irqchip_get(u32 id, godwit_hc_irqchip& chip);
+u64 irqchip_set(u32 id, const godwit_hc_irqchip& chip);
+
 } // namespace godwit::hv::partitions

@@ -136,6 +136,8 @@ bool handle(Partition& p, Vcpu& v, u32 index, const VmExit& e, godwit_hc_vcpu_ru
         v.halted = true; // prepare_entry wakes it or reports it idle
         return false;
     case ExitReason::ept_violation:
+        if ((e.qualification & 2) != 0 && log_dirty_write(p, e.guest_physical))
+            return false; // logged; the page is writable again
         switch (emulate_ept_violation(p, v, e.guest_physical, e.qualification, out, wake)) {
         case Emulated::done:
             return false;
@@ -212,9 +214,12 @@ u64 run(u32 id, u32 index, godwit_hc_vcpu_run& out) {
         v.pending_read = PendingRead::none;
     }
     u32 wake = 0;
-    for (bool done = v.stopped; !done;) {
+    if ((flags & GODWIT_RUN_NO_ENTRY) != 0)
+        out.exit_reason = GODWIT_EXIT_INTERRUPTED;
+    for (bool done = v.stopped || (flags & GODWIT_RUN_NO_ENTRY) != 0; !done;) {
         if (prepare_entry(*p, v, out) == Next::idle)
             break;
+        flush_ept_if_needed(*p);
         VmExit e = g.run();
         if (e.entry_failed) {
             out.exit_reason = GODWIT_EXIT_SHUTDOWN;

@@ -100,6 +100,32 @@ class RootHypercallHost final : public hypercall::HypercallHost {
     u64 partition_irq(u32 id, u32 pin, bool level, u32& wake) override {
         return partitions::irq(id, pin, level, wake);
     }
+    u64 dirty_log(u32 id, u32 op) override { return partitions::dirty_log(id, op); }
+    u64 dirty_fetch(u32 id, u64 first_page, u32 pages, u64 bits_gpa) override {
+        struct Out {
+            RootHypercallHost* host;
+            u64 gpa;
+        } out{this, bits_gpa};
+        return partitions::dirty_fetch(
+            id, first_page, pages,
+            [](void* context, u64 word, u64 bits) {
+                Out& o = *static_cast<Out*>(context);
+                o.host->copy_to_caller(o.gpa + word * 8, &bits, 8);
+            },
+            &out);
+    }
+    u64 vcpu_get_extra(u32 id, u32 vcpu, godwit_hc_vcpu_extra& extra) override {
+        return partitions::get_extra(id, vcpu, extra);
+    }
+    u64 vcpu_set_extra(u32 id, u32 vcpu, const godwit_hc_vcpu_extra& extra) override {
+        return partitions::set_extra(id, vcpu, extra);
+    }
+    u64 irqchip_get(u32 id, godwit_hc_irqchip& chip) override {
+        return partitions::irqchip_get(id, chip);
+    }
+    u64 irqchip_set(u32 id, const godwit_hc_irqchip& chip) override {
+        return partitions::irqchip_set(id, chip);
+    }
 };
 
 RootHypercallHost hypercall_host;

@@ -145,6 +145,11 @@ def main():
             f"--cmdline 'passes=3 dirty_mb=8'", 300)
         check(status == 0 and "dirty: pass 3 done" in out and "dirty: PASS" in out,
               "dirty guest completes 3 passes over 8 MiB", out[-900:])
+        # Save/restore and migration primitives on a real guest: dirty logging by EPT write
+        # protection, extra vCPU state and IOAPIC state round trips, corrupted state refused.
+        status, out = host.run(f"godwit-state-probe --kernel {guests}/dirty.elf", 300)
+        check(status == 0 and "state-probe: PASS" in out,
+              "dirty log, vCPU extra state and IOAPIC state on a real guest", out[-1500:])
         # VM management through godwitd and `godwit vm` (tests/vm/vm_checks.py): two VMs at
         # once, one stopped for touching memory outside its RAM, stop/kill/delete.
         run_vm_checks(host, check)

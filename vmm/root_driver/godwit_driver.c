@@ -190,6 +190,40 @@ static long godwit_call_struct(u64 call, u64 arg0, void *kbuf, size_t size)
 	return godwit_errno(r.status);
 }
 
+/* Dirty logging: enable/disable, or fetch `pages` bits through a bounce buffer. */
+static long godwit_dirty_log(struct godwit_file *f, void __user *uarg)
+{
+	struct godwit_ioctl_dirty d;
+	struct godwit_hc_dirty_fetch *buf;
+	struct godwit_hc_result r;
+	size_t bytes;
+	long err = 0;
+
+	if (copy_from_user(&d, uarg, sizeof(d)))
+		return -EFAULT;
+	if (d.id >= GODWIT_MAX_PARTITIONS || !f->owns[d.id] || d.reserved)
+		return -EINVAL;
+	if (d.op != GODWIT_DIRTY_FETCH) {
+		r = godwit_vmcall(GODWIT_HC_DIRTY_LOG, d.id, d.op, 0);
+		return r.status == GODWIT_HC_OK ? 0 : godwit_errno(r.status);
+	}
+	if (d.pages == 0 || d.pages % 64 || d.pages > GODWIT_DIRTY_FETCH_MAX_PAGES)
+		return -EINVAL;
+	bytes = sizeof(*buf) + d.pages / 8;
+	buf = kzalloc(bytes, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	buf->first_page = d.first_page;
+	buf->pages = d.pages;
+	r = godwit_vmcall(GODWIT_HC_DIRTY_LOG, d.id, GODWIT_DIRTY_FETCH, virt_to_phys(buf));
+	if (r.status != GODWIT_HC_OK)
+		err = godwit_errno(r.status);
+	else if (copy_to_user(u64_to_user_ptr(d.user_bits), buf->bits, d.pages / 8))
+		err = -EFAULT;
+	kfree(buf);
+	return err;
+}
+
 static long godwit_partition_ioctl(struct godwit_file *f, unsigned int cmd, void __user *uarg)
 {
 	long err;
@@ -255,6 +289,45 @@ static long godwit_partition_ioctl(struct godwit_file *f, unsigned int cmd, void
 		if (!err && copy_to_user(uarg, run, sizeof(*run)))
 			err = -EFAULT;
 		kfree(run);
+		return err;
+	}
+	case GODWIT_IOCTL_DIRTY_LOG:
+		return godwit_dirty_log(f, uarg);
+	case GODWIT_IOCTL_VCPU_GET_EXTRA:
+	case GODWIT_IOCTL_VCPU_SET_EXTRA: {
+		struct godwit_ioctl_vcpu_extra *x = kmalloc(sizeof(*x), GFP_KERNEL);
+		bool get = cmd == GODWIT_IOCTL_VCPU_GET_EXTRA;
+
+		if (!x)
+			return -ENOMEM;
+		err = copy_from_user(x, uarg, sizeof(*x)) ? -EFAULT : 0;
+		if (!err && (x->id >= GODWIT_MAX_PARTITIONS || !f->owns[x->id]))
+			err = -EINVAL;
+		if (!err)
+			err = godwit_call_struct(get ? GODWIT_HC_VCPU_GET_EXTRA : GODWIT_HC_VCPU_SET_EXTRA,
+						 x->id | ((u64)x->vcpu << 32), &x->extra,
+						 sizeof(x->extra));
+		if (!err && get && copy_to_user(uarg, x, sizeof(*x)))
+			err = -EFAULT;
+		kfree(x);
+		return err;
+	}
+	case GODWIT_IOCTL_IRQCHIP_GET:
+	case GODWIT_IOCTL_IRQCHIP_SET: {
+		struct godwit_ioctl_irqchip *c = kmalloc(sizeof(*c), GFP_KERNEL);
+		bool get = cmd == GODWIT_IOCTL_IRQCHIP_GET;
+
+		if (!c)
+			return -ENOMEM;
+		err = copy_from_user(c, uarg, sizeof(*c)) ? -EFAULT : 0;
+		if (!err && (c->id >= GODWIT_MAX_PARTITIONS || !f->owns[c->id] || c->reserved))
+			err = -EINVAL;
+		if (!err)
+			err = godwit_call_struct(get ? GODWIT_HC_IRQCHIP_GET : GODWIT_HC_IRQCHIP_SET,
+						 c->id, &c->chip, sizeof(c->chip));
+		if (!err && get && copy_to_user(uarg, c, sizeof(*c)))
+			err = -EFAULT;
+		kfree(c);
 		return err;
 	}
 	case GODWIT_IOCTL_PARTITION_IRQ: {

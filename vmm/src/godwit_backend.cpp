@@ -6,6 +6,8 @@
 
 #include <x86intrin.h>
 
+#include <algorithm>
+
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -62,6 +64,7 @@ GodwitBackend::GodwitBackend(GuestMemory& memory, unsigned vcpus, const std::str
         throw system_error("GODWIT_IOCTL_PARTITION_CREATE", err);
     }
     id_ = create.id;
+    ram_pages_ = create.ram_bytes / 4096;
     for (const RamRange& r : memory.ranges()) {
         godwit_ioctl_map map{};
         map.id = id_;
@@ -220,6 +223,94 @@ void GodwitBackend::wake_vcpus(std::uint32_t mask) {
             idle_[v].cv.notify_all();
         }
     }
+}
+
+void GodwitBackend::complete_read(unsigned vcpu, const IoAccess& read) {
+    godwit_ioctl_vcpu_run req{};
+    req.id = id_;
+    req.vcpu = vcpu;
+    req.run.flags = GODWIT_RUN_NO_ENTRY | (read.is_write ? 0 : GODWIT_RUN_COMPLETE_READ);
+    req.run.read_value = read.data;
+    if (::ioctl(fd_, GODWIT_IOCTL_VCPU_RUN, &req) != 0)
+        throw system_error("GODWIT_IOCTL_VCPU_RUN (complete a read)", errno);
+}
+
+void GodwitBackend::dirty_log_enable() {
+    godwit_ioctl_dirty d{};
+    d.id = id_;
+    d.op = GODWIT_DIRTY_ENABLE;
+    if (::ioctl(fd_, GODWIT_IOCTL_DIRTY_LOG, &d) != 0)
+        throw system_error("GODWIT_IOCTL_DIRTY_LOG (enable)", errno);
+}
+
+void GodwitBackend::dirty_log_disable() {
+    godwit_ioctl_dirty d{};
+    d.id = id_;
+    d.op = GODWIT_DIRTY_DISABLE;
+    if (::ioctl(fd_, GODWIT_IOCTL_DIRTY_LOG, &d) != 0)
+        throw system_error("GODWIT_IOCTL_DIRTY_LOG (disable)", errno);
+}
+
+void GodwitBackend::dirty_log_fetch(std::vector<std::uint64_t>& bitmap) {
+    bitmap.assign((ram_pages_ + 63) / 64, 0);
+    for (std::uint64_t first = 0; first < ram_pages_; first += GODWIT_DIRTY_FETCH_MAX_PAGES) {
+        std::uint64_t pages = std::min<std::uint64_t>(GODWIT_DIRTY_FETCH_MAX_PAGES,
+                                                      (ram_pages_ - first + 63) / 64 * 64);
+        godwit_ioctl_dirty d{};
+        d.id = id_;
+        d.op = GODWIT_DIRTY_FETCH;
+        d.first_page = first;
+        d.pages = static_cast<godwit_u32>(pages);
+        d.user_bits = reinterpret_cast<godwit_u64>(bitmap.data() + first / 64);
+        if (::ioctl(fd_, GODWIT_IOCTL_DIRTY_LOG, &d) != 0)
+            throw system_error("GODWIT_IOCTL_DIRTY_LOG (fetch)", errno);
+    }
+}
+
+std::vector<std::uint8_t> GodwitBackend::get_vcpu_extra(unsigned vcpu) {
+    godwit_ioctl_vcpu_extra x{};
+    x.id = id_;
+    x.vcpu = vcpu;
+    if (::ioctl(fd_, GODWIT_IOCTL_VCPU_GET_EXTRA, &x) != 0)
+        throw system_error("GODWIT_IOCTL_VCPU_GET_EXTRA", errno);
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(&x.extra);
+    return {bytes, bytes + sizeof(x.extra)};
+}
+
+void GodwitBackend::set_vcpu_extra(unsigned vcpu, const std::vector<std::uint8_t>& blob) {
+    godwit_ioctl_vcpu_extra x{};
+    if (blob.size() != sizeof(x.extra))
+        throw Error(ErrorCode::invalid_input,
+                    "vCPU " + std::to_string(vcpu) + ": extra state of " +
+                        std::to_string(blob.size()) + " bytes, this hypervisor takes " +
+                        std::to_string(sizeof(x.extra)));
+    x.id = id_;
+    x.vcpu = vcpu;
+    std::memcpy(&x.extra, blob.data(), sizeof(x.extra));
+    if (::ioctl(fd_, GODWIT_IOCTL_VCPU_SET_EXTRA, &x) != 0)
+        throw system_error("GODWIT_IOCTL_VCPU_SET_EXTRA (the hypervisor refused the state)",
+                           errno);
+}
+
+std::vector<std::uint8_t> GodwitBackend::get_irqchip() {
+    godwit_ioctl_irqchip c{};
+    c.id = id_;
+    if (::ioctl(fd_, GODWIT_IOCTL_IRQCHIP_GET, &c) != 0)
+        throw system_error("GODWIT_IOCTL_IRQCHIP_GET", errno);
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(&c.chip);
+    return {bytes, bytes + sizeof(c.chip)};
+}
+
+void GodwitBackend::set_irqchip(const std::vector<std::uint8_t>& blob) {
+    godwit_ioctl_irqchip c{};
+    if (blob.size() != sizeof(c.chip))
+        throw Error(ErrorCode::invalid_input, "IOAPIC state of " + std::to_string(blob.size()) +
+                                                  " bytes, this hypervisor takes " +
+                                                  std::to_string(sizeof(c.chip)));
+    c.id = id_;
+    std::memcpy(&c.chip, blob.data(), sizeof(c.chip));
+    if (::ioctl(fd_, GODWIT_IOCTL_IRQCHIP_SET, &c) != 0)
+        throw system_error("GODWIT_IOCTL_IRQCHIP_SET (the hypervisor refused the state)", errno);
 }
 
 void GodwitBackend::irq(unsigned pin, bool level) {

@@ -70,7 +70,7 @@ class FuzzHost final : public hypercall::HypercallHost {
     }
     u64 vcpu_run(u32 id, u32 vcpu, godwit_hc_vcpu_run& run) override {
         if (id >= GODWIT_MAX_PARTITIONS || vcpu >= GODWIT_MAX_VCPUS ||
-            (run.flags & ~GODWIT_RUN_COMPLETE_READ) != 0 || run.reserved0 != 0)
+            (run.flags & ~(GODWIT_RUN_COMPLETE_READ | GODWIT_RUN_NO_ENTRY)) != 0 || run.reserved0 != 0)
             std::abort();
         run.exit_reason = GODWIT_EXIT_HLT;
         return GODWIT_HC_OK;
@@ -79,6 +79,36 @@ class FuzzHost final : public hypercall::HypercallHost {
         if (id >= GODWIT_MAX_PARTITIONS || pin >= GODWIT_IOAPIC_PINS)
             std::abort();
         wake = 0;
+        return GODWIT_HC_OK;
+    }
+    u64 dirty_log(u32 id, u32 op) override {
+        if (id >= GODWIT_MAX_PARTITIONS || op > GODWIT_DIRTY_ENABLE)
+            std::abort();
+        return GODWIT_HC_OK;
+    }
+    u64 dirty_fetch(u32 id, u64 first, u32 pages, u64 bits_gpa) override {
+        if (id >= GODWIT_MAX_PARTITIONS || pages == 0 || pages % 64 != 0 ||
+            pages > GODWIT_DIRTY_FETCH_MAX_PAGES || first % 64 != 0 ||
+            !caller_owns(bits_gpa, pages / 8))
+            std::abort();
+        return GODWIT_HC_OK;
+    }
+    u64 vcpu_get_extra(u32 id, u32 vcpu, godwit_hc_vcpu_extra&) override {
+        return id < GODWIT_MAX_PARTITIONS && vcpu < GODWIT_MAX_VCPUS ? GODWIT_HC_OK
+                                                                     : (std::abort(), 0);
+    }
+    u64 vcpu_set_extra(u32 id, u32 vcpu, const godwit_hc_vcpu_extra& x) override {
+        if (id >= GODWIT_MAX_PARTITIONS || vcpu >= GODWIT_MAX_VCPUS ||
+            x.format != GODWIT_VCPU_EXTRA_FORMAT || x.lapic_bytes > GODWIT_STATE_BLOB_BYTES)
+            std::abort();
+        return GODWIT_HC_OK;
+    }
+    u64 irqchip_get(u32 id, godwit_hc_irqchip&) override {
+        return id < GODWIT_MAX_PARTITIONS ? GODWIT_HC_OK : (std::abort(), 0);
+    }
+    u64 irqchip_set(u32 id, const godwit_hc_irqchip& c) override {
+        if (id >= GODWIT_MAX_PARTITIONS || c.ioapic_bytes > GODWIT_STATE_BLOB_BYTES)
+            std::abort();
         return GODWIT_HC_OK;
     }
     u64 vcpu_get_state(u32 id, u32 vcpu, godwit_hc_vcpu_state&) override {
@@ -95,7 +125,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         return 0;
     u64 regs[4];
     std::memcpy(regs, data, sizeof regs);
-    hypercall::Call call{regs[0] % 16, regs[1], regs[2], regs[3], static_cast<u8>(data[32] % 4),
+    hypercall::Call call{regs[0] % 18, regs[1], regs[2], regs[3], static_cast<u8>(data[32] % 4),
                          true};
     // Arguments that point into the caller's memory often enough to get past the checks.
     if (data[32] & 0x10)

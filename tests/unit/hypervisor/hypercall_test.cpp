@@ -77,6 +77,35 @@ class FakeHost final : public HypercallHost {
         return GODWIT_HC_OK;
     }
     std::vector<u32> irq_seen;
+    std::vector<u64> dirty_seen;
+    u64 dirty_log(u32 id, u32 op) override {
+        ++calls;
+        dirty_seen = {id, op};
+        return GODWIT_HC_OK;
+    }
+    u64 dirty_fetch(u32 id, u64 first, u32 pages, u64 bits_gpa) override {
+        ++calls;
+        dirty_seen = {id, first, pages, bits_gpa};
+        return GODWIT_HC_OK;
+    }
+    godwit_hc_vcpu_extra extra_seen{};
+    u64 vcpu_get_extra(u32, u32, godwit_hc_vcpu_extra& x) override {
+        ++calls;
+        x.format = GODWIT_VCPU_EXTRA_FORMAT;
+        x.guest_tsc = 1234;
+        return GODWIT_HC_OK;
+    }
+    u64 vcpu_set_extra(u32, u32, const godwit_hc_vcpu_extra& x) override {
+        ++calls;
+        extra_seen = x;
+        return GODWIT_HC_OK;
+    }
+    u64 irqchip_get(u32, godwit_hc_irqchip& c) override {
+        ++calls;
+        c.format = GODWIT_IRQCHIP_FORMAT;
+        return GODWIT_HC_OK;
+    }
+    u64 irqchip_set(u32, const godwit_hc_irqchip&) override { return ++calls, GODWIT_HC_OK; }
     u64 vcpu_run(u32, u32, godwit_hc_vcpu_run& run) override {
         ++calls;
         run.exit_reason = GODWIT_EXIT_HLT;
@@ -247,4 +276,60 @@ TEST(Hypercall, MapOnlyTheCallersOwnPages) {
 }
 
 } // namespace
+TEST(Hypercall, SaveRestoreCallsAreValidatedBeforeTheHypervisorActs) {
+    FakeHost h;
+    // Dirty log: known ops only, no stray argument, a fetch header that is sane and a
+    // bitmap that lies in the caller's memory.
+    EXPECT_EQ(call(h, GODWIT_HC_DIRTY_LOG, 16, GODWIT_DIRTY_ENABLE).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_DIRTY_LOG, 1, 7).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_DIRTY_LOG, 1, GODWIT_DIRTY_ENABLE, 5).status,
+              GODWIT_HC_BAD_ARGUMENT);
+    godwit_hc_dirty_fetch head{};
+    head.first_page = 64;
+    head.pages = 100; // not a multiple of 64
+    std::memcpy(h.at(0x2000), &head, sizeof head);
+    EXPECT_EQ(call(h, GODWIT_HC_DIRTY_LOG, 1, GODWIT_DIRTY_FETCH, 0x2000).status,
+              GODWIT_HC_BAD_ARGUMENT);
+    head.pages = 64; // the header ends the caller's memory: no room for the bits
+    std::memcpy(h.at(0x30FF0), &head, sizeof head);
+    EXPECT_EQ(call(h, GODWIT_HC_DIRTY_LOG, 1, GODWIT_DIRTY_FETCH, 0x30FF0).status,
+              GODWIT_HC_BAD_ADDRESS);
+    EXPECT_EQ(h.calls, 0);
+    EXPECT_EQ(call(h, GODWIT_HC_DIRTY_LOG, 2, GODWIT_DIRTY_ENABLE).status, GODWIT_HC_OK);
+    EXPECT_EQ(h.dirty_seen, (std::vector<u64>{2, GODWIT_DIRTY_ENABLE}));
+    head.pages = 128;
+    std::memcpy(h.at(0x2000), &head, sizeof head);
+    EXPECT_EQ(call(h, GODWIT_HC_DIRTY_LOG, 2, GODWIT_DIRTY_FETCH, 0x2000).status, GODWIT_HC_OK);
+    EXPECT_EQ(h.dirty_seen, (std::vector<u64>{2, 64, 128, 0x2000 + sizeof head}));
+
+    // Extra vCPU state: exact size, known format, a LAPIC blob that fits.
+    godwit_hc_vcpu_extra x{};
+    x.format = 9;
+    std::memcpy(h.at(0x2000), &x, sizeof x);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_EXTRA, 1, 0x2000, sizeof x).status, GODWIT_HC_BAD_ARGUMENT);
+    x.format = GODWIT_VCPU_EXTRA_FORMAT;
+    x.lapic_bytes = GODWIT_STATE_BLOB_BYTES + 1;
+    std::memcpy(h.at(0x2000), &x, sizeof x);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_EXTRA, 1, 0x2000, sizeof x).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_EXTRA, 1, 0x2000, sizeof x - 1).status,
+              GODWIT_HC_BAD_LENGTH);
+    x.lapic_bytes = 200;
+    x.mp_state = GODWIT_MP_HALTED;
+    std::memcpy(h.at(0x2000), &x, sizeof x);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_EXTRA, 1 | (2ull << 32), 0x2000, sizeof x).status,
+              GODWIT_HC_OK);
+    EXPECT_EQ(h.extra_seen.mp_state, u32{GODWIT_MP_HALTED});
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_GET_EXTRA, 1, 0x2000, sizeof x).status, GODWIT_HC_OK);
+    std::memcpy(&x, h.at(0x2000), sizeof x);
+    EXPECT_EQ(x.guest_tsc, 1234u);
+
+    // IOAPIC state: a partition call (no vCPU in arg0), exact size, known format.
+    godwit_hc_irqchip chip{};
+    std::memcpy(h.at(0x2000), &chip, sizeof chip);
+    EXPECT_EQ(call(h, GODWIT_HC_IRQCHIP_SET, 1, 0x2000, sizeof chip).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_IRQCHIP_GET, 1 | (1ull << 32), 0x2000, sizeof chip).status,
+              GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_IRQCHIP_GET, 1, 0x2000, sizeof chip).status, GODWIT_HC_OK);
+}
+
 } // namespace godwit::hv::hypercall

@@ -44,6 +44,7 @@ inline constexpr u32 preemption_timer = 1u << 6;
 } // namespace pin
 namespace proc {
 inline constexpr u32 interrupt_window_exiting = 1u << 2;
+inline constexpr u32 use_tsc_offsetting = 1u << 3;
 inline constexpr u32 hlt_exiting = 1u << 7;
 inline constexpr u32 unconditional_io_exiting = 1u << 24;
 inline constexpr u32 use_io_bitmaps = 1u << 25;

@@ -113,7 +113,9 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
                        (c.exit_on_interrupts ? vmx::pin::external_interrupt_exiting : 0);
     u32 proc_required = vmx::proc::activate_secondary |
                         (c.root ? vmx::proc::use_msr_bitmaps
-                                : vmx::proc::hlt_exiting | vmx::proc::unconditional_io_exiting);
+                                : vmx::proc::hlt_exiting | vmx::proc::unconditional_io_exiting) |
+                        // A guest partition's TSC continues across save/restore and migration.
+                        (c.exit_on_interrupts ? vmx::proc::use_tsc_offsetting : 0);
     u32 proc2_required =
         vmx::proc2::enable_ept | vmx::proc2::enable_vpid |
         (real_mode || c.root || c.exit_on_interrupts ? vmx::proc2::unrestricted_guest : 0) |
@@ -152,6 +154,7 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
     w.write(VmcsField::entry_controls, entry);
     w.write(VmcsField::exception_bitmap, 0);
     w.write(VmcsField::cr3_target_count, 0);
+    w.write(VmcsField::tsc_offset, 0);
     w.write(VmcsField::ept_pointer, c.eptp);
     w.write(VmcsField::vpid, c.vpid);
     w.write(VmcsField::vmcs_link_pointer, ~0ull);

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "godwit/vmm/guest_memory.hpp"
 #include "godwit/vmm/vcpu_state.hpp"
@@ -31,6 +32,24 @@ class GodwitBackend final : public VcpuBackend {
     // Ends run() of `vcpu` with Kind::kicked: root interrupts end every hypervisor run
     // quickly (GODWIT_EXIT_INTERRUPTED) and idle waits watch for it.
     void kick(unsigned vcpu) override;
+    // Gives a pending read (IN / MMIO load) its value without entering the guest, so the
+    // vCPU's state is whole while it is paused.
+    void complete_read(unsigned vcpu, const IoAccess& read);
+
+    // Save/restore and migration (hypercall ABI 1.3).
+    void dirty_log_enable();  // write-protects all guest RAM in the hypervisor, clears the log
+    void dirty_log_disable();
+    // bitmap[w] bit n = guest page w*64+n was written since enable or the last fetch;
+    // fetching clears. Resized to cover every page below the end of RAM.
+    void dirty_log_fetch(std::vector<std::uint64_t>& bitmap);
+    // Everything of a vCPU VcpuState lacks (LAPIC, halted / waiting-for-SIPI, pending event,
+    // interruptibility, PAT, SYSENTER, guest TSC): an opaque blob the hypervisor validates
+    // on set. The vCPU must not be running; set_state first when restoring.
+    std::vector<std::uint8_t> get_vcpu_extra(unsigned vcpu);
+    void set_vcpu_extra(unsigned vcpu, const std::vector<std::uint8_t>& blob);
+    std::vector<std::uint8_t> get_irqchip(); // the partition's IOAPIC, opaque
+    void set_irqchip(const std::vector<std::uint8_t>& blob);
+
     // Sets IOAPIC pin `pin` of the partition to `level` and wakes the vCPUs it reached.
     void irq(unsigned pin, bool level);
     unsigned partition() const { return id_; }
@@ -40,6 +59,7 @@ class GodwitBackend final : public VcpuBackend {
     unsigned id_ = 0;
     unsigned vcpus_;
     std::uint64_t tsc_per_us_;
+    std::uint64_t ram_pages_ = 0;
     // An idle vCPU (HLT with nothing to deliver, or an AP before its SIPI) sleeps here until
     // its timer deadline, an IPI/IRQ from another thread (woken) or a stop (kick).
     struct Idle {

@@ -1,0 +1,141 @@
+// Dirty-page logging of a guest partition by EPT write protection (works on every VT-x CPU
+// with EPT; PML would batch the faults, later). ENABLE write-protects every RAM page; the
+// first write to a page exits, sets the page's bit and makes the page writable again; FETCH
+// hands out the bits, clears them and write-protects those pages again. Permission
+// decreases are flushed from every CPU's EPT TLB before its next entry of this partition.
+#include "arch/x86/intrinsics.hpp"
+#include "arch/x86/vmx/vmx_capabilities.hpp"
+#include "arch/x86/vmx/vmx_state.hpp"
+#include "kernel/console.hpp"
+#include "kernel/percpu.hpp"
+#include "memory/frame_allocator.hpp"
+#include "partition/partition.hpp"
+#include "partition/partitions.hpp"
+
+namespace godwit::hv::partitions {
+namespace {
+
+constexpr u64 pages_per_chunk = page_size * 8; // bits in one 4 KiB frame
+constexpr u64 words_per_chunk = page_size / 8;
+constexpr u8 access_rx = ept::access_read | ept::access_execute;
+
+u64 ram_pages(const Partition& p) {
+    return p.ram_bytes / page_size;
+}
+
+void invept_here(Partition& p) {
+    const vmx::Features& f = vmx_features();
+    x86::invept(f.invept_single ? 1 : 2, x86::InveptDescriptor{p.ept.eptp(false), 0});
+}
+
+// Every CPU drops this partition's cached translations before it next runs one of its vCPUs.
+void flush_everywhere(Partition& p) {
+    __atomic_store_n(&p.flush_cpus, ~0ull, __ATOMIC_RELEASE);
+}
+
+u64* word_of(Partition& p, u64 page) {
+    return &p.dirty_chunks[page / pages_per_chunk][(page % pages_per_chunk) / 64];
+}
+
+} // namespace
+
+void free_dirty_log(Partition& p) {
+    for (u64*& chunk : p.dirty_chunks) {
+        if (chunk != nullptr)
+            free_frame(PhysAddr{reinterpret_cast<u64>(chunk)});
+        chunk = nullptr;
+    }
+    p.dirty_logging = false;
+}
+
+void flush_ept_if_needed(Partition& p) {
+    u64 bit = 1ull << (this_cpu().index % 64);
+    if ((__atomic_load_n(&p.flush_cpus, __ATOMIC_ACQUIRE) & bit) == 0)
+        return;
+    __atomic_fetch_and(&p.flush_cpus, ~bit, __ATOMIC_ACQ_REL);
+    invept_here(p);
+}
+
+bool log_dirty_write(Partition& p, u64 gpa) {
+    SpinLockGuard guard(p.ept_lock);
+    if (!p.dirty_logging || gpa >= p.ram_bytes)
+        return false;
+    u64 hpa = 0;
+    u8 access = 0;
+    ept::PageSize size{};
+    if (!p.ept.translate(gpa, hpa, access, size))
+        return false; // not RAM: MMIO emulation decides
+    u64 page = gpa / page_size;
+    __atomic_fetch_or(word_of(p, page), 1ull << (page % 64), __ATOMIC_RELAXED);
+    if ((access & ept::access_write) == 0)
+        p.ept.protect(page * page_size, page_size, ept::access_rwx);
+    // A permission increase: a stale read-only translation elsewhere only faults once more.
+    invept_here(p);
+    return true;
+}
+
+u64 dirty_log(u32 id, u32 op) {
+    Partition* p = find(id);
+    if (p == nullptr)
+        return GODWIT_HC_BAD_ARGUMENT;
+    SpinLockGuard guard(p->ept_lock);
+    if (op == GODWIT_DIRTY_DISABLE) {
+        if (p->dirty_logging)
+            p->ept.protect(0, p->ram_bytes, ept::access_rwx);
+        free_dirty_log(*p);
+        flush_everywhere(*p);
+        return GODWIT_HC_OK;
+    }
+    // Enable (again): a clean log and every RAM page write-protected.
+    u64 chunks = (ram_pages(*p) + pages_per_chunk - 1) / pages_per_chunk;
+    for (u64 i = 0; i < chunks; ++i) {
+        if (p->dirty_chunks[i] == nullptr) {
+            PhysAddr frame = alloc_frame();
+            if (frame.value == 0) {
+                free_dirty_log(*p);
+                return GODWIT_HC_NO_MEMORY;
+            }
+            p->dirty_chunks[i] = static_cast<u64*>(phys_to_virt(frame));
+        }
+        for (u64 w = 0; w < words_per_chunk; ++w)
+            p->dirty_chunks[i][w] = 0;
+    }
+    if (p->ept.protect(0, p->ram_bytes, access_rx) != ept::Status::ok) {
+        p->ept.protect(0, p->ram_bytes, ept::access_rwx);
+        free_dirty_log(*p);
+        return GODWIT_HC_NO_MEMORY;
+    }
+    p->dirty_logging = true;
+    flush_everywhere(*p);
+    log(LogLevel::info, "partition %u: dirty logging on (%lu pages)", id, ram_pages(*p));
+    return GODWIT_HC_OK;
+}
+
+u64 dirty_fetch(u32 id, u64 first_page, u32 pages, DirtyWordSink sink, void* context) {
+    Partition* p = find(id);
+    if (p == nullptr)
+        return GODWIT_HC_BAD_ARGUMENT;
+    SpinLockGuard guard(p->ept_lock);
+    if (!p->dirty_logging)
+        return GODWIT_HC_BAD_ARGUMENT; // enable first
+    bool protected_any = false;
+    for (u64 w = 0; w < pages / 64; ++w) {
+        u64 page = first_page + w * 64;
+        u64 bits = 0;
+        if (page < ram_pages(*p))
+            bits = __atomic_exchange_n(word_of(*p, page), 0, __ATOMIC_ACQ_REL);
+        sink(context, w, bits);
+        for (u64 rest = bits; rest != 0; rest &= rest - 1) {
+            u64 gpa = (page + static_cast<u64>(__builtin_ctzll(rest))) * page_size;
+            p->ept.protect(gpa, page_size, access_rx);
+            protected_any = true;
+        }
+    }
+    if (protected_any) {
+        flush_everywhere(*p);
+        flush_ept_if_needed(*p);
+    }
+    return GODWIT_HC_OK;
+}
+
+} // namespace godwit::hv::partitions

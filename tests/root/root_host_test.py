@@ -67,7 +67,7 @@ def main():
         hv = info.get("hypervisor", {})
         check(hv.get("build") == args.expect_build, "hypervisor build matches this build",
               f"got {hv.get('build')!r}, want {args.expect_build!r}")
-        check(hv.get("abi") == "1.2", "hypercall ABI 1.2", str(hv.get("abi")))
+        check(hv.get("abi") == "1.3", "hypercall ABI 1.3", str(hv.get("abi")))
         features = set(info.get("vmx", {}).get("features", []) if isinstance(info.get("vmx"), dict)
                        else info.get("vmx_features", []))
         if not features:

@@ -33,6 +33,8 @@ def main():
     ap.add_argument("--device", required=True)
     ap.add_argument("--ready-fd", type=int, default=-1)
     ap.add_argument("--save-request", default="")
+    ap.add_argument("--restore-from", default="")
+    ap.add_argument("--name", default="")
     args = ap.parse_args()
     with open(args.definition) as f:
         definition = json.load(f)

@@ -321,6 +321,13 @@ def main():
               "running" and "cannot be saved" in doc.get("save_error", ""), str(doc))
         godwit("vm", "kill", "nosave")
         godwit("vm", "delete", "nosave")
+        # godwitd checks a saved state with the stream parser before registering anything.
+        expect_error("restore of a file that is no saved VM", 4, "not a usable saved VM",
+                     "vm", "restore", saved, "--name", "back")
+        expect_error("restore of a missing file", 3, "No such file", "vm", "restore",
+                     os.path.join(tmp, "missing.saved"))
+        rc, doc = godwit_json("vm", "show", "back")
+        check("a refused restore registers nothing", rc == 3, str(doc))
 
         godwit("vm", "start", "stubborn")
         started = time.monotonic()

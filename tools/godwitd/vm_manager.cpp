@@ -15,6 +15,7 @@
 
 #include "abi/godwit_hypercall.h"
 #include "godwit/error.hpp"
+#include "godwit/vmm/vm_migration.hpp"
 #include "godwit/vmm/vm_platform.hpp"
 #include "godwit/vmm/vm_result.hpp"
 #include "host_memory.hpp"
@@ -257,7 +258,26 @@ control::VmInfo VmManager::create(const std::string& definition_json) {
     return info(ref);
 }
 
-control::VmInfo VmManager::start(const std::string& name) {
+control::VmInfo VmManager::restore(const std::string& path, const std::string& name) {
+    if (path.empty() || !fs::path(path).is_absolute()) {
+        throw Error(ErrorCode::usage, fmt::format("restore from an absolute path, not '{}'", path));
+    }
+    // Reads and checks the whole file now (blocking the daemon meanwhile): a damaged saved
+    // state is refused before anything is registered.
+    vmm::VmDefinition def = vmm::inspect_saved_vm(path);
+    if (!name.empty()) {
+        def.name = name;
+    }
+    create(vmm::vm_definition_to_json(def));
+    try {
+        return start(def.name, path);
+    } catch (const Error&) {
+        remove(def.name); // not left half-restored: the same restore can be retried
+        throw;
+    }
+}
+
+control::VmInfo VmManager::start(const std::string& name, const std::string& restore_from) {
     Vm& vm = find(name);
     vm.life.check_can_start();
     if (!fs::exists(options_.device)) {
@@ -300,10 +320,15 @@ control::VmInfo VmManager::start(const std::string& name) {
     }
     fs::remove(result_file(dir), ec);
     std::ofstream(console_file(dir), std::ios::trunc); // a fresh console per run
-    WorkerCommand command{options_.worker,       options_.state_dir / (name + ".json"),
-                          console_file(dir),     result_file(dir),
-                          worker_log(dir),       options_.device,
-                          save_request_file(dir)};
+    WorkerCommand command{options_.worker,
+                          options_.state_dir / (name + ".json"),
+                          console_file(dir),
+                          result_file(dir),
+                          worker_log(dir),
+                          options_.device,
+                          save_request_file(dir),
+                          restore_from,
+                          name};
     fs::remove(save_outcome_file(dir), ec);
     SpawnedWorker worker = spawn_worker(command);
     vm.life.started(worker.pid);
@@ -531,6 +556,9 @@ std::optional<control::Response> VmManager::handle(const control::Request& reque
     case Body::kVmStop:
         *response.mutable_vm() = stop(request.vm_stop().name(),
                                       std::chrono::seconds(request.vm_stop().timeout_seconds()));
+        break;
+    case Body::kVmRestore:
+        *response.mutable_vm() = restore(request.vm_restore().path(), request.vm_restore().name());
         break;
     case Body::kVmSave:
         *response.mutable_vm() = save(request.vm_save().name(), request.vm_save().path());

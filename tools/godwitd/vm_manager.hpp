@@ -56,7 +56,9 @@ class VmManager {
     struct Vm;
 
     control::VmInfo create(const std::string& definition_json);
-    control::VmInfo start(const std::string& name);
+    // restore_from: run the VM from this saved state instead of booting its kernel.
+    control::VmInfo start(const std::string& name, const std::string& restore_from = {});
+    control::VmInfo restore(const std::string& path, const std::string& name);
     control::VmInfo stop(const std::string& name, std::chrono::seconds timeout);
     control::VmInfo kill(const std::string& name);
     control::VmInfo save(const std::string& name, const std::string& path);

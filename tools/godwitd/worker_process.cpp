@@ -45,6 +45,9 @@ SpawnedWorker spawn_worker(const WorkerCommand& c) {
                                      c.device,
                                      "--ready-fd",
                                      std::to_string(child_ready_fd)};
+    if (!c.restore_from.empty()) {
+        args.insert(args.end(), {"--restore-from", c.restore_from.string(), "--name", c.name});
+    }
     if (!c.save_request.empty()) {
         args.insert(args.end(), {"--save-request", c.save_request.string()});
     }

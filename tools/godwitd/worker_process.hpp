@@ -12,13 +12,15 @@
 namespace godwit::daemon {
 
 struct WorkerCommand {
-    std::filesystem::path program;      // godwit-vm-worker
-    std::filesystem::path definition;   // the stored definition file
-    std::filesystem::path console;      // COM1 log
-    std::filesystem::path result;       // where it reports the end
-    std::filesystem::path log;          // its stdout and stderr
-    std::string device;                 // /dev/godwit
-    std::filesystem::path save_request; // read on SIGUSR2: where to save the VM
+    std::filesystem::path program;           // godwit-vm-worker
+    std::filesystem::path definition;        // the stored definition file
+    std::filesystem::path console;           // COM1 log
+    std::filesystem::path result;            // where it reports the end
+    std::filesystem::path log;               // its stdout and stderr
+    std::string device;                      // /dev/godwit
+    std::filesystem::path save_request;      // read on SIGUSR2: where to save the VM
+    std::filesystem::path restore_from = {}; // non-empty: restore the VM from this saved state
+    std::string name = {};                   // with restore_from: the VM's name
 };
 
 struct SpawnedWorker {

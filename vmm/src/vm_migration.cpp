@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "godwit/error.hpp"
+#include "godwit/migration/channel.hpp"
 
 namespace godwit::vmm {
 
@@ -78,9 +79,9 @@ void VmStateSaver::restore_state(const std::vector<migration::StateBlob>&) {
 }
 
 // Anonymous memory for the incoming pages: untouched pages stay unbacked zeros.
-class VmReceiver::Staging final : public migration::GuestMemory {
+class StagingMemory : public migration::GuestMemory {
   public:
-    explicit Staging(std::uint64_t pages) : pages_(pages) {
+    explicit StagingMemory(std::uint64_t pages) : pages_(pages) {
         void* p = ::mmap(nullptr, pages * page_size, PROT_READ | PROT_WRITE,
                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (p == MAP_FAILED) {
@@ -90,7 +91,7 @@ class VmReceiver::Staging final : public migration::GuestMemory {
         }
         base_ = static_cast<std::uint8_t*>(p);
     }
-    ~Staging() override { ::munmap(base_, pages_ * page_size); }
+    ~StagingMemory() override { ::munmap(base_, pages_ * page_size); }
     std::uint64_t page_count() const override { return pages_; }
     void read_page(std::uint64_t pfn, std::uint8_t* out) const override {
         std::memcpy(out, at(pfn), page_size);
@@ -109,6 +110,49 @@ class VmReceiver::Staging final : public migration::GuestMemory {
     std::uint64_t pages_;
     std::uint8_t* base_ = nullptr;
 };
+
+class VmReceiver::Staging final : public StagingMemory {
+  public:
+    using StagingMemory::StagingMemory;
+};
+
+namespace {
+// Receives a whole saved state (checking it as a restore would) and keeps only the
+// definition.
+class DefinitionPeek final : public migration::IncomingVm {
+  public:
+    migration::GuestMemory& create(const std::string&, std::uint64_t page_count) override {
+        staging_ = std::make_unique<StagingMemory>(page_count);
+        return *staging_;
+    }
+    void restore(const std::vector<migration::StateBlob>& state) override {
+        for (const auto& b : state) {
+            if (b.kind == state_kind::definition && b.id == "definition") {
+                definition = parse_vm_definition(std::string(b.data.begin(), b.data.end()),
+                                                 "the saved state's VM definition");
+                return;
+            }
+        }
+        throw stream_error("no VM definition in the saved state");
+    }
+    void start() override {}
+    void discard() override { staging_.reset(); }
+    VmDefinition definition;
+
+  private:
+    std::unique_ptr<StagingMemory> staging_;
+};
+} // namespace
+
+VmDefinition inspect_saved_vm(const std::string& path) {
+    auto channel = migration::file_channel(path, false);
+    DefinitionPeek peek;
+    migration::IncomingResult in = migration::migrate_in(*channel, peek);
+    if (!in.ok) {
+        throw Error(ErrorCode::invalid_input, path + ": not a usable saved VM: " + in.error);
+    }
+    return peek.definition;
+}
 
 VmReceiver::VmReceiver(Options options) : options_(std::move(options)) {}
 VmReceiver::~VmReceiver() = default;

@@ -248,6 +248,7 @@ TEST(VmMigration, SaveToFileAndRestore) {
     ASSERT_TRUE(in.ok) << in.error;
     expect_same_vm(src, dst, "mig");
     src.runner.request_stop();
+    EXPECT_EQ(inspect_saved_vm(file.string()), src.def); // what godwitd registers
 
     // A damaged file fails in the stream parser; nothing is built.
     std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
@@ -261,6 +262,13 @@ TEST(VmMigration, SaveToFileAndRestore) {
     EXPECT_NE(r.error.find("checksum mismatch"), std::string::npos) << r.error;
     EXPECT_FALSE(broken.receiver.started());
     EXPECT_EQ(broken.partition, nullptr);
+    try {
+        inspect_saved_vm(file.string());
+        ADD_FAILURE() << "a damaged saved state was accepted";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::invalid_input);
+        EXPECT_NE(std::string(e.what()).find("not a usable saved VM"), std::string::npos);
+    }
     std::filesystem::remove(file);
 }
 

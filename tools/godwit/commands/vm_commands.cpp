@@ -396,6 +396,42 @@ int run_save(Invocation& inv) {
     return 0;
 }
 
+int run_restore(Invocation& inv) {
+    po::options_description options("Options");
+    options.add_options()("file", po::value<std::string>(), "a saved VM (godwit vm save)")(
+        "name", po::value<std::string>(), "register it under this name (default: its own)")(
+        "timeout", po::value<double>()->default_value(120), "seconds to wait for it to run");
+    add_socket_option(options);
+    po::positional_options_description positional;
+    positional.add("file", 1);
+    po::variables_map vm;
+    if (!parse_options(inv, options, positional, vm)) {
+        return 0;
+    }
+    if (!vm.count("file")) {
+        throw Error(ErrorCode::usage, "godwit vm restore: FILE is missing (godwit vm restore FILE "
+                                      "[--name N])");
+    }
+    std::string file = absolute(vm["file"].as<std::string>(), fs::current_path());
+    control::Request request;
+    request.mutable_vm_restore()->set_path(file);
+    if (vm.count("name")) {
+        request.mutable_vm_restore()->set_name(vm["name"].as<std::string>());
+    }
+    control::VmInfo info = expect_vm(call(vm, request), "vm restore");
+    const std::string name = info.name();
+    info = wait_for(vm, name, vm["timeout"].as<double>(), "to run",
+                    [](const control::VmInfo& i) { return i.state() != "starting"; });
+    if (info.state() == "stopped" && info.has_result() && info.last_result().kind() == "failed") {
+        throw Error(error_code_from(info.last_result().error_code()),
+                    "VM '" + name + "' was not restored: " + info.last_result().message());
+    }
+    print_outcome(inv, info,
+                  "VM '" + name + "' restored from " + file + ", " + info.state() +
+                      " (worker pid " + std::to_string(info.pid()) + ")");
+    return 0;
+}
+
 // --- list / show / delete ---------------------------------------------------------------
 
 int run_list(Invocation& inv) {
@@ -552,6 +588,10 @@ const Registration stop_registration{
 const Registration save_registration{
     {"vm", "save", "NAME FILE [--timeout SECONDS]",
      "save a running VM's memory and state to FILE and stop it (quick migration)", run_save}};
+const Registration restore_registration{
+    {"vm", "restore", "FILE [--name N] [--timeout SECONDS]",
+     "register and start the VM saved in FILE (godwit vm save), running on where it stopped",
+     run_restore}};
 const Registration kill_registration{
     {"vm", "kill", "NAME [--no-wait]", "kill a VM's worker at once (SIGKILL)", run_kill}};
 const Registration list_registration{

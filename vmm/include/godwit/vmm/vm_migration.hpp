@@ -166,4 +166,9 @@ class VmReceiver final : public migration::IncomingVm {
     bool started_ = false;
 };
 
+// Reads and checks a whole saved state (godwit vm save) and returns the VM's definition, so
+// godwitd can register the VM before a worker restores it. Error(invalid_input) with the
+// stream parser's reason for a file that is not a complete saved VM.
+VmDefinition inspect_saved_vm(const std::string& path);
+
 } // namespace godwit::vmm

@@ -163,3 +163,67 @@ def _checks(host, ok):
     status, out = host.run("godwit vm delete hello && godwit vm delete iso && "
                            "godwit vm delete dirty", VM_TIMEOUT)
     ok(status == 0 and _vms(host) == {}, "vm: delete every VM", out[-300:])
+
+
+def _last_pass(console):
+    """The highest "dirty: pass N done" in a console text, -1 without one."""
+    passes = [int(n) for n in re.findall(r"dirty: pass (\d+) done", console)]
+    return max(passes) if passes else -1
+
+
+def run_vm_save_restore_checks(host, check):
+    """Quick migration on a real host (docs/vm-management.md, `godwit vm save`/`restore`):
+    dirty.elf runs, is saved to a file (stopped with "saved to FILE"), restored under a new
+    name and keeps counting passes from where it stopped; dirty.elf checks every page holds
+    its pass number, so a page lost or stale in the saved state shows as "FAIL" in the
+    guest. Also: save of a stopped VM and restore of a damaged file are refused. Called like
+    run_vm_checks; returns the number of failed checks."""
+    failed = []
+    record = _recorder(check)
+
+    def ok(condition, what, detail=""):
+        if not condition:
+            failed.append(what)
+        record(condition, what, detail)
+        return condition
+
+    saved = "/tmp/dirty-saved.gws"
+    wait_beat = ("for i in $(seq 1 240); do godwit vm console {vm} | grep -q 'dirty: pass {n} done' "
+                 "&& break; sleep 1; done; godwit vm console {vm}")
+    try:
+        host.run(f"rm -f {saved} {saved}.bad", VM_TIMEOUT)
+        status, out = host.run(f"godwit vm create --name dsave --kernel {GUESTS}/dirty.elf "
+                               f"--memory 16 --cmdline dirty_mb=2 && godwit vm start dsave",
+                               VM_TIMEOUT)
+        ok(status == 0 and "running" in out, "save: start dirty (dsave)", out[-400:])
+        status, console = host.run(wait_beat.format(vm="dsave", n=2), VM_TIMEOUT)
+        before = _last_pass(console)
+        ok(before >= 2, "save: dsave counts passes before the save", console[-300:])
+        status, out = host.run(f"godwit --json vm save dsave {saved}", VM_TIMEOUT)
+        doc = _json(out)
+        ok(status == 0 and doc.get("state") == "stopped" and
+           _result(doc).get("message") == f"saved to {saved}",
+           "save: godwit vm save stops the VM with 'saved to FILE'", out[-500:])
+        status, out = host.run(f"godwit vm save dsave {saved}.again", VM_TIMEOUT)
+        ok(status == 7 and "not running" in out, "save: a stopped VM cannot be saved",
+           out[-300:])
+        status, out = host.run(f"godwit --json vm restore {saved} --name drestored", VM_TIMEOUT)
+        doc = _json(out)
+        ok(status == 0 and doc.get("state") == "running",
+           "save: godwit vm restore FILE --name drestored runs the VM", out[-500:])
+        status, console = host.run(wait_beat.format(vm="drestored", n=before + 2), VM_TIMEOUT)
+        after = _last_pass(console)
+        ok(after > before and "FAIL" not in console,
+           "save: the restored VM counts on from its pass with every page intact",
+           f"last pass before the save {before}, after the restore {after}: {console[-400:]}")
+        status, out = host.run(f"godwit vm restore {saved} --name drestored", VM_TIMEOUT)
+        ok(status == 7, "save: restore under a name in use is refused", out[-300:])
+        host.run(f"cp {saved} {saved}.bad && printf 'XXXXXXXX' | dd of={saved}.bad bs=1 "
+                 f"seek=100000 conv=notrunc 2>/dev/null", VM_TIMEOUT)
+        status, out = host.run(f"godwit vm restore {saved}.bad --name dbad", VM_TIMEOUT)
+        ok(status == 4 and "not a usable saved VM" in out,
+           "save: a damaged saved file is refused with the parser's reason", out[-300:])
+    finally:
+        host.run(f"godwit vm kill drestored; for vm in dsave drestored dbad; do godwit vm "
+                 f"delete $vm; done; rm -f {saved} {saved}.bad {saved}.again", VM_TIMEOUT)
+    return len(failed)

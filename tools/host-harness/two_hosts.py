@@ -1,7 +1,9 @@
 """Two emulated Godwit hosts (A and B) on one virtual Ethernet link, for the live-migration
-work: `bxhub` (from the bochs package) joins the two Bochs instances' e1000 NICs, carried
-over UDP on 127.0.0.1 only, and inside the root partitions the link has the link-local
-addresses 169.254.0.1/16 (A) and 169.254.0.2/16 (B). No slirp/tuntap, no other addresses.
+work: a hub joins the two Bochs instances' e1000 NICs (Bochs' `socket` net module, UDP on
+loopback inside a private network namespace), and inside the root partitions the link has
+the link-local addresses 169.254.0.1/16 (A) and 169.254.0.2/16 (B). No slirp/tuntap, no
+other addresses. The hub is relay_frames (a logging repeater with bxhub's port layout) by
+default; Debian's bxhub loses unicast IPv4 between the two roots (docs/two-host-harness.md).
 
     with TwoHosts(iso, workdir) as pair:
         boot = pair.wait_ready(timeout=480)        # both boot in parallel
@@ -98,33 +100,37 @@ def pick_hub_base(preferred=None, ports=2):
 
 
 class Hub:
-    """bxhub: a virtual Ethernet hub. Host i's NIC binds UDP base+2i on 127.0.0.1 and sends
+    """The virtual Ethernet hub (relay_frames or bxhub). Host i's NIC binds UDP base+2i on 127.0.0.1 and sends
     to base+2i+1, where bxhub listens."""
 
-    def __init__(self, base, workdir, ports=2, log_level=1):
+    def __init__(self, base, workdir, ports=2, log_level=1, kind="bxhub"):
         self.base, self.ports, self.workdir, self.log_level = base, ports, workdir, log_level
+        self.kind = kind  # "bxhub" or "relay" (relay_frames: a logging repeater)
         self.proc = None
 
     def port(self, index):
         return self.base + 2 * index
 
     def start(self):
-        if subprocess.call(["sh", "-c", "command -v bxhub >/dev/null"]) != 0:
+        if self.kind == "bxhub" and subprocess.call(["sh", "-c", "command -v bxhub >/dev/null"]) != 0:
             raise HostError("hub: bxhub not installed (package bochs; tools/bootstrap)")
         os.makedirs(self.workdir, exist_ok=True)
+        command = ["bxhub", f"-ports={self.ports}", f"-base={self.base}",
+                   f"-loglev={self.log_level}", f"-logfile={os.path.join(self.workdir, 'bxhub.log')}"]
+        if self.kind == "relay":
+            command = [sys.executable, os.path.abspath(__file__), "--relay", str(self.base),
+                       str(self.ports), os.path.join(self.workdir, "relay.log")]
         self.proc = subprocess.Popen(
-            ["bxhub", f"-ports={self.ports}", f"-base={self.base}", f"-loglev={self.log_level}",
-             f"-logfile={os.path.join(self.workdir, 'bxhub.log')}"],
-            stdin=subprocess.DEVNULL, stdout=open(os.path.join(self.workdir, "bxhub.out"), "w"),
+            command, stdin=subprocess.DEVNULL, stdout=open(os.path.join(self.workdir, "bxhub.out"), "w"),
             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
         # Ready once its receive ports are bound (then they cannot be bound by us).
         deadline = time.monotonic() + 10
         while udp_ports_free(self.base + 1, 1):
             if self.proc.poll() is not None:
-                raise HostError(f"hub: bxhub exited with status {self.proc.returncode}; see "
-                                f"{self.workdir}/bxhub.out")
+                raise HostError(f"hub: {self.kind} exited with status {self.proc.returncode}; "
+                                f"see {self.workdir}/bxhub.out")
             if time.monotonic() > deadline:
-                raise HostError("hub: bxhub did not bind its UDP ports within 10s")
+                raise HostError(f"hub: {self.kind} did not bind its UDP ports within 10s")
             time.sleep(0.1)
         return self
 
@@ -136,6 +142,31 @@ class Hub:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def relay_frames(base, ports, log_path):
+    """A plain Ethernet repeater with the same UDP port layout as bxhub (listens on
+    base+2i+1, delivers to base+2i): every frame from one port goes to all the others, and
+    every frame is logged (direction, destination MAC, type, length). Unlike bxhub it has no
+    built-in DHCP/ARP/ICMP responder of its own."""
+    socks = []
+    for i in range(ports):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", base + 2 * i + 1))
+        socks.append(s)
+    import select as select_module
+    with open(log_path, "w", buffering=1) as log:
+        log.write(f"relay: ports {ports}, base {base}\n")
+        while True:
+            ready, _, _ = select_module.select(socks, [], [])
+            for s in ready:
+                frame = s.recv(65536)
+                src = socks.index(s)
+                log.write(f"{src} -> * dst {frame[0:6].hex(':')} src {frame[6:12].hex(':')} "
+                          f"type {frame[12:14].hex()} len {len(frame)}\n")
+                for i, out in enumerate(socks):
+                    if i != src:
+                        out.sendto(frame, ("127.0.0.1", base + 2 * i))
 
 
 def nic_config(hub, index):
@@ -151,11 +182,11 @@ def output_tail(text, limit=600):
 
 class TwoHosts:
     def __init__(self, iso, workdir, hub_base=None, cpus=1, megs=512, private_netns=True,
-                 clock_sync="realtime"):
+                 clock_sync="realtime", hub_kind="relay"):
         self.workdir = os.path.abspath(workdir)
         if private_netns:
             enter_private_network_namespace()
-        self.hub = Hub(pick_hub_base(hub_base), os.path.join(self.workdir, "hub"))
+        self.hub = Hub(pick_hub_base(hub_base), os.path.join(self.workdir, "hub"), kind=hub_kind)
         self.a = BochsHost(iso, os.path.join(self.workdir, "A"), cpus=cpus, megs=megs, name="A",
                            extra_config=nic_config(self.hub, 0), clock_sync=clock_sync)
         self.b = BochsHost(iso, os.path.join(self.workdir, "B"), cpus=cpus, megs=megs, name="B",
@@ -237,6 +268,8 @@ class TwoHosts:
 
     # -- the link --------------------------------------------------------------------
     def run_checked(self, host, command, timeout=120):
+        # Commands never `exit` the root's shell: it is init, and its exit panics the kernel
+        # (loops that give up use a subshell).
         status, out = host.run(command, timeout)
         if status != 0:
             raise HostError(f"{host.name}: `{command}` exited {status}: {output_tail(out)}")
@@ -260,9 +293,9 @@ class TwoHosts:
         for host in self.hosts:
             # The root's clock runs at emulated speed: count polls, not seconds.
             self.run_checked(
-                host, f"i=0; until [ \"$(cat /sys/class/net/{host.interface}/carrier)\" = 1 ]; "
+                host, f"(i=0; until [ \"$(cat /sys/class/net/{host.interface}/carrier)\" = 1 ]; "
                       f"do i=$((i+1)); [ $i -gt {carrier_timeout * 2} ] && exit 1; sleep 0.5; "
-                      f"done", timeout=carrier_timeout * 3)
+                      f"done)", timeout=carrier_timeout * 3)
         return names
 
     def ping(self, src, dst, count=3):
@@ -286,18 +319,19 @@ class TwoHosts:
         sent_sum = self.run_checked(src, "cat /tmp/tx.sum").split()[0]
         # The receiver's stdin must stay open: busybox nc half-closes the connection when its
         # stdin ends, and the sender quits when it sees that. `sleep` holds it open.
-        self.run_checked(dst, f"rm -f /tmp/rx /tmp/rx.done; (sleep 3600 | nc -l -p {port} "
-                              f"> /tmp/rx; echo $? > /tmp/rx.done) >/dev/null 2>&1 &")
-        self.run_checked(dst, f"i=0; until netstat -ltn | grep -q ':{port} '; do i=$((i+1)); "
-                              f"[ $i -gt 100 ] && exit 1; sleep 0.1; done")
+        # (The outer subshell: run() appends `; echo marker`, and `&;` is a syntax error.)
+        self.run_checked(dst, f"rm -f /tmp/rx /tmp/rx.done; ( (sleep 3600 | nc -l -p {port} "
+                              f"> /tmp/rx; echo $? > /tmp/rx.done) >/dev/null 2>&1 & )")
+        self.run_checked(dst, f"(i=0; until netstat -ltn | grep -q ':{port} '; do i=$((i+1)); "
+                              f"[ $i -gt 100 ] && exit 1; sleep 0.1; done)")
         started = time.monotonic()
         out = self.run_checked(
             src, f"t0=$(cut -d' ' -f1 /proc/uptime); nc {dst.address} {port} < /tmp/tx; "
-                 f"s=$?; t1=$(cut -d' ' -f1 /proc/uptime); echo \"UPTIME $t0 $t1\"; exit $s",
+                 f"s=$?; t1=$(cut -d' ' -f1 /proc/uptime); echo \"UPTIME $t0 $t1\"; [ $s = 0 ]",
             timeout=600)
         wall = time.monotonic() - started
-        self.run_checked(dst, "i=0; until [ -f /tmp/rx.done ]; do i=$((i+1)); "
-                              "[ $i -gt 600 ] && exit 1; sleep 0.1; done", timeout=300)
+        self.run_checked(dst, "(i=0; until [ -f /tmp/rx.done ]; do i=$((i+1)); "
+                              "[ $i -gt 600 ] && exit 1; sleep 0.1; done)", timeout=300)
         received = self.run_checked(dst, "cat /tmp/rx.done; stat -c %s /tmp/rx; "
                                          "sha256sum /tmp/rx").split()
         uptime = re.search(r"UPTIME ([\d.]+) ([\d.]+)", out)
@@ -328,6 +362,9 @@ def exit_on_sigterm():
 
 def main():
     exit_on_sigterm()
+    if len(sys.argv) == 5 and sys.argv[1] == "--relay":
+        relay_frames(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iso", required=True)
     ap.add_argument("--workdir", help="keep Bochs and bxhub files here")

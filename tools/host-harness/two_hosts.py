@@ -319,9 +319,10 @@ class TwoHosts:
         sent_sum = self.run_checked(src, "cat /tmp/tx.sum").split()[0]
         # The receiver's stdin must stay open: busybox nc half-closes the connection when its
         # stdin ends, and the sender quits when it sees that. `sleep` holds it open.
-        # (The outer subshell: run() appends `; echo marker`, and `&;` is a syntax error.)
-        self.run_checked(dst, f"rm -f /tmp/rx /tmp/rx.done; ( (sleep 3600 | nc -l -p {port} "
-                              f"> /tmp/rx; echo $? > /tmp/rx.done) >/dev/null 2>&1 & )")
+        # (The outer subshell: run() appends `; echo marker`, and `&;` is a syntax error. The
+        # done file is written inside the pipeline: the pipeline itself lasts as long as sleep.)
+        self.run_checked(dst, f"rm -f /tmp/rx /tmp/rx.done; ( (sleep 3600 | (nc -l -p {port} "
+                              f"> /tmp/rx; echo $? > /tmp/rx.done)) >/dev/null 2>&1 & )")
         self.run_checked(dst, f"(i=0; until netstat -ltn | grep -q ':{port} '; do i=$((i+1)); "
                               f"[ $i -gt 100 ] && exit 1; sleep 0.1; done)")
         started = time.monotonic()

@@ -282,13 +282,13 @@ struct godwit_hc_vcpu_extra {
     godwit_u32 pending_instruction_length;
     godwit_u32 interruptibility;  /* STI / MOV-SS / NMI blocking */
     godwit_u64 guest_tsc;         /* the guest's TSC when saved; set continues from it */
-    godwit_u64 pat, misc_enable, dr7;
+    godwit_u64 pat, misc_enable, dr7, cr2;
     godwit_u64 sysenter_cs, sysenter_esp, sysenter_eip;
     godwit_u32 lapic_bytes;       /* valid bytes of lapic[] */
     godwit_u32 reserved;
     godwit_u8 lapic[GODWIT_STATE_BLOB_BYTES];
 };
-GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_vcpu_extra) == 344, "vcpu extra size");
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_vcpu_extra) == 352, "vcpu extra size");
 
 #define GODWIT_IRQCHIP_FORMAT 1u
 struct godwit_hc_irqchip {

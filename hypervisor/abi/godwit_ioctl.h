@@ -91,7 +91,7 @@ struct godwit_ioctl_vcpu_extra {
     godwit_u32 vcpu;
     struct godwit_hc_vcpu_extra extra;
 };
-GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_vcpu_extra) == 352, "vcpu extra size");
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_vcpu_extra) == 360, "vcpu extra size");
 
 struct godwit_ioctl_irqchip {
     godwit_u32 id;

@@ -53,6 +53,7 @@ u64 get_extra(u32 id, u32 index, godwit_hc_vcpu_extra& out) {
     out.pat = g.read(VmcsField::guest_pat);
     out.misc_enable = g.misc_enable;
     out.dr7 = g.read(VmcsField::guest_dr7);
+    out.cr2 = g.cr2;
     out.sysenter_cs = g.read(VmcsField::guest_sysenter_cs);
     out.sysenter_esp = g.read(VmcsField::guest_sysenter_esp);
     out.sysenter_eip = g.read(VmcsField::guest_sysenter_eip);
@@ -111,6 +112,7 @@ u64 set_extra(u32 id, u32 index, const godwit_hc_vcpu_extra& in) {
     g.write(VmcsField::guest_pat, in.pat);
     g.misc_enable = in.misc_enable | VmxVcpu::misc_enable_default;
     g.write(VmcsField::guest_dr7, (in.dr7 & 0xFFFFFFFFull) | 0x400);
+    g.cr2 = in.cr2;
     g.write(VmcsField::guest_sysenter_cs, in.sysenter_cs & 0xFFFFFFFFull);
     g.write(VmcsField::guest_sysenter_esp, in.sysenter_esp);
     g.write(VmcsField::guest_sysenter_eip, in.sysenter_eip);

@@ -153,6 +153,8 @@ def main():
         # VM management through godwitd and `godwit vm` (tests/vm/vm_checks.py): two VMs at
         # once, one stopped for touching memory outside its RAM, stop/kill/delete.
         run_vm_checks(host, check)
+        # (tests/vm/vm_checks.py's run_vm_save_restore_checks is not run yet: in its first
+        # Bochs run the restored VM did not show new passes before the test's time ran out.)
         status, out = host.run(f"godwit-vm-run --kernel {guests}/isolation.elf --memory 16", 300)
         check(status == 1 and "outside its RAM" in out and "isolation: read back" not in out,
               "isolation guest is stopped at its first access outside its RAM", out[-600:])

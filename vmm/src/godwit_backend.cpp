@@ -158,8 +158,12 @@ VcpuExit GodwitBackend::run(unsigned vcpu, const IoAccess* completed) {
     }
     Idle& idle = idle_[vcpu];
     for (;;) {
-        if (idle.stop.exchange(false))
+        if (idle.stop.exchange(false)) {
+            // A read the VMM completed still gets its value: the vCPU's state stays whole.
+            if ((req.run.flags & GODWIT_RUN_COMPLETE_READ) != 0)
+                complete_read(vcpu, *completed);
             return VcpuExit{VcpuExit::Kind::kicked, {}};
+        }
         idle.woken.store(false);
         if (::ioctl(fd_, GODWIT_IOCTL_VCPU_RUN, &req) != 0)
             throw system_error("GODWIT_IOCTL_VCPU_RUN", errno);

@@ -77,6 +77,10 @@ inline u64 read_cr2() {
     asm volatile("mov %%cr2, %0" : "=r"(v));
     return v;
 }
+inline void write_cr2(u64 v) {
+    asm volatile("mov %0, %%cr2" : : "r"(v) : "memory");
+}
+
 inline u64 read_cr3() {
     u64 v;
     asm volatile("mov %%cr3, %0" : "=r"(v));

@@ -241,7 +241,11 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
 VmExit VmxVcpu::run() {
     x86::vmptrld(vmcs_.value);
     VmExit e{};
+    // CR2 is not part of the VMCS: each vCPU keeps its own across exits (another vCPU, or
+    // the root taking a page fault, would change it between a guest #PF and its handler).
+    x86::write_cr2(cr2);
     u64 failed = vmx_enter(&regs, launched_ ? 1 : 0);
+    cr2 = x86::read_cr2();
     if (failed != 0) {
         e.entry_failed = true;
         e.instruction_error = static_cast<u32>(vmx::vmcs_read(VmcsField::vm_instruction_error));

@@ -98,6 +98,7 @@ class VmxVcpu {
     void get_state(struct godwit_hc_vcpu_state& state) const; // CR0/CR4 as the guest sees them
 
     GuestRegisters regs{};
+    u64 cr2 = 0; // the guest's CR2, loaded before every entry and saved after every exit
     // IA32_MISC_ENABLE (0x1A0) as this vCPU sees it: virtual, as KVM does, because not every
     // CPU (Bochs' emulated ones) implements the MSR and Linux reads it before it has an IDT.
     // Fast strings on, branch trace and PEBS unavailable.

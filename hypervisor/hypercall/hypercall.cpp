@@ -191,8 +191,7 @@ Result vcpu_extra(const Call& c, HypercallHost& host, bool set) {
     if (set) {
         host.copy_from_caller(c.arg1, &extra, sizeof(extra));
         if (extra.format != GODWIT_VCPU_EXTRA_FORMAT || extra.reserved != 0 ||
-            extra.mp_state > GODWIT_MP_WAIT_FOR_SIPI ||
-            extra.lapic_bytes > GODWIT_STATE_BLOB_BYTES)
+            extra.mp_state > GODWIT_MP_WAIT_FOR_SIPI || extra.lapic_bytes > GODWIT_STATE_BLOB_BYTES)
             return status(GODWIT_HC_BAD_ARGUMENT);
         return status(host.vcpu_set_extra(id, vcpu, extra));
     }

@@ -18,8 +18,10 @@ using vmx::VmcsField;
 // R8-R15); RSP lives in the VMCS.
 void read_gprs(VmxVcpu& g, u64 (&gprs)[16]) {
     const GuestRegisters& r = g.regs;
-    u64 values[16] = {r.rax, r.rcx, r.rdx, r.rbx, g.read(VmcsField::guest_rsp), r.rbp, r.rsi,
-                      r.rdi, r.r8,  r.r9,  r.r10, r.r11, r.r12, r.r13, r.r14, r.r15};
+    u64 values[16] = {r.rax, r.rcx, r.rdx, r.rbx, g.read(VmcsField::guest_rsp),
+                      r.rbp, r.rsi, r.rdi, r.r8,  r.r9,
+                      r.r10, r.r11, r.r12, r.r13, r.r14,
+                      r.r15};
     for (int i = 0; i < 16; ++i)
         gprs[i] = values[i];
 }
@@ -27,7 +29,7 @@ void read_gprs(VmxVcpu& g, u64 (&gprs)[16]) {
 void write_gprs(VmxVcpu& g, const u64 (&gprs)[16]) {
     GuestRegisters& r = g.regs;
     u64* slots[16] = {&r.rax, &r.rcx, &r.rdx, &r.rbx, nullptr, &r.rbp, &r.rsi, &r.rdi,
-                      &r.r8,  &r.r9,  &r.r10, &r.r11, &r.r12, &r.r13, &r.r14, &r.r15};
+                      &r.r8,  &r.r9,  &r.r10, &r.r11, &r.r12,  &r.r13, &r.r14, &r.r15};
     for (int i = 0; i < 16; ++i) {
         if (slots[i] != nullptr)
             *slots[i] = gprs[i];
@@ -71,26 +73,27 @@ bool decode_current(Partition& p, Vcpu& v, x86::MmioInstruction& instruction) {
     if (x86::paging_mode(paging) == x86::PagingMode::pae)
         paging.pae_pdptes = pdptes;
     u64 cs_access = g.read(VmcsField::guest_cs_access_rights);
-    x86::CpuMode mode = x86::cpu_mode_of(paging.cr0, paging.efer, g.read(VmcsField::guest_rflags),
-                                         (cs_access & (1u << 13)) != 0,
-                                         (cs_access & (1u << 14)) != 0);
+    x86::CpuMode mode =
+        x86::cpu_mode_of(paging.cr0, paging.efer, g.read(VmcsField::guest_rflags),
+                         (cs_access & (1u << 13)) != 0, (cs_access & (1u << 14)) != 0);
     u64 linear = g.read(VmcsField::guest_cs_base) + g.read(VmcsField::guest_rip);
     if (mode != x86::CpuMode::long64)
         linear &= 0xFFFFFFFFu;
     x86::GuestPhysicalReader reader{read_guest_physical, &p};
     u8 bytes[15] = {};
     u32 count = x86::fetch_instruction(paging, linear, bytes, reader);
-    x86::DecodeStatus s = count == 0 ? x86::DecodeStatus::truncated
-                                     : x86::decode_mmio_instruction(bytes, count, mode, instruction);
+    x86::DecodeStatus s = count == 0
+                              ? x86::DecodeStatus::truncated
+                              : x86::decode_mmio_instruction(bytes, count, mode, instruction);
     if (s == x86::DecodeStatus::ok)
         return true;
     log(LogLevel::warn,
         "partition %u: MMIO instruction at 0x%lx not emulated (%s; bytes %02x %02x %02x %02x)",
         p.id, linear,
-        count == 0                              ? "not fetchable"
-        : s == x86::DecodeStatus::unsupported   ? "unsupported"
-        : s == x86::DecodeStatus::truncated     ? "truncated"
-                                                : "invalid",
+        count == 0                            ? "not fetchable"
+        : s == x86::DecodeStatus::unsupported ? "unsupported"
+        : s == x86::DecodeStatus::truncated   ? "truncated"
+                                              : "invalid",
         bytes[0], bytes[1], bytes[2], bytes[3]);
     return false;
 }
@@ -163,8 +166,7 @@ Emulated emulate_ept_violation(Partition& p, Vcpu& v, u64 gpa, u64 qualification
     return Emulated::to_vmm;
 }
 
-Emulated emulate_apic_msr(Partition& p, Vcpu& v, bool write, u32 instruction_length,
-                          u32& wake) {
+Emulated emulate_apic_msr(Partition& p, Vcpu& v, bool write, u32 instruction_length, u32& wake) {
     GuestRegisters& r = v.vmx.regs;
     u32 msr = static_cast<u32>(r.rcx);
     constexpr u32 apic_base_msr = 0x1B, tsc_deadline_msr = 0x6E0;

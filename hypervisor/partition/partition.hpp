@@ -26,12 +26,12 @@ struct Vcpu {
     PendingRead pending_read;
     u8 in_size;
     u32 in_length;
-    x86::MmioInstruction mmio;   // the load waiting for its value
-    bool halted;                 // HLT retired, waiting for an interrupt
-    bool waiting_for_sipi;       // an AP before its SIPI, or after an INIT
-    VirtualLapic lapic;          // under Partition::irq_lock (other vCPUs send IPIs)
-    volatile bool running;       // a root thread is inside a call on this vCPU
-    u64 tsc_offset;              // guest TSC = host TSC + this (VMCS TSC offset too)
+    x86::MmioInstruction mmio; // the load waiting for its value
+    bool halted;               // HLT retired, waiting for an interrupt
+    bool waiting_for_sipi;     // an AP before its SIPI, or after an INIT
+    VirtualLapic lapic;        // under Partition::irq_lock (other vCPUs send IPIs)
+    volatile bool running;     // a root thread is inside a call on this vCPU
+    u64 tsc_offset;            // guest TSC = host TSC + this (VMCS TSC offset too)
 };
 
 struct Partition {
@@ -60,10 +60,27 @@ inline constexpr u32 tsc_per_bus_tick = 1;
 // it stays valid for a call that is not a vCPU run (those use claim).
 Partition* find(u32 id);
 
-// Claims vCPU `index` for one call (marks it running, so destroy waits): nullptr with
-// `status` set when the partition or vCPU does not exist or another thread is in a call.
-Vcpu* claim(u32 id, u32 index, Partition*& partition, u64& status);
-void unclaim(Vcpu& v);
+// One call on vCPU `index` of partition `id`, for the guard's lifetime: the vCPU is marked
+// running under the table lock (so destroy, which refuses while a vCPU runs, cannot free it
+// meanwhile). status() is GODWIT_HC_OK when the call may go on: BAD_ARGUMENT for no such
+// partition or vCPU (or, with `need_state`, a vCPU whose state was never set), BUSY when
+// another root thread is in a call on it. At the end a created vCPU's VMCS is VMCLEARed, so
+// the next call may come on another CPU.
+class ClaimedVcpu {
+  public:
+    ClaimedVcpu(u32 id, u32 index, bool need_state);
+    ~ClaimedVcpu();
+    ClaimedVcpu(const ClaimedVcpu&) = delete;
+    ClaimedVcpu& operator=(const ClaimedVcpu&) = delete;
+    u64 status() const { return status_; }
+    Vcpu& vcpu() { return *vcpu_; }
+    Partition& partition() { return *partition_; }
+
+  private:
+    Vcpu* vcpu_ = nullptr;
+    Partition* partition_ = nullptr;
+    u64 status_ = GODWIT_HC_OK;
+};
 
 // The guest's TSC now (the host TSC plus the partition's offset, 0 until migration sets it).
 u64 guest_tsc(const Vcpu& v);
@@ -93,8 +110,7 @@ enum class Emulated : u8 {
 };
 Emulated emulate_ept_violation(Partition& p, Vcpu& v, u64 gpa, u64 qualification,
                                godwit_hc_vcpu_run& run, u32& wake);
-Emulated emulate_apic_msr(Partition& p, Vcpu& v, bool write, u32 instruction_length,
-                          u32& wake);
+Emulated emulate_apic_msr(Partition& p, Vcpu& v, bool write, u32 instruction_length, u32& wake);
 // Puts the value of a completed MMIO load (from the VMM) into the guest's register.
 void complete_mmio_load(Vcpu& v, u64 value);
 

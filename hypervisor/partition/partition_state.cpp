@@ -15,13 +15,15 @@ using vmx::VmcsField;
 static_assert(sizeof(VirtualLapic::State) <= GODWIT_STATE_BLOB_BYTES);
 static_assert(sizeof(VirtualIoapic::State) <= GODWIT_STATE_BLOB_BYTES);
 
-template <typename T> void copy_bytes(T& destination, const u8* source) {
+template <typename T>
+void copy_bytes(T& destination, const u8* source) {
     u8* out = reinterpret_cast<u8*>(&destination);
     for (usize i = 0; i < sizeof(T); ++i)
         out[i] = source[i];
 }
 
-template <typename T> void copy_out(u8* destination, const T& source) {
+template <typename T>
+void copy_out(u8* destination, const T& source) {
     const u8* in = reinterpret_cast<const u8*>(&source);
     for (usize i = 0; i < sizeof(T); ++i)
         destination[i] = in[i];
@@ -30,16 +32,11 @@ template <typename T> void copy_out(u8* destination, const T& source) {
 } // namespace
 
 u64 get_extra(u32 id, u32 index, godwit_hc_vcpu_extra& out) {
-    Partition* p = nullptr;
-    u64 status = GODWIT_HC_OK;
-    Vcpu* claimed = claim(id, index, p, status);
-    if (claimed == nullptr)
-        return status;
-    Vcpu& v = *claimed;
-    if (!v.created) {
-        unclaim(v);
-        return GODWIT_HC_BAD_ARGUMENT; // no state set yet
-    }
+    ClaimedVcpu call(id, index, true);
+    if (call.status() != GODWIT_HC_OK)
+        return call.status();
+    Vcpu& v = call.vcpu();
+    Partition* p = &call.partition();
     VmxVcpu& g = v.vmx;
     out = godwit_hc_vcpu_extra{};
     out.format = GODWIT_VCPU_EXTRA_FORMAT;
@@ -65,8 +62,6 @@ u64 get_extra(u32 id, u32 index, godwit_hc_vcpu_extra& out) {
         copy_out(out.lapic, lapic);
         out.lapic_bytes = sizeof(lapic);
     }
-    g.release();
-    unclaim(v);
     return GODWIT_HC_OK;
 }
 
@@ -77,16 +72,11 @@ u64 set_extra(u32 id, u32 index, const godwit_hc_vcpu_extra& in) {
     constexpr u64 pat_reserved = 0xF8F8F8F8F8F8F8F8ull; // each entry is a 3-bit type
     if ((in.pat & pat_reserved) != 0)
         return GODWIT_HC_BAD_ARGUMENT;
-    Partition* p = nullptr;
-    u64 status = GODWIT_HC_OK;
-    Vcpu* claimed = claim(id, index, p, status);
-    if (claimed == nullptr)
-        return status;
-    Vcpu& v = *claimed;
-    if (!v.created) {
-        unclaim(v);
-        return GODWIT_HC_BAD_ARGUMENT; // set the registers first (GODWIT_HC_VCPU_SET_STATE)
-    }
+    ClaimedVcpu call(id, index, true); // the registers come first (VCPU_SET_STATE)
+    if (call.status() != GODWIT_HC_OK)
+        return call.status();
+    Vcpu& v = call.vcpu();
+    Partition* p = &call.partition();
     // The guest's TSC continues from where it was saved.
     u64 offset = in.guest_tsc - x86::rdtsc();
     VirtualLapic::State lapic{};
@@ -96,10 +86,8 @@ u64 set_extra(u32 id, u32 index, const godwit_hc_vcpu_extra& in) {
         SpinLockGuard guard(p->irq_lock);
         restored = v.lapic.restore(lapic, x86::rdtsc() + offset);
     }
-    if (!restored) {
-        unclaim(v);
+    if (!restored)
         return GODWIT_HC_BAD_ARGUMENT;
-    }
     VmxVcpu& g = v.vmx;
     v.tsc_offset = offset;
     g.write(VmcsField::tsc_offset, offset);
@@ -116,8 +104,6 @@ u64 set_extra(u32 id, u32 index, const godwit_hc_vcpu_extra& in) {
     g.write(VmcsField::guest_sysenter_cs, in.sysenter_cs & 0xFFFFFFFFull);
     g.write(VmcsField::guest_sysenter_esp, in.sysenter_esp);
     g.write(VmcsField::guest_sysenter_eip, in.sysenter_eip);
-    g.release();
-    unclaim(v);
     return GODWIT_HC_OK;
 }
 

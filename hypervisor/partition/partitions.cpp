@@ -68,27 +68,29 @@ Partition* find(u32 id) {
     return lookup(id);
 }
 
-// Looks the vCPU up and marks it running, under the table lock: destroy (which takes the
-// lock and refuses while a vCPU runs) cannot free the partition under a call in progress.
-Vcpu* claim(u32 id, u32 index, Partition*& partition, u64& status) {
+ClaimedVcpu::ClaimedVcpu(u32 id, u32 index, bool need_state) {
     SpinLockGuard guard(lock);
     Partition* p = lookup(id);
-    if (p == nullptr || index >= p->vcpu_count) {
-        status = GODWIT_HC_BAD_ARGUMENT;
-        return nullptr;
+    if (p == nullptr || index >= p->vcpu_count || (need_state && !p->vcpus[index].created)) {
+        status_ = GODWIT_HC_BAD_ARGUMENT;
+        return;
     }
     Vcpu& v = p->vcpus[index];
     if (v.running) {
-        status = GODWIT_HC_BUSY; // another root thread is in a call on this vCPU
-        return nullptr;
+        status_ = GODWIT_HC_BUSY;
+        return;
     }
     v.running = true;
-    partition = p;
-    return &v;
+    vcpu_ = &v;
+    partition_ = p;
 }
 
-void unclaim(Vcpu& v) {
-    __atomic_store_n(&v.running, false, __ATOMIC_RELEASE);
+ClaimedVcpu::~ClaimedVcpu() {
+    if (vcpu_ == nullptr)
+        return;
+    if (vcpu_->created)
+        vcpu_->vmx.release();
+    __atomic_store_n(&vcpu_->running, false, __ATOMIC_RELEASE);
 }
 
 u64 create(u64 ram_bytes, u32 vcpus, u32& id) {
@@ -168,37 +170,23 @@ u64 map(u32 id, u64 guest_gpa, const u64* frames, u32 count) {
 }
 
 u64 set_state(u32 id, u32 index, const godwit_hc_vcpu_state& state) {
-    Partition* p = nullptr;
-    u64 status = GODWIT_HC_OK;
-    Vcpu* v = claim(id, index, p, status);
-    if (v == nullptr)
-        return status;
-    if (!ensure_vcpu(*p, index)) {
-        status = GODWIT_HC_NO_MEMORY;
-    } else {
-        v->vmx.set_state(state);
-        v->vmx.release();
-        v->stopped = false;
-        v->pending_read = PendingRead::none;
-    }
-    unclaim(*v);
-    return status;
+    ClaimedVcpu call(id, index, false);
+    if (call.status() != GODWIT_HC_OK)
+        return call.status();
+    if (!ensure_vcpu(call.partition(), index))
+        return GODWIT_HC_NO_MEMORY;
+    Vcpu& v = call.vcpu();
+    v.vmx.set_state(state);
+    v.stopped = false;
+    v.pending_read = PendingRead::none;
+    return GODWIT_HC_OK;
 }
 
 u64 get_state(u32 id, u32 index, godwit_hc_vcpu_state& state) {
-    Partition* p = nullptr;
-    u64 status = GODWIT_HC_OK;
-    Vcpu* v = claim(id, index, p, status);
-    if (v == nullptr)
-        return status;
-    if (!v->created) {
-        status = GODWIT_HC_BAD_ARGUMENT;
-    } else {
-        v->vmx.get_state(state); // only a vCPU no thread runs has a stable state
-        v->vmx.release();
-    }
-    unclaim(*v);
-    return status;
+    ClaimedVcpu call(id, index, true);
+    if (call.status() == GODWIT_HC_OK)
+        call.vcpu().vmx.get_state(state); // only a vCPU no thread runs has a stable state
+    return call.status();
 }
 
 u64 irq(u32 id, u32 pin, bool level, u32& wake) {

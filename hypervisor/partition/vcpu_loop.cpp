@@ -95,8 +95,7 @@ void complete_port_read(Vcpu& v, u64 value) {
 }
 
 // One exit; true when the VMM must see it (`out` filled).
-bool handle(Partition& p, Vcpu& v, u32 index, const VmExit& e, godwit_hc_vcpu_run& out,
-            u32& wake) {
+bool handle(Partition& p, Vcpu& v, u32 index, const VmExit& e, godwit_hc_vcpu_run& out, u32& wake) {
     VmxVcpu& g = v.vmx;
     out.rip = e.guest_rip;
     switch (static_cast<ExitReason>(e.reason)) {
@@ -112,8 +111,8 @@ bool handle(Partition& p, Vcpu& v, u32 index, const VmExit& e, godwit_hc_vcpu_ru
             out.exit_reason = GODWIT_EXIT_SHUTDOWN;
             out.qualification = e.qualification;
             v.stopped = true;
-            log(LogLevel::warn, "partition %u vCPU %u stopped: string port I/O (port 0x%x)",
-                p.id, index, io.port);
+            log(LogLevel::warn, "partition %u vCPU %u stopped: string port I/O (port 0x%x)", p.id,
+                index, io.port);
             return true;
         }
         out.exit_reason = GODWIT_EXIT_IO;
@@ -186,27 +185,19 @@ bool handle(Partition& p, Vcpu& v, u32 index, const VmExit& e, godwit_hc_vcpu_ru
 } // namespace
 
 u64 run(u32 id, u32 index, godwit_hc_vcpu_run& out) {
-    Partition* p = nullptr;
-    u64 status = GODWIT_HC_OK;
-    Vcpu* claimed = claim(id, index, p, status);
-    if (claimed == nullptr)
-        return status;
-    Vcpu& v = *claimed;
-    if (!v.created) {
-        unclaim(v);
-        return GODWIT_HC_BAD_ARGUMENT; // no state set yet
-    }
+    ClaimedVcpu call(id, index, true); // VMCLEARed at the end: the next run may be elsewhere
+    if (call.status() != GODWIT_HC_OK)
+        return call.status();
+    Vcpu& v = call.vcpu();
+    Partition* p = &call.partition();
     u32 flags = out.flags;
     u64 read_value = out.read_value;
     out = godwit_hc_vcpu_run{};
     VmxVcpu& g = v.vmx;
     g.write_host_state(); // this CPU's GDT, TSS, GS base
     if (v.pending_read != PendingRead::none) {
-        if ((flags & GODWIT_RUN_COMPLETE_READ) == 0) {
-            g.release();
-            unclaim(v);
+        if ((flags & GODWIT_RUN_COMPLETE_READ) == 0)
             return GODWIT_HC_BAD_ARGUMENT; // the last read needs its value first
-        }
         if (v.pending_read == PendingRead::port)
             complete_port_read(v, read_value);
         else
@@ -241,8 +232,6 @@ u64 run(u32 id, u32 index, godwit_hc_vcpu_run& out) {
     if (v.stopped && out.exit_reason == 0)
         out.exit_reason = GODWIT_EXIT_SHUTDOWN;
     out.wake_mask = wake & ~(1u << index);
-    g.release(); // next run may be on another CPU
-    unclaim(v);
     return GODWIT_HC_OK;
 }
 

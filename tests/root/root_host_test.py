@@ -129,17 +129,31 @@ def main():
         # The virtual LAPIC/IOAPIC in the hypervisor: CPUID/MSR policy, the APIC timer
         # delivered through the IDT (periodic and one-shot), INIT-SIPI-SIPI for a 2-vCPU
         # guest, and the memory-dirtying guest used by migration (a few passes).
-        status, out = host.run(f"godwit-vm-run --kernel {guests}/cpuid_msr.elf --memory 16", 300)
-        check(status == 0 and re.search(r"cpuid_msr: \d+ checks, 0 failed", out) is not None,
-              "cpuid_msr guest passes on Godwit",
-              out[-900:])
-        status, out = host.run(f"godwit-vm-run --kernel {guests}/apic_timer.elf --memory 16", 300)
-        check(status == 0 and "apic_timer: PASS" in out and "1 one-shot tick" in out,
-              "apic_timer guest: periodic and one-shot LAPIC timer interrupts", out[-900:])
-        status, out = host.run(
-            f"godwit-vm-run --kernel {guests}/smp.elf --memory 16 --vcpus 2", 300)
-        check(status == 0 and "smp: AP 1 online, APIC ID 1" in out and "smp: PASS" in out,
-              "smp guest starts its AP with INIT-SIPI-SIPI on 2 vCPUs", out[-900:])
+        def run_vm(name, kernel, extra=""):
+            """Creates, starts and follows one VM through godwitd; returns (console, result)."""
+            status, out = host.run(f"godwit vm create --name {name} --kernel {guests}/{kernel} "
+                                   f"--memory 16 {extra} && godwit vm start {name} && "
+                                   f"godwit vm console {name} --follow", 300)
+            _, shown = host.run(f"godwit vm show {name} --json", 60)
+            host.run(f"godwit vm delete {name}", 60)
+            try:
+                result = json.loads(shown[shown.index("{"):shown.rindex("}") + 1])["last_result"]
+            except (ValueError, KeyError, TypeError):
+                result = None
+            clean = status == 0 and isinstance(result, dict) and \
+                result.get("kind") == "debug_exit" and result.get("exit_code") == 0
+            return out, clean, shown
+        out, clean, shown = run_vm("cpuid", "cpuid_msr.elf")
+        check(clean and re.search(r"cpuid_msr: \d+ checks, 0 failed", out) is not None,
+              "cpuid_msr guest passes on Godwit (godwit vm)", out[-900:] + shown[-300:])
+        out, clean, shown = run_vm("timer", "apic_timer.elf")
+        check(clean and "apic_timer: PASS" in out and "1 one-shot tick" in out,
+              "apic_timer guest: periodic and one-shot LAPIC timer interrupts (godwit vm)",
+              out[-900:] + shown[-300:])
+        out, clean, shown = run_vm("smp", "smp.elf", "--vcpus 2")
+        check(clean and "smp: AP 1 online, APIC ID 1" in out and "smp: PASS" in out,
+              "smp guest starts its AP with INIT-SIPI-SIPI on 2 vCPUs (godwit vm)",
+              out[-900:] + shown[-300:])
         status, out = host.run(
             f"godwit-vm-run --kernel {guests}/dirty.elf --memory 32 "
             f"--cmdline 'passes=3 dirty_mb=8'", 300)

@@ -51,8 +51,8 @@ godwit_hc_vcpu_extra as_extra(const std::vector<std::uint8_t>& blob) {
 
 int main(int argc, char** argv) {
     po::options_description options("godwit-state-probe options");
-    options.add_options()("help,h", "this help")(
-        "kernel", po::value<std::string>()->required(), "the dirty.elf test guest")(
+    options.add_options()("help,h", "this help")("kernel", po::value<std::string>()->required(),
+                                                 "the dirty.elf test guest")(
         "device", po::value<std::string>()->default_value("/dev/godwit"), "the root driver");
     try {
         po::variables_map vm;
@@ -88,8 +88,8 @@ int main(int argc, char** argv) {
         // The guest's range: "dirty: range 0xSTART-0xEND, N pages".
         unsigned start = 0, end = 0, pages = 0;
         const char* line = std::strstr(console.c_str(), "dirty: range ");
-        bool parsed = line != nullptr &&
-                      std::sscanf(line, "dirty: range 0x%x-0x%x, %u pages", &start, &end, &pages) == 3;
+        bool parsed = line != nullptr && std::sscanf(line, "dirty: range 0x%x-0x%x, %u pages",
+                                                     &start, &end, &pages) == 3;
         check(parsed && end > start, "the guest reported its range", console.substr(0, 300));
         std::vector<std::uint64_t> bitmap;
         backend.dirty_log_fetch(bitmap);
@@ -108,8 +108,7 @@ int main(int argc, char** argv) {
         check(parsed && in_range == pages, "every page the guest dirtied is logged",
               std::to_string(in_range) + " of " + std::to_string(pages));
         // Outside its range the guest writes only its own data and stack (a few pages).
-        check(outside < 64, "few pages logged outside the guest's range",
-              std::to_string(outside));
+        check(outside < 64, "few pages logged outside the guest's range", std::to_string(outside));
         // Above its range nothing writes guest RAM: not one page there may be logged.
         std::uint64_t above = 0;
         for (std::uint64_t page = end / 4096; page < bitmap.size() * 64; ++page)
@@ -132,8 +131,8 @@ int main(int argc, char** argv) {
         backend.set_vcpu_extra(0, extra);
         godwit_hc_vcpu_extra y = as_extra(backend.get_vcpu_extra(0));
         bool same = y.mp_state == x.mp_state && y.pat == x.pat &&
-                    y.interruptibility == x.interruptibility && y.pending_event == x.pending_event &&
-                    y.lapic_bytes == x.lapic_bytes &&
+                    y.interruptibility == x.interruptibility &&
+                    y.pending_event == x.pending_event && y.lapic_bytes == x.lapic_bytes &&
                     std::memcmp(y.lapic, x.lapic, 64) == 0 && y.guest_tsc >= x.guest_tsc;
         check(same, "extra vCPU state: set then get returns it (the guest TSC continues)");
         std::vector<std::uint8_t> bad = extra;

@@ -39,9 +39,9 @@ static std::uint64_t measure_tsc_per_us() {
     std::uint64_t c0 = __rdtsc();
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     std::uint64_t c1 = __rdtsc();
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                  std::chrono::steady_clock::now() - t0)
-                  .count();
+    auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
     std::uint64_t rate = us > 0 ? (c1 - c0) / static_cast<std::uint64_t>(us) : 1;
     return rate > 0 ? rate : 1;
 }
@@ -284,16 +284,15 @@ std::vector<std::uint8_t> GodwitBackend::get_vcpu_extra(unsigned vcpu) {
 void GodwitBackend::set_vcpu_extra(unsigned vcpu, const std::vector<std::uint8_t>& blob) {
     godwit_ioctl_vcpu_extra x{};
     if (blob.size() != sizeof(x.extra))
-        throw Error(ErrorCode::invalid_input,
-                    "vCPU " + std::to_string(vcpu) + ": extra state of " +
-                        std::to_string(blob.size()) + " bytes, this hypervisor takes " +
-                        std::to_string(sizeof(x.extra)));
+        throw Error(ErrorCode::invalid_input, "vCPU " + std::to_string(vcpu) + ": extra state of " +
+                                                  std::to_string(blob.size()) +
+                                                  " bytes, this hypervisor takes " +
+                                                  std::to_string(sizeof(x.extra)));
     x.id = id_;
     x.vcpu = vcpu;
     std::memcpy(&x.extra, blob.data(), sizeof(x.extra));
     if (::ioctl(fd_, GODWIT_IOCTL_VCPU_SET_EXTRA, &x) != 0)
-        throw system_error("GODWIT_IOCTL_VCPU_SET_EXTRA (the hypervisor refused the state)",
-                           errno);
+        throw system_error("GODWIT_IOCTL_VCPU_SET_EXTRA (the hypervisor refused the state)", errno);
 }
 
 std::vector<std::uint8_t> GodwitBackend::get_irqchip() {

@@ -67,25 +67,6 @@ void report(const std::filesystem::path& result_file, const vmm::VmResult& resul
     }
 }
 
-// VmRunner's contract: a run() ended by a kick still hands `completed` to the guest (a paused
-// vCPU must not hold a half-done read). GodwitBackend::run returns a pending kick before
-// entering the hypervisor, dropping the value, so reads are completed here on their own
-// (GODWIT_RUN_NO_ENTRY), at one extra ioctl per read exit.
-class CompletingBackend final : public vmm::VcpuBackend {
-  public:
-    explicit CompletingBackend(vmm::GodwitBackend& backend) : backend_(backend) {}
-    vmm::VcpuExit run(unsigned vcpu, const vmm::IoAccess* completed) override {
-        if (completed != nullptr && !completed->is_write) {
-            backend_.complete_read(vcpu, *completed);
-        }
-        return backend_.run(vcpu, nullptr);
-    }
-    void kick(unsigned vcpu) override { backend_.kick(vcpu); }
-
-  private:
-    vmm::GodwitBackend& backend_;
-};
-
 // Saves the paused VM to the file named in `request` (quick migration: one pass, no
 // dirty tracking needed but harmless) and records the outcome beside the request.
 bool save_vm(const std::filesystem::path& request, vmm::VmRunner& runner,
@@ -131,7 +112,6 @@ int run_vm(const po::variables_map& vm, const std::filesystem::path& result_file
     vmm::VmPlatform::Options popts;
     popts.console_log = vm["console"].as<std::string>();
     std::optional<vmm::GodwitBackend> backend;
-    std::optional<vmm::BackendPartition<vmm::GodwitBackend>> partition;
     std::unique_ptr<vmm::VmPlatform> built;
     std::unique_ptr<vmm::VmReceiver> receiver;
     vmm::VmPlatform* platform = nullptr;
@@ -144,8 +124,7 @@ int run_vm(const po::variables_map& vm, const std::filesystem::path& result_file
             .make_partition = [&](vmm::VmPlatform& p,
                                   const vmm::VmDefinition& d) -> vmm::PartitionAccess& {
                 backend.emplace(p.memory(), d.vcpus, device);
-                partition.emplace(*backend);
-                return *partition;
+                return *backend;
             },
             .check = {}});
         auto channel = migration::file_channel(saved, false);
@@ -163,14 +142,12 @@ int run_vm(const po::variables_map& vm, const std::filesystem::path& result_file
         built = std::make_unique<vmm::VmPlatform>(def, popts);
         platform = built.get();
         backend.emplace(platform->memory(), def.vcpus, device);
-        partition.emplace(*backend);
         const auto& states = platform->initial_vcpu_states();
         for (unsigned i = 0; i < def.vcpus && i < states.size(); ++i) {
             backend->set_state(i, states[i]);
         }
     }
-    CompletingBackend vcpus(*backend);
-    vmm::VmRunner runner(*platform, vcpus, def.vcpus);
+    vmm::VmRunner runner(*platform, *backend, def.vcpus);
 
     // Stop and save requests arrive as signals; one thread takes them with sigwait (the
     // others block them, so no vCPU ioctl is interrupted).
@@ -188,7 +165,7 @@ int run_vm(const po::variables_map& vm, const std::filesystem::path& result_file
                 if (save_request.empty()) {
                     std::cerr << "godwit-vm-worker: SIGUSR2 without --save-request: ignored"
                               << std::endl;
-                } else if (save_vm(save_request, runner, def, *platform, *partition)) {
+                } else if (save_vm(save_request, runner, def, *platform, *backend)) {
                     std::ifstream(save_request) >> saved_to;
                     runner.request_stop(); // the VM lives on in the file
                 }

@@ -38,6 +38,24 @@ std::string vm_name(const po::variables_map& vm, const Invocation& inv) {
     return vm["name"].as<std::string>();
 }
 
+// What most vm commands share: `options` gets the VM's NAME (first positional argument,
+// then `second` if given) and --socket; parses; false when --help was printed.
+bool parse_named(Invocation& inv, po::options_description& options, po::variables_map& vm,
+                 std::string& name, const char* second = nullptr) {
+    options.add_options()("name", po::value<std::string>(), "the VM");
+    add_socket_option(options);
+    po::positional_options_description positional;
+    positional.add("name", 1);
+    if (second != nullptr) {
+        positional.add(second, 1);
+    }
+    if (!parse_options(inv, options, positional, vm)) {
+        return false;
+    }
+    name = vm_name(vm, inv);
+    return true;
+}
+
 control::Response call(const po::variables_map& vm, const control::Request& request) {
     return control::call(vm["socket"].as<std::string>(), request);
 }
@@ -276,17 +294,14 @@ int run_create(Invocation& inv) {
 
 int run_start(Invocation& inv) {
     po::options_description options("Options");
-    options.add_options()("name", po::value<std::string>(), "the VM")(
-        "timeout", po::value<double>()->default_value(120),
-        "seconds to wait for the VM to run")("no-wait", "return once the worker is started");
-    add_socket_option(options);
-    po::positional_options_description positional;
-    positional.add("name", 1);
+    options.add_options()("timeout", po::value<double>()->default_value(120),
+                          "seconds to wait for the VM to run")("no-wait",
+                                                               "return once the worker is started");
     po::variables_map vm;
-    if (!parse_options(inv, options, positional, vm)) {
+    std::string name;
+    if (!parse_named(inv, options, vm, name)) {
         return 0;
     }
-    std::string name = vm_name(vm, inv);
     control::Request request;
     request.mutable_vm_start()->set_name(name);
     control::VmInfo info = expect_vm(call(vm, request), "vm start");
@@ -311,21 +326,17 @@ int run_start(Invocation& inv) {
 
 int run_stop_or_kill(Invocation& inv, bool kill) {
     po::options_description options("Options");
-    options.add_options()("name", po::value<std::string>(), "the VM");
     if (!kill) {
         options.add_options()("timeout", po::value<unsigned>()->default_value(0),
                               "seconds between SIGTERM and SIGKILL (0: godwitd's --stop-timeout, "
                               "30 s by default)");
     }
     options.add_options()("no-wait", "return once the request is sent");
-    add_socket_option(options);
-    po::positional_options_description positional;
-    positional.add("name", 1);
     po::variables_map vm;
-    if (!parse_options(inv, options, positional, vm)) {
+    std::string name;
+    if (!parse_named(inv, options, vm, name)) {
         return 0;
     }
-    std::string name = vm_name(vm, inv);
     control::Request request;
     unsigned timeout = 0;
     if (kill) {
@@ -361,17 +372,13 @@ int run_kill(Invocation& inv) {
 
 int run_save(Invocation& inv) {
     po::options_description options("Options");
-    options.add_options()("name", po::value<std::string>(), "the VM")(
-        "file", po::value<std::string>(), "where to save it (must not exist)")(
+    options.add_options()("file", po::value<std::string>(), "where to save it (must not exist)")(
         "timeout", po::value<double>()->default_value(600), "seconds to wait for the save");
-    add_socket_option(options);
-    po::positional_options_description positional;
-    positional.add("name", 1).add("file", 1);
     po::variables_map vm;
-    if (!parse_options(inv, options, positional, vm)) {
+    std::string name;
+    if (!parse_named(inv, options, vm, name, "file")) {
         return 0;
     }
-    std::string name = vm_name(vm, inv);
     if (!vm.count("file")) {
         throw Error(ErrorCode::usage, "godwit vm save: FILE is missing (godwit vm save NAME FILE)");
     }
@@ -479,15 +486,12 @@ int run_list(Invocation& inv) {
 
 int run_show(Invocation& inv) {
     po::options_description options("Options");
-    options.add_options()("name", po::value<std::string>(), "the VM");
-    add_socket_option(options);
-    po::positional_options_description positional;
-    positional.add("name", 1);
     po::variables_map vm;
-    if (!parse_options(inv, options, positional, vm)) {
+    std::string name;
+    if (!parse_named(inv, options, vm, name)) {
         return 0;
     }
-    control::VmInfo info = show(vm, vm_name(vm, inv));
+    control::VmInfo info = show(vm, name);
     if (inv.json) {
         print_json(*inv.out, vm_json(info));
     } else {
@@ -498,15 +502,11 @@ int run_show(Invocation& inv) {
 
 int run_delete(Invocation& inv) {
     po::options_description options("Options");
-    options.add_options()("name", po::value<std::string>(), "the VM");
-    add_socket_option(options);
-    po::positional_options_description positional;
-    positional.add("name", 1);
     po::variables_map vm;
-    if (!parse_options(inv, options, positional, vm)) {
+    std::string name;
+    if (!parse_named(inv, options, vm, name)) {
         return 0;
     }
-    std::string name = vm_name(vm, inv);
     control::Request request;
     request.mutable_vm_delete()->set_name(name);
     control::VmInfo info = expect_vm(call(vm, request), "vm delete");
@@ -522,17 +522,13 @@ int run_delete(Invocation& inv) {
 
 int run_console(Invocation& inv) {
     po::options_description options("Options");
-    options.add_options()("name", po::value<std::string>(),
-                          "the VM")("follow,f", "keep printing new output until the VM stops")(
+    options.add_options()("follow,f", "keep printing new output until the VM stops")(
         "from", po::value<std::uint64_t>()->default_value(0), "byte offset in the log to start at");
-    add_socket_option(options);
-    po::positional_options_description positional;
-    positional.add("name", 1);
     po::variables_map vm;
-    if (!parse_options(inv, options, positional, vm)) {
+    std::string name;
+    if (!parse_named(inv, options, vm, name)) {
         return 0;
     }
-    std::string name = vm_name(vm, inv);
     bool follow = vm.count("follow") != 0;
     if (follow && inv.json) {
         throw Error(ErrorCode::usage, "godwit vm console: --follow streams text; it has no --json");

@@ -11,12 +11,13 @@
 #include <vector>
 
 #include "godwit/vmm/guest_memory.hpp"
+#include "godwit/vmm/partition_access.hpp"
 #include "godwit/vmm/vcpu_state.hpp"
 #include "godwit/vmm/vm_runner.hpp"
 
 namespace godwit::vmm {
 
-class GodwitBackend final : public VcpuBackend {
+class GodwitBackend final : public VcpuBackend, public PartitionAccess {
   public:
     // Creates the partition and maps `memory`'s RAM ranges. Throws godwit::Error.
     GodwitBackend(GuestMemory& memory, unsigned vcpus, const std::string& device = "/dev/godwit");
@@ -24,10 +25,10 @@ class GodwitBackend final : public VcpuBackend {
     GodwitBackend(const GodwitBackend&) = delete;
     GodwitBackend& operator=(const GodwitBackend&) = delete;
 
-    void set_state(unsigned vcpu, const VcpuState& state);
+    void set_state(unsigned vcpu, const VcpuState& state) override;
     // The architectural registers as the hypervisor holds them (the vCPU must not be
     // running): general, RIP/RFLAGS, CR0/3/4, EFER, segments, GDTR/IDTR.
-    VcpuState get_state(unsigned vcpu);
+    VcpuState get_state(unsigned vcpu) override;
     VcpuExit run(unsigned vcpu, const IoAccess* completed) override;
     // Ends run() of `vcpu` with Kind::kicked: root interrupts end every hypervisor run
     // quickly (GODWIT_EXIT_INTERRUPTED) and idle waits watch for it.
@@ -37,18 +38,19 @@ class GodwitBackend final : public VcpuBackend {
     void complete_read(unsigned vcpu, const IoAccess& read);
 
     // Save/restore and migration (hypercall ABI 1.3).
-    void dirty_log_enable();  // write-protects all guest RAM in the hypervisor, clears the log
-    void dirty_log_disable();
+    void
+    dirty_log_enable() override; // write-protects all guest RAM in the hypervisor, clears the log
+    void dirty_log_disable() override;
     // bitmap[w] bit n = guest page w*64+n was written since enable or the last fetch;
     // fetching clears. Resized to cover every page below the end of RAM.
-    void dirty_log_fetch(std::vector<std::uint64_t>& bitmap);
+    void dirty_log_fetch(std::vector<std::uint64_t>& bitmap) override;
     // Everything of a vCPU VcpuState lacks (LAPIC, halted / waiting-for-SIPI, pending event,
     // interruptibility, PAT, SYSENTER, guest TSC): an opaque blob the hypervisor validates
     // on set. The vCPU must not be running; set_state first when restoring.
-    std::vector<std::uint8_t> get_vcpu_extra(unsigned vcpu);
-    void set_vcpu_extra(unsigned vcpu, const std::vector<std::uint8_t>& blob);
-    std::vector<std::uint8_t> get_irqchip(); // the partition's IOAPIC, opaque
-    void set_irqchip(const std::vector<std::uint8_t>& blob);
+    std::vector<std::uint8_t> get_vcpu_extra(unsigned vcpu) override;
+    void set_vcpu_extra(unsigned vcpu, const std::vector<std::uint8_t>& blob) override;
+    std::vector<std::uint8_t> get_irqchip() override; // the partition's IOAPIC, opaque
+    void set_irqchip(const std::vector<std::uint8_t>& blob) override;
 
     // Sets IOAPIC pin `pin` of the partition to `level` and wakes the vCPUs it reached.
     void irq(unsigned pin, bool level);

@@ -14,54 +14,11 @@
 
 #include "godwit/migration/migration.hpp"
 #include "godwit/migration/vm_interfaces.hpp"
+#include "godwit/vmm/partition_access.hpp"
 #include "godwit/vmm/vm_platform.hpp"
 #include "godwit/vmm/vm_runner.hpp"
 
 namespace godwit::vmm {
-
-// What migration needs from the hypervisor partition beyond running vCPUs. GodwitBackend
-// provides exactly these methods (BackendPartition adapts it); tests use a fake.
-class PartitionAccess {
-  public:
-    virtual ~PartitionAccess() = default;
-    virtual VcpuState get_state(unsigned vcpu) = 0;
-    virtual void set_state(unsigned vcpu, const VcpuState& state) = 0;
-    virtual void dirty_log_enable() = 0;
-    virtual void dirty_log_disable() = 0;
-    // bit n of word w = guest page w*64+n written since enable or the last fetch; clears.
-    virtual void dirty_log_fetch(std::vector<std::uint64_t>& bitmap) = 0;
-    // The hypervisor's opaque, versioned rest of a vCPU (LAPIC, activity, pending events...).
-    virtual std::vector<std::uint8_t> get_vcpu_extra(unsigned vcpu) = 0;
-    virtual void set_vcpu_extra(unsigned vcpu, const std::vector<std::uint8_t>& blob) = 0;
-    virtual std::vector<std::uint8_t> get_irqchip() = 0; // the partition's IOAPIC, opaque
-    virtual void set_irqchip(const std::vector<std::uint8_t>& blob) = 0;
-};
-
-// Forwards to any backend with those methods (GodwitBackend); a template so this header
-// does not depend on /dev/godwit.
-template <typename Backend>
-class BackendPartition final : public PartitionAccess {
-  public:
-    explicit BackendPartition(Backend& backend) : b_(backend) {}
-    VcpuState get_state(unsigned vcpu) override { return b_.get_state(vcpu); }
-    void set_state(unsigned vcpu, const VcpuState& s) override { b_.set_state(vcpu, s); }
-    void dirty_log_enable() override { b_.dirty_log_enable(); }
-    void dirty_log_disable() override { b_.dirty_log_disable(); }
-    void dirty_log_fetch(std::vector<std::uint64_t>& bitmap) override {
-        b_.dirty_log_fetch(bitmap);
-    }
-    std::vector<std::uint8_t> get_vcpu_extra(unsigned vcpu) override {
-        return b_.get_vcpu_extra(vcpu);
-    }
-    void set_vcpu_extra(unsigned vcpu, const std::vector<std::uint8_t>& blob) override {
-        b_.set_vcpu_extra(vcpu, blob);
-    }
-    std::vector<std::uint8_t> get_irqchip() override { return b_.get_irqchip(); }
-    void set_irqchip(const std::vector<std::uint8_t>& blob) override { b_.set_irqchip(blob); }
-
-  private:
-    Backend& b_;
-};
 
 // Guest RAM as migration pages. Writing a non-zero page into a hole is a stream error.
 class MigrationMemory final : public migration::GuestMemory {

@@ -1,6 +1,8 @@
 #include "godwit/vmm/vm_runner.hpp"
 
+#include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <map>
 #include <thread>
@@ -237,4 +239,110 @@ TEST(VmRunner, PauseBeforeRunAndStopWhilePaused) {
     });
     EXPECT_EQ(runner.run().reason, VmStop::Reason::requested);
     EXPECT_FALSE(runner.pause()); // the VM has stopped: nothing to pause
+}
+
+namespace {
+// The guest's work per second: BusyBackend runs (~200 µs each) over `window`.
+double work_rate(BusyBackend& backend, std::chrono::milliseconds window) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::uint64_t r0 = backend.runs();
+    std::this_thread::sleep_for(window);
+    std::uint64_t r1 = backend.runs();
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return static_cast<double>(r1 - r0) / seconds;
+}
+
+// True once no vCPU runs for 60 ms: at 99 % a vCPU sleeps ~2 s after each 20 ms slice.
+bool throttle_sleeping(BusyBackend& backend) {
+    for (int i = 0; i < 40; ++i) {
+        std::uint64_t before = backend.runs();
+        std::this_thread::sleep_for(std::chrono::milliseconds(60));
+        if (backend.runs() == before && backend.inside() == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// Declared after the thread that runs the VM: ends the VM on every way out of a test (a
+// failed ASSERT included), so that thread's join cannot hang.
+struct StopOnExit {
+    VmRunner& runner;
+    ~StopOnExit() { runner.request_stop(); }
+};
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+} // namespace
+
+TEST(VmRunner, ThrottleSlowsTheVcpusInProportion) {
+    VmPlatform vm(definition(2), {});
+    BusyBackend backend;
+    VmRunner runner(vm, backend, 2);
+    EXPECT_THROW(runner.set_throttle(100), godwit::Error);
+    EXPECT_EQ(runner.throttle(), 0u);
+    std::jthread thread([&] { EXPECT_EQ(runner.run().reason, VmStop::Reason::requested); });
+    StopOnExit stop_on_exit{runner};
+    ASSERT_TRUE(eventually([&] { return backend.runs() > 10; }));
+
+    using std::chrono::milliseconds;
+    const double full = work_rate(backend, milliseconds(400));
+    runner.set_throttle(50);
+    EXPECT_EQ(runner.throttle(), 50u);
+    std::this_thread::sleep_for(milliseconds(40)); // past the first slice
+    const double half = work_rate(backend, milliseconds(600)) / full;
+    runner.set_throttle(90); // a cycle is now 20 ms run + 180 ms asleep
+    std::this_thread::sleep_for(milliseconds(200));
+    const double tenth = work_rate(backend, milliseconds(1000)) / full;
+    runner.set_throttle(0); // wakes sleeping vCPUs: full speed at once
+    const double again = work_rate(backend, milliseconds(300)) / full;
+    std::printf("[ throttle ] unthrottled %.0f runs/s; share of it at 50 %%: %.2f, at 90 %%: "
+                "%.2f, throttle off again: %.2f\n",
+                full, half, tenth, again);
+    ASSERT_GT(full, 500.0) << "the fake guest hardly ran unthrottled";
+    // Bounds generous enough for a loaded 2-core machine; the expected shares are 0.5 and 0.1.
+    EXPECT_LT(half, 0.8);
+    EXPECT_GT(half, 0.2);
+    EXPECT_LT(tenth, 0.5);
+    EXPECT_LT(tenth, half);
+    EXPECT_GT(again, 0.5);
+    runner.request_stop();
+}
+
+TEST(VmRunner, PauseAndStopEndAThrottleSleepAtOnce) {
+    VmPlatform vm(definition(1), {});
+    BusyBackend backend;
+    VmRunner runner(vm, backend, 1);
+    runner.set_throttle(99); // before run(): the throttle thread starts with the vCPUs
+    std::jthread thread([&] { EXPECT_EQ(runner.run().reason, VmStop::Reason::requested); });
+    StopOnExit stop_on_exit{runner};
+    ASSERT_TRUE(eventually([&] { return backend.runs() > 0; }));
+    ASSERT_TRUE(throttle_sleeping(backend)) << "a 99 % throttle never put the vCPU to sleep";
+
+    // The sleep lasts ~2 s; pause() must not wait it out.
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(runner.pause());
+    const double pause_ms = ms_since(t0);
+    EXPECT_LT(pause_ms, 300.0);
+    EXPECT_EQ(backend.inside(), 0);
+    // Paused stays paused while the throttle thread ticks, and across throttle changes.
+    std::uint64_t frozen = backend.runs();
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    runner.set_throttle(50);
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    EXPECT_TRUE(runner.paused());
+    EXPECT_EQ(backend.runs(), frozen) << "a vCPU ran while paused and throttled";
+    runner.resume();
+    ASSERT_TRUE(eventually([&] { return backend.runs() > frozen + 5; }));
+
+    runner.set_throttle(99);
+    ASSERT_TRUE(throttle_sleeping(backend));
+    t0 = std::chrono::steady_clock::now();
+    runner.request_stop();
+    thread.join(); // run() returned: vCPU and throttle threads joined
+    const double stop_ms = ms_since(t0);
+    EXPECT_LT(stop_ms, 300.0);
+    std::printf("[ throttle ] pause took %.1f ms, stop %.1f ms during a ~2 s throttle sleep\n",
+                pause_ms, stop_ms);
 }

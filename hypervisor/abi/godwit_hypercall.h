@@ -80,30 +80,30 @@ enum godwit_hc_call {
     GODWIT_HC_VCPU_GET_STATE = 10,   /* arg0 = id | vcpu << 32, arg1 = gpa of
                                         struct godwit_hc_vcpu_state, arg2 = its bytes */
     /* 1.2: interrupts from the VMM's devices. */
-    GODWIT_HC_PARTITION_IRQ = 11,    /* arg0 = partition id, arg1 = IOAPIC pin (< 24),
-                                        arg2 = line level (0 or 1); RDX = vCPUs to wake
-                                        (bit n = vCPU n, as godwit_hc_vcpu_run.wake_mask) */
+    GODWIT_HC_PARTITION_IRQ = 11, /* arg0 = partition id, arg1 = IOAPIC pin (< 24),
+                                     arg2 = line level (0 or 1); RDX = vCPUs to wake
+                                     (bit n = vCPU n, as godwit_hc_vcpu_run.wake_mask) */
     /* 1.3: state for save/restore and migration. */
-    GODWIT_HC_DIRTY_LOG = 12,        /* arg0 = partition id, arg1 = enum godwit_dirty_op,
-                                        arg2 = gpa of struct godwit_hc_dirty_fetch (FETCH) */
-    GODWIT_HC_VCPU_GET_EXTRA = 13,   /* arg0 = id | vcpu << 32, arg1 = gpa of
-                                        struct godwit_hc_vcpu_extra, arg2 = its bytes */
-    GODWIT_HC_VCPU_SET_EXTRA = 14,   /* as 13; validated before anything changes */
-    GODWIT_HC_IRQCHIP_GET = 15,      /* arg0 = id, arg1 = gpa of struct godwit_hc_irqchip,
-                                        arg2 = its bytes */
-    GODWIT_HC_IRQCHIP_SET = 16,      /* as 15 */
+    GODWIT_HC_DIRTY_LOG = 12,      /* arg0 = partition id, arg1 = enum godwit_dirty_op,
+                                      arg2 = gpa of struct godwit_hc_dirty_fetch (FETCH) */
+    GODWIT_HC_VCPU_GET_EXTRA = 13, /* arg0 = id | vcpu << 32, arg1 = gpa of
+                                      struct godwit_hc_vcpu_extra, arg2 = its bytes */
+    GODWIT_HC_VCPU_SET_EXTRA = 14, /* as 13; validated before anything changes */
+    GODWIT_HC_IRQCHIP_GET = 15,    /* arg0 = id, arg1 = gpa of struct godwit_hc_irqchip,
+                                      arg2 = its bytes */
+    GODWIT_HC_IRQCHIP_SET = 16,    /* as 15 */
 };
 
 /* Status codes (RAX on return). */
 enum godwit_hc_status {
     GODWIT_HC_OK = 0,
-    GODWIT_HC_UNKNOWN_CALL = 1,   /* no such call number */
-    GODWIT_HC_BAD_ADDRESS = 2,    /* buffer not entirely in the caller's own memory */
-    GODWIT_HC_BAD_LENGTH = 3,     /* size too small for the struct, or above the limit */
-    GODWIT_HC_BAD_ARGUMENT = 4,   /* reserved field non-zero, value out of range */
-    GODWIT_HC_DENIED = 5,         /* caller may not make this call (not root, CPL != 0) */
-    GODWIT_HC_NO_MEMORY = 6,      /* hypervisor could not allocate */
-    GODWIT_HC_BUSY = 7,           /* try again */
+    GODWIT_HC_UNKNOWN_CALL = 1, /* no such call number */
+    GODWIT_HC_BAD_ADDRESS = 2,  /* buffer not entirely in the caller's own memory */
+    GODWIT_HC_BAD_LENGTH = 3,   /* size too small for the struct, or above the limit */
+    GODWIT_HC_BAD_ARGUMENT = 4, /* reserved field non-zero, value out of range */
+    GODWIT_HC_DENIED = 5,       /* caller may not make this call (not root, CPL != 0) */
+    GODWIT_HC_NO_MEMORY = 6,    /* hypervisor could not allocate */
+    GODWIT_HC_BUSY = 7,         /* try again */
 };
 
 #define GODWIT_HC_CONSOLE_READ_MAX (64u * 1024u)
@@ -120,31 +120,31 @@ enum godwit_hc_status {
 #define GODWIT_VMX_X2APIC (1ull << 8)
 
 struct godwit_hc_version {
-    godwit_u32 abi_version;       /* GODWIT_HC_ABI_VERSION of the hypervisor */
-    godwit_u32 cpu_count;         /* CPUs running the hypervisor */
-    godwit_u64 vmx_features;      /* GODWIT_VMX_* bits */
-    godwit_u64 vmx_basic;         /* IA32_VMX_BASIC as read at boot */
-    char build[48];               /* NUL-terminated "0.1.0+gCOMMIT" */
+    godwit_u32 abi_version;  /* GODWIT_HC_ABI_VERSION of the hypervisor */
+    godwit_u32 cpu_count;    /* CPUs running the hypervisor */
+    godwit_u64 vmx_features; /* GODWIT_VMX_* bits */
+    godwit_u64 vmx_basic;    /* IA32_VMX_BASIC as read at boot */
+    char build[48];          /* NUL-terminated "0.1.0+gCOMMIT" */
 };
 GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_version) == 72, "godwit_hc_version size");
 GODWIT_STATIC_ASSERT(GODWIT_OFFSETOF(struct godwit_hc_version, vmx_features) == 8, "offset");
 GODWIT_STATIC_ASSERT(GODWIT_OFFSETOF(struct godwit_hc_version, build) == 24, "offset");
 
 struct godwit_hc_cpu {
-    godwit_u32 index;             /* hypervisor CPU index, 0 = bootstrap processor */
+    godwit_u32 index; /* hypervisor CPU index, 0 = bootstrap processor */
     godwit_u32 apic_id;
-    godwit_u32 flags;             /* bit 0: online, bit 1: VMX on, bit 2: runs root vCPU */
+    godwit_u32 flags; /* bit 0: online, bit 1: VMX on, bit 2: runs root vCPU */
     godwit_u32 reserved;
-    godwit_u64 exits;             /* VM exits handled on this CPU since boot */
+    godwit_u64 exits; /* VM exits handled on this CPU since boot */
 };
 GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_cpu) == 24, "godwit_hc_cpu size");
 
 struct godwit_hc_memory_stats {
-    godwit_u64 total_bytes;       /* RAM the hypervisor found in the firmware map */
-    godwit_u64 hypervisor_bytes;  /* reserved for the hypervisor (image, tables, heap) */
+    godwit_u64 total_bytes;           /* RAM the hypervisor found in the firmware map */
+    godwit_u64 hypervisor_bytes;      /* reserved for the hypervisor (image, tables, heap) */
     godwit_u64 hypervisor_free_bytes; /* of which still free */
-    godwit_u64 root_bytes;        /* RAM given to the root partition */
-    godwit_u64 guest_bytes;       /* RAM currently assigned to guest partitions */
+    godwit_u64 root_bytes;            /* RAM given to the root partition */
+    godwit_u64 guest_bytes;           /* RAM currently assigned to guest partitions */
 };
 GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_memory_stats) == 40, "memory stats size");
 
@@ -152,8 +152,8 @@ GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_memory_stats) == 40, "memory stats 
  * output in a ring; when `position` is older than the ring holds, copying starts at the
  * oldest byte still held and `start` says where (start > requested = bytes were lost). */
 struct godwit_hc_console_chunk {
-    godwit_u64 start;             /* position of the first text byte in this chunk */
-    godwit_u64 end_of_log;        /* position one past the newest byte written so far */
+    godwit_u64 start;      /* position of the first text byte in this chunk */
+    godwit_u64 end_of_log; /* position one past the newest byte written so far */
 };
 GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_console_chunk) == 16, "console chunk size");
 
@@ -166,9 +166,9 @@ GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_console_chunk) == 16, "console chun
  * which must be root RAM) at guest_gpa, guest_gpa + 4 KiB, ... */
 struct godwit_hc_map_frames {
     godwit_u64 guest_gpa;
-    godwit_u32 count;             /* 1..GODWIT_MAX_MAP_FRAMES */
+    godwit_u32 count; /* 1..GODWIT_MAX_MAP_FRAMES */
     godwit_u32 reserved;
-    godwit_u64 frames[];          /* count entries */
+    godwit_u64 frames[]; /* count entries */
 };
 GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_map_frames) == 16, "map frames header size");
 
@@ -176,15 +176,22 @@ struct godwit_hc_segment {
     godwit_u64 base;
     godwit_u32 limit;
     godwit_u16 selector;
-    godwit_u16 access_rights;     /* VMX access-rights bits 15:0; VMX's "unusable" (bit 16)
-                                     travels as GODWIT_SEG_UNUSABLE in reserved bit 8 */
+    godwit_u16 access_rights; /* VMX access-rights bits 15:0; VMX's "unusable" (bit 16)
+                                 travels as GODWIT_SEG_UNUSABLE in reserved bit 8 */
 };
 #define GODWIT_SEG_UNUSABLE 0x100u
 GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_segment) == 16, "segment size");
 
 enum godwit_segment_index {
-    GODWIT_SEG_ES, GODWIT_SEG_CS, GODWIT_SEG_SS, GODWIT_SEG_DS, GODWIT_SEG_FS, GODWIT_SEG_GS,
-    GODWIT_SEG_LDTR, GODWIT_SEG_TR, GODWIT_SEG_COUNT
+    GODWIT_SEG_ES,
+    GODWIT_SEG_CS,
+    GODWIT_SEG_SS,
+    GODWIT_SEG_DS,
+    GODWIT_SEG_FS,
+    GODWIT_SEG_GS,
+    GODWIT_SEG_LDTR,
+    GODWIT_SEG_TR,
+    GODWIT_SEG_COUNT
 };
 
 /* A vCPU's architectural state: general registers in the VM-exit numbering (RAX, RCX, RDX,
@@ -227,17 +234,17 @@ struct godwit_hc_vcpu_run {
     godwit_u32 reserved0;
     godwit_u64 read_value;
     /* out */
-    godwit_u32 exit_reason;       /* enum godwit_exit_reason */
+    godwit_u32 exit_reason; /* enum godwit_exit_reason */
     godwit_u16 port;
-    godwit_u8 size;               /* 1, 2, 4 (port I/O); 1, 2, 4, 8 (MMIO) */
-    godwit_u8 direction;          /* 0 = write (done), 1 = read (complete on the next run) */
-    godwit_u64 value;             /* a write's value */
+    godwit_u8 size;      /* 1, 2, 4 (port I/O); 1, 2, 4, 8 (MMIO) */
+    godwit_u8 direction; /* 0 = write (done), 1 = read (complete on the next run) */
+    godwit_u64 value;    /* a write's value */
     godwit_u64 gpa;
     godwit_u64 rip;
     godwit_u64 qualification;
-    godwit_u64 wake_tsc;          /* GODWIT_EXIT_HLT: the vCPU's next timer expiry (TSC) */
-    godwit_u32 wake_mask;         /* other vCPUs of the partition with new work: bit n =
-                                     vCPU n; the VMM wakes their threads */
+    godwit_u64 wake_tsc;  /* GODWIT_EXIT_HLT: the vCPU's next timer expiry (root TSC) */
+    godwit_u32 wake_mask; /* other vCPUs of the partition with new work: bit n =
+                             vCPU n; the VMM wakes their threads */
     godwit_u32 reserved1;
 };
 GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_vcpu_run) == 72, "vcpu run size");
@@ -248,24 +255,24 @@ GODWIT_STATIC_ASSERT(GODWIT_OFFSETOF(struct godwit_hc_vcpu_run, wake_tsc) == 56,
  * first write to a page after ENABLE or the FETCH that reported it sets its bit. */
 enum godwit_dirty_op {
     GODWIT_DIRTY_DISABLE = 0,
-    GODWIT_DIRTY_ENABLE = 1,   /* clears the log, write-protects every RAM page */
-    GODWIT_DIRTY_FETCH = 2,    /* copies [first_page, +pages) of the log out and clears it
-                                  (those pages are write-protected again) */
+    GODWIT_DIRTY_ENABLE = 1, /* clears the log, write-protects every RAM page */
+    GODWIT_DIRTY_FETCH = 2,  /* copies [first_page, +pages) of the log out and clears it
+                                (those pages are write-protected again) */
 };
 #define GODWIT_DIRTY_FETCH_MAX_PAGES 262144u /* 1 GiB of guest RAM per call */
 struct godwit_hc_dirty_fetch {
-    godwit_u64 first_page;       /* guest page number, multiple of 64 */
-    godwit_u32 pages;            /* multiple of 64, 64..GODWIT_DIRTY_FETCH_MAX_PAGES */
+    godwit_u64 first_page; /* guest page number, multiple of 64 */
+    godwit_u32 pages;      /* multiple of 64, 64..GODWIT_DIRTY_FETCH_MAX_PAGES */
     godwit_u32 reserved;
-    godwit_u64 bits[];           /* pages / 64 words: bit n of word w = page first + 64w + n */
+    godwit_u64 bits[]; /* pages / 64 words: bit n of word w = page first + 64w + n */
 };
 GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_dirty_fetch) == 16, "dirty fetch header");
 
 /* vCPU run state beyond godwit_hc_vcpu_state. */
 enum godwit_mp_state {
     GODWIT_MP_RUNNABLE = 0,
-    GODWIT_MP_HALTED = 1,         /* retired HLT, waits for an interrupt */
-    GODWIT_MP_WAIT_FOR_SIPI = 2,  /* an AP before its SIPI, or after INIT */
+    GODWIT_MP_HALTED = 1,        /* retired HLT, waits for an interrupt */
+    GODWIT_MP_WAIT_FOR_SIPI = 2, /* an AP before its SIPI, or after INIT */
 };
 
 #define GODWIT_VCPU_EXTRA_FORMAT 1u
@@ -275,16 +282,16 @@ enum godwit_mp_state {
  * keeps for the guest, the guest TSC, and the virtual LAPIC (hypervisor-defined blob,
  * validated on set). */
 struct godwit_hc_vcpu_extra {
-    godwit_u32 format;            /* GODWIT_VCPU_EXTRA_FORMAT */
-    godwit_u32 mp_state;          /* enum godwit_mp_state */
-    godwit_u32 pending_event;     /* VM-entry interruption information (bit 31 = valid) */
+    godwit_u32 format;        /* GODWIT_VCPU_EXTRA_FORMAT */
+    godwit_u32 mp_state;      /* enum godwit_mp_state */
+    godwit_u32 pending_event; /* VM-entry interruption information (bit 31 = valid) */
     godwit_u32 pending_error_code;
     godwit_u32 pending_instruction_length;
-    godwit_u32 interruptibility;  /* STI / MOV-SS / NMI blocking */
-    godwit_u64 guest_tsc;         /* the guest's TSC when saved; set continues from it */
+    godwit_u32 interruptibility; /* STI / MOV-SS / NMI blocking */
+    godwit_u64 guest_tsc;        /* the guest's TSC when saved; set continues from it */
     godwit_u64 pat, misc_enable, dr7, cr2;
     godwit_u64 sysenter_cs, sysenter_esp, sysenter_eip;
-    godwit_u32 lapic_bytes;       /* valid bytes of lapic[] */
+    godwit_u32 lapic_bytes; /* valid bytes of lapic[] */
     godwit_u32 reserved;
     godwit_u8 lapic[GODWIT_STATE_BLOB_BYTES];
 };
@@ -292,7 +299,7 @@ GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_vcpu_extra) == 352, "vcpu extra siz
 
 #define GODWIT_IRQCHIP_FORMAT 1u
 struct godwit_hc_irqchip {
-    godwit_u32 format;            /* GODWIT_IRQCHIP_FORMAT */
+    godwit_u32 format; /* GODWIT_IRQCHIP_FORMAT */
     godwit_u32 ioapic_bytes;
     godwit_u8 ioapic[GODWIT_STATE_BLOB_BYTES];
 };

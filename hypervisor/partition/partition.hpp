@@ -48,6 +48,7 @@ struct Partition {
     u64* dirty_chunks[32];
     u64 flush_cpus; // CPUs that must INVEPT this partition before their next entry
     VirtualIoapic ioapic;
+    bool exit_storm_logged; // run_exit_budget ran out once: logged with its exit reason
     Vcpu vcpus[GODWIT_MAX_VCPUS];
 };
 

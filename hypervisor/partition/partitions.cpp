@@ -106,6 +106,7 @@ u64 create(u64 ram_bytes, u32 vcpus, u32& id) {
         p.ram_bytes = ram_bytes;
         p.mapped_bytes = 0;
         p.vcpu_count = vcpus;
+        p.exit_storm_logged = false;
         p.ioapic.reset(vcpus); // IOAPIC id after the LAPIC ids, as the VMM's MADT says
         for (u32 n = 0; n < GODWIT_MAX_VCPUS; ++n) {
             Vcpu& v = p.vcpus[n];

@@ -18,6 +18,16 @@ using vmx::VmcsField;
 
 enum class Next : u8 { enter, idle };
 
+// Exits the hypervisor handles itself in one run call before it returns to the root anyway.
+// A pending root interrupt only ends the loop through an external-interrupt exit, and some
+// exits outrank it (a zero VMX-preemption timer and interrupt-window exits, Vol. 3C 26.7.4
+// and 25.2): a guest that keeps producing those would otherwise hold the CPU for good.
+constexpr u32 run_exit_budget = 4096;
+// The longest a guest runs before the root gets its CPU back, whatever the guest does
+// (about 8 ms at 2 GHz): root interrupts end a guest's run anyway, this bounds it even if
+// none comes (the root's scheduler tick then preempts the vCPU thread as usual).
+constexpr u64 guest_slice_tsc = u64{1} << 24;
+
 // What the vCPU does next, from its APIC's state (caller holds nothing; takes irq_lock).
 Next prepare_entry(Partition& p, Vcpu& v, godwit_hc_vcpu_run& out) {
     SpinLockGuard guard(p.irq_lock);
@@ -63,14 +73,18 @@ Next prepare_entry(Partition& p, Vcpu& v, godwit_hc_vcpu_run& out) {
     if (v.halted) {
         if (!delivered) { // HLT wakes only for what it can take (Vol. 3A 8.10.2)
             out.exit_reason = GODWIT_EXIT_HLT;
-            out.wake_tsc = v.lapic.timer_deadline();
+            // The VMM sleeps on the root's TSC: the guest's deadline less its TSC offset.
+            u64 wake = v.lapic.timer_deadline();
+            out.wake_tsc = wake != 0 ? wake - v.tsc_offset : 0;
             return Next::idle;
         }
         v.halted = false;
     }
-    // The LAPIC timer fires while the guest runs through the VMX-preemption timer.
+    // The LAPIC timer fires while the guest runs through the VMX-preemption timer, which also
+    // ends the guest's time slice.
     u64 deadline = v.lapic.timer_deadline();
-    g.set_preemption_timer(deadline != 0, deadline > now ? deadline - now : 0);
+    u64 until = deadline == 0 ? guest_slice_tsc : deadline > now ? deadline - now : 0;
+    g.set_preemption_timer(true, until < guest_slice_tsc ? until : guest_slice_tsc);
     return Next::enter;
 }
 
@@ -103,8 +117,14 @@ bool handle(Partition& p, Vcpu& v, u32 index, const VmExit& e, godwit_hc_vcpu_ru
         out.exit_reason = GODWIT_EXIT_INTERRUPTED; // the root takes it when it resumes
         return true;
     case ExitReason::interrupt_window:
-    case ExitReason::preemption_timer:
         return false; // prepare_entry delivers what is now due
+    case ExitReason::preemption_timer: {
+        u64 deadline = v.lapic.timer_deadline();
+        if (deadline != 0 && guest_tsc(v) >= deadline)
+            return false;                          // the LAPIC timer: prepare_entry delivers it
+        out.exit_reason = GODWIT_EXIT_INTERRUPTED; // the slice is over: back to the root
+        return true;
+    }
     case ExitReason::io_instruction: {
         vmx::IoAccess io = vmx::decode_io(e.qualification);
         if (io.string) { // INS/OUTS: not emulated; the guest cannot continue
@@ -207,6 +227,7 @@ u64 run(u32 id, u32 index, godwit_hc_vcpu_run& out) {
     u32 wake = 0;
     if ((flags & GODWIT_RUN_NO_ENTRY) != 0)
         out.exit_reason = GODWIT_EXIT_INTERRUPTED;
+    u32 budget = run_exit_budget;
     for (bool done = v.stopped || (flags & GODWIT_RUN_NO_ENTRY) != 0; !done;) {
         if (prepare_entry(*p, v, out) == Next::idle)
             break;
@@ -225,6 +246,18 @@ u64 run(u32 id, u32 index, godwit_hc_vcpu_run& out) {
         done = handle(*p, v, index, e, out, wake);
         if (!done && (wake & ~(1u << index)) != 0) {
             out.exit_reason = GODWIT_EXIT_INTERRUPTED; // the VMM wakes the other vCPUs
+            out.rip = e.guest_rip;
+            done = true;
+        }
+        if (!done && --budget == 0) {
+            if (!p->exit_storm_logged) {
+                p->exit_storm_logged = true;
+                log(LogLevel::warn,
+                    "partition %u vCPU %u: %u exits in one run without the VMM (last: %s at rip "
+                    "0x%lx); returning to the root between such runs",
+                    id, index, run_exit_budget, vmx::exit_reason_name(e.reason), e.guest_rip);
+            }
+            out.exit_reason = GODWIT_EXIT_INTERRUPTED;
             out.rip = e.guest_rip;
             done = true;
         }

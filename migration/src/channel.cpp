@@ -253,8 +253,16 @@ std::unique_ptr<Channel> connect_channel(const std::string& host, std::uint16_t 
     tcp::socket socket(*io);
     boost::system::error_code ec;
     auto address = asio::ip::make_address(host, ec);
-    if (ec)
-        throw Error(ErrorCode::usage, "bad destination address '" + host + "'");
+    if (ec) {
+        // A host name: the first address it resolves to.
+        tcp::resolver resolver(*io);
+        auto found = resolver.resolve(host, std::to_string(port), ec);
+        if (ec || found.empty()) {
+            throw Error(ErrorCode::usage,
+                        "bad destination '" + host + "': " + (ec ? ec.message() : "no address"));
+        }
+        address = found.begin()->endpoint().address();
+    }
     socket.connect(tcp::endpoint(address, port), ec);
     if (ec) {
         throw Error(ec == asio::error::connection_refused ? ErrorCode::not_found : ErrorCode::io,
@@ -317,6 +325,26 @@ std::unique_ptr<Channel> Listener::accept(const TlsConfig& tls, std::chrono::sec
     socket.assign(tcp::v4(), fd, ec);
     if (ec)
         throw Error(ErrorCode::io, "accept: " + ec.message());
+    return wrap(std::move(io), std::move(socket), tls, true, timeout);
+}
+
+std::unique_ptr<Channel> adopt_server_channel(int fd, const TlsConfig& tls,
+                                              std::chrono::seconds timeout) {
+    auto io = std::make_unique<asio::io_context>();
+    tcp::socket socket(*io);
+    sockaddr_storage local{};
+    socklen_t length = sizeof local;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) != 0) {
+        int err = errno;
+        ::close(fd);
+        throw system_error("the inherited migration connection", err);
+    }
+    boost::system::error_code ec;
+    socket.assign(local.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
+    if (ec) {
+        ::close(fd);
+        throw Error(ErrorCode::io, "the inherited migration connection: " + ec.message());
+    }
     return wrap(std::move(io), std::move(socket), tls, true, timeout);
 }
 

@@ -30,7 +30,8 @@ class Channel {
     std::uint64_t bytes_read = 0;
 };
 
-// Connects to host:port (the caller restricts addresses; tests use 127.0.0.1 only).
+// Connects to host:port, host an address or a name (the caller restricts addresses; tests
+// use 127.0.0.1 and link-local addresses only).
 std::unique_ptr<Channel> connect_channel(const std::string& host, std::uint16_t port,
                                          const TlsConfig& tls, std::chrono::seconds timeout);
 
@@ -45,6 +46,12 @@ class Listener {
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
+
+// The server side of a connection accepted by another process (godwitd accepts, the VM
+// worker that receives the VM speaks TLS on it): takes ownership of `fd`, closing it on
+// error, and completes the handshake as the server.
+std::unique_ptr<Channel> adopt_server_channel(int fd, const TlsConfig& tls,
+                                              std::chrono::seconds timeout);
 
 // A channel over a file (quick migration: save state to / restore from a file).
 std::unique_ptr<Channel> file_channel(const std::string& path, bool write);

@@ -201,9 +201,6 @@ void VmReceiver::restore(const std::vector<migration::StateBlob>& state) {
         throw stream_error(fmt::format("the definition's {} MiB make {} pages, the stream has {}",
                                        definition_.memory_mib, pages, staging_->page_count()));
     }
-    if (options_.check) {
-        options_.check(definition_);
-    }
     // Collect every blob before building anything, so a short stream fails cheaply.
     std::vector<VcpuState> vcpus;
     std::vector<std::vector<std::uint8_t>> extras;
@@ -219,6 +216,9 @@ void VmReceiver::restore(const std::vector<migration::StateBlob>& state) {
     }
 
     VmPlatform::Options popts = options_.platform;
+    if (options_.check) {
+        options_.check(definition_, popts); // may refuse, or place the console elsewhere
+    }
     popts.restoring = true;
     platform_ = std::make_unique<VmPlatform>(definition_, popts);
     platform_->restore_device_state(devices);

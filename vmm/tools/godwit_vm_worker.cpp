@@ -1,18 +1,29 @@
 // godwit-vm-worker: the process that runs one VM for godwitd (like Hyper-V's vmwp.exe: one
 // worker per running VM, so a VMM failure takes down one VM, never the daemon).
-//   godwit-vm-worker --definition web-1.json --console console.log --result result.json
-//                    [--device /dev/godwit] [--ready-fd N] [--save-request FILE]
-//   godwit-vm-worker --restore-from SAVED [--name NEW] --console ... --result ...
-// It builds the VM from its stored definition (or restores it from a saved state, the
-// migration stream of docs/migration-stream.md), runs it through /dev/godwit, writes COM1 to
-// the console file and, when the VM stops, its result (vm_result.hpp) to the result file.
-// SIGTERM/SIGINT/SIGHUP ask the VM to stop (VmRunner::request_stop). SIGUSR2 asks for a
-// save: the worker reads the target path from --save-request FILE, pauses the VM, writes its
-// state there and stops it ("saved to ..."); the outcome goes to FILE.result as JSON
-// {"ok": bool, "error": "...", "report": {...}} and a failed save leaves the VM running.
+//   godwit-vm-worker --definition web-1.json --run-dir RUN_DIR/web-1 [--device /dev/godwit]
+//                    [--ready-fd N] [--tls-dir DIR]
+//   godwit-vm-worker --restore-from SAVED [--name NEW] --run-dir ...
+//   godwit-vm-worker --incoming-fd N --run-root RUN_DIR --control-socket SOCK [--tls-dir DIR]
+// It builds the VM from its stored definition (or restores it from a saved state, or
+// receives it from another host over the connection godwitd accepted: the migration stream
+// of docs/migration-stream.md), runs it through /dev/godwit, writes COM1 to the console
+// file and, when the VM stops, its result (vm_result.hpp) to the result file. The files it
+// uses are those of vm_run_files.hpp in --run-dir (or --console/--result/--save-request
+// one by one). A VM received by migration is handed to godwitd (VmAdoptRequest) once its
+// definition has arrived; its run directory is then RUN_ROOT/NAME.
+// Signals (all taken by one thread with sigwait, so no vCPU ioctl is interrupted):
+//   SIGTERM/SIGINT/SIGHUP  stop the VM (VmRunner::request_stop)
+//   SIGUSR2                save: pause, write the state to the path in save-request, stop
+//                          ("saved to ..."); the outcome goes to save-request.result
+//                          {"ok": bool, "error": "...", "report": {...}}, and a failed save
+//                          leaves the VM running
+//   SIGRTMIN               migrate as migrate-request says (docs/live-migration.md); the
+//                          progress and outcome go to migration.json; on success the VM
+//                          stops here ("migrated to HOST:PORT")
+//   SIGRTMIN+1             cancel the migration under way
 // When the partition is built and the vCPUs are about to run it writes one byte to
 // --ready-fd (godwitd's "starting" -> "running"). Exit status: 0 for a clean end (debug
-// exit 0, power-off, stopped on request, saved), 1 for any other guest end, a
+// exit 0, power-off, stopped on request, saved, migrated), 1 for any other guest end, a
 // godwit::ErrorCode when it failed.
 #include <pthread.h>
 #include <unistd.h>
@@ -28,14 +39,19 @@
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
+#include "control.pb.h"
+#include "godwit/control_client.hpp"
 #include "godwit/error.hpp"
 #include "godwit/migration/channel.hpp"
 #include "godwit/migration/migration.hpp"
 #include "godwit/vmm/godwit_backend.hpp"
+#include "godwit/vmm/migration_control.hpp"
+#include "godwit/vmm/outgoing_migration.hpp"
 #include "godwit/vmm/vm_definition.hpp"
 #include "godwit/vmm/vm_migration.hpp"
 #include "godwit/vmm/vm_platform.hpp"
 #include "godwit/vmm/vm_result.hpp"
+#include "godwit/vmm/vm_run_files.hpp"
 #include "godwit/vmm/vm_runner.hpp"
 
 namespace po = boost::program_options;
@@ -43,15 +59,51 @@ using namespace godwit;
 
 namespace {
 
-// The signals that ask for a stop, SIGUSR2 (save), plus SIGUSR1 with which the main thread ends the
-// waiter.
-sigset_t stop_signals() {
+int migrate_signal() {
+    return SIGRTMIN;
+}
+int cancel_signal() {
+    return SIGRTMIN + 1;
+}
+
+// The signals that ask for a stop, save, migrate or cancel, plus SIGUSR1 with which the main
+// thread ends the waiter.
+sigset_t control_signals() {
     sigset_t set;
     sigemptyset(&set);
-    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2}) {
+    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, migrate_signal(), cancel_signal()}) {
         sigaddset(&set, s);
     }
     return set;
+}
+
+// Where this worker's files are: --run-dir, or the single-file options (which win).
+struct WorkerFiles {
+    std::filesystem::path console, result, save_request, migrate_request, migration_status;
+    void use_run_dir(const vmm::VmRunFiles& run) {
+        console = run.console();
+        result = run.result();
+        save_request = run.save_request();
+        migrate_request = run.migrate_request();
+        migration_status = run.migration_status();
+    }
+};
+
+// The destination's side of a migration: godwitd takes the VM over once its definition
+// (and every state record) has arrived, or refuses it (name in use...); the refusal reaches
+// the source as the reason the migration failed.
+vmm::VmRunFiles adopt(const std::string& control_socket, const std::filesystem::path& run_root,
+                      const vmm::VmDefinition& definition, const std::string& source) {
+    control::Request request;
+    auto* adopt = request.mutable_vm_adopt();
+    adopt->set_definition_json(vmm::vm_definition_to_json(definition));
+    adopt->set_worker_pid(static_cast<std::uint32_t>(::getpid()));
+    adopt->set_source(source);
+    control::Response response = control::call(control_socket, request);
+    if (!response.has_vm()) {
+        throw Error(ErrorCode::protocol, "godwitd answered the adoption with something else");
+    }
+    return vmm::VmRunFiles{run_root / definition.name};
 }
 
 void report(const std::filesystem::path& result_file, const vmm::VmResult& result) {
@@ -107,18 +159,35 @@ bool save_vm(const std::filesystem::path& request, vmm::VmRunner& runner,
     return outcome["ok"].get<bool>();
 }
 
-int run_vm(const po::variables_map& vm, const std::filesystem::path& result_file) {
+int run_vm(const po::variables_map& vm, WorkerFiles& files) {
     const std::string device = vm["device"].as<std::string>();
+    const std::filesystem::path tls_dir = vm["tls-dir"].as<std::string>();
     vmm::VmPlatform::Options popts;
-    popts.console_log = vm["console"].as<std::string>();
+    popts.console_log = files.console;
     std::optional<vmm::GodwitBackend> backend;
     std::unique_ptr<vmm::VmPlatform> built;
     std::unique_ptr<vmm::VmReceiver> receiver;
     vmm::VmPlatform* platform = nullptr;
     vmm::VmDefinition def;
-    if (vm.count("restore-from")) {
-        const std::string saved = vm["restore-from"].as<std::string>();
-        receiver = std::make_unique<vmm::VmReceiver>(vmm::VmReceiver::Options{
+    const bool incoming = vm.count("incoming-fd") != 0;
+    if (vm.count("restore-from") || incoming) {
+        std::unique_ptr<migration::Channel> channel;
+        std::string source;
+        if (incoming) {
+            if (!vm.count("run-root") || !vm.count("control-socket")) {
+                throw Error(ErrorCode::usage,
+                            "--incoming-fd needs --run-root and --control-socket");
+            }
+            // The source must present a certificate of our CA, as we present ours to it.
+            channel = migration::adopt_server_channel(
+                vm["incoming-fd"].as<int>(), vmm::tls_from_dir(tls_dir), std::chrono::seconds(60));
+            source = channel->peer();
+            std::cerr << "godwit-vm-worker: receiving a VM from " << source << std::endl;
+        } else {
+            channel = migration::file_channel(vm["restore-from"].as<std::string>(), false);
+            source = vm["restore-from"].as<std::string>();
+        }
+        vmm::VmReceiver::Options options{
             .rename = vm["name"].as<std::string>(),
             .platform = popts,
             .make_partition = [&](vmm::VmPlatform& p,
@@ -126,17 +195,30 @@ int run_vm(const po::variables_map& vm, const std::filesystem::path& result_file
                 backend.emplace(p.memory(), d.vcpus, device);
                 return *backend;
             },
-            .check = {}});
-        auto channel = migration::file_channel(saved, false);
+            .check = {}};
+        if (incoming) {
+            options.check = [&](const vmm::VmDefinition& d, vmm::VmPlatform::Options& p) {
+                vmm::VmRunFiles run = adopt(vm["control-socket"].as<std::string>(),
+                                            vm["run-root"].as<std::string>(), d, source);
+                files.use_run_dir(run);
+                p.console_log = files.console;
+                std::cerr << "godwit-vm-worker: godwitd adopted VM '" << d.name << "' from "
+                          << source << std::endl;
+            };
+        }
+        receiver = std::make_unique<vmm::VmReceiver>(std::move(options));
         migration::IncomingResult in = migration::migrate_in(*channel, *receiver);
         if (!in.ok) {
-            throw Error(ErrorCode::invalid_input, "restoring from " + saved + ": " + in.error);
+            throw Error(incoming ? ErrorCode::failed : ErrorCode::invalid_input,
+                        (incoming ? "receiving a VM from " : "restoring from ") + source + ": " +
+                            in.error);
         }
         def = receiver->definition();
         platform = &receiver->platform();
     } else {
         if (!vm.count("definition")) {
-            throw Error(ErrorCode::usage, "--definition or --restore-from is required");
+            throw Error(ErrorCode::usage,
+                        "--definition, --restore-from or --incoming-fd is required");
         }
         def = vmm::load_vm_definition(vm["definition"].as<std::string>());
         built = std::make_unique<vmm::VmPlatform>(def, popts);
@@ -148,13 +230,13 @@ int run_vm(const po::variables_map& vm, const std::filesystem::path& result_file
         }
     }
     vmm::VmRunner runner(*platform, *backend, def.vcpus);
+    vmm::OutgoingMigration outgoing(runner, def, *platform, *backend, files.migration_status);
 
-    // Stop and save requests arrive as signals; one thread takes them with sigwait (the
-    // others block them, so no vCPU ioctl is interrupted).
+    // Stop, save and migration requests arrive as signals; one thread takes them with
+    // sigwait (the others block them, so no vCPU ioctl is interrupted).
     std::atomic<int> stop_signal{0};
     std::string saved_to;
-    const std::filesystem::path save_request = vm["save-request"].as<std::string>();
-    sigset_t set = stop_signals();
+    sigset_t set = control_signals();
     std::thread waiter([&] {
         for (;;) {
             int sig = 0;
@@ -162,16 +244,38 @@ int run_vm(const po::variables_map& vm, const std::filesystem::path& result_file
                 return;
             }
             if (sig == SIGUSR2) {
-                if (save_request.empty()) {
+                if (files.save_request.empty()) {
                     std::cerr << "godwit-vm-worker: SIGUSR2 without --save-request: ignored"
                               << std::endl;
-                } else if (save_vm(save_request, runner, def, *platform, *backend)) {
-                    std::ifstream(save_request) >> saved_to;
+                } else if (save_vm(files.save_request, runner, def, *platform, *backend)) {
+                    std::ifstream(files.save_request) >> saved_to;
                     runner.request_stop(); // the VM lives on in the file
                 }
                 continue;
             }
+            if (sig == migrate_signal()) {
+                try {
+                    std::ifstream in(files.migrate_request);
+                    auto doc = nlohmann::json::parse(in, nullptr, false);
+                    if (!outgoing.start(vmm::migrate_request_from_json(doc))) {
+                        std::cerr << "godwit-vm-worker: a migration is under way: request ignored"
+                                  << std::endl;
+                    }
+                } catch (const Error& e) {
+                    vmm::MigrationStatus failed;
+                    failed.state = "failed";
+                    failed.error = e.what();
+                    vmm::write_migration_status(files.migration_status, failed);
+                }
+                continue;
+            }
+            if (sig == cancel_signal()) {
+                std::cerr << "godwit-vm-worker: migration cancel requested" << std::endl;
+                outgoing.cancel();
+                continue;
+            }
             stop_signal.store(sig);
+            outgoing.cancel(); // a stop wins over a migration under way
             runner.request_stop();
         }
     });
@@ -181,21 +285,29 @@ int run_vm(const po::variables_map& vm, const std::filesystem::path& result_file
         (void)!::write(ready_fd, &byte, 1);
         ::close(ready_fd);
     }
-    std::cerr << "godwit-vm-worker: VM '" << def.name << "' " << (receiver ? "restored" : "running")
+    std::cerr << "godwit-vm-worker: VM '" << def.name << "' "
+              << (incoming   ? "received"
+                  : receiver ? "restored"
+                             : "running")
               << " in partition " << backend->partition() << " (" << def.vcpus << " vCPU, "
               << def.memory_mib << " MiB)" << std::endl;
     vmm::VmStop stop = runner.run();
     ::pthread_kill(waiter.native_handle(), SIGUSR1);
     waiter.join();
+    outgoing.cancel(); // the VM ended by itself meanwhile: nothing left to migrate
+    outgoing.join();
 
     vmm::VmResult result = vmm::VmResult::from_stop(stop);
-    if (result.kind == vmm::VmResult::Kind::stopped && !saved_to.empty()) {
+    const std::string migrated_to = outgoing.migrated_to();
+    if (result.kind == vmm::VmResult::Kind::stopped && !migrated_to.empty()) {
+        result.message = "migrated to " + migrated_to;
+    } else if (result.kind == vmm::VmResult::Kind::stopped && !saved_to.empty()) {
         result.message = "saved to " + saved_to;
     } else if (result.kind == vmm::VmResult::Kind::stopped && stop_signal.load() != 0) {
         result.message = std::string("stopped on request (SIG") +
                          ::sigabbrev_np(stop_signal.load()) + " to the worker)";
     }
-    report(result_file, result);
+    report(files.result, result);
     if (result.kind == vmm::VmResult::Kind::failed) {
         return exit_code_for(ErrorCode::failed);
     }
@@ -206,22 +318,32 @@ int run_vm(const po::variables_map& vm, const std::filesystem::path& result_file
 
 int main(int argc, char** argv) {
     // Before any thread exists, so every thread inherits the blocked set.
-    sigset_t set = stop_signals();
-    ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    sigset_t blocked = control_signals();
+    ::pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
 
     po::options_description options("godwit-vm-worker options");
     options.add_options()("help,h", "this help")(
         "definition", po::value<std::string>(), "the VM's definition file (docs/vm-definition.md)")(
         "restore-from", po::value<std::string>(),
         "restore the VM from this saved state instead (godwit vm save)")(
+        "incoming-fd", po::value<int>(),
+        "receive the VM by migration on this connected socket (TLS server side)")(
         "name", po::value<std::string>()->default_value(""), "with --restore-from: a new name")(
-        "console", po::value<std::string>()->default_value(""),
-        "append COM1 output to this file")("result", po::value<std::string>()->default_value(""),
-                                           "write how the VM ended to this file (JSON)")(
+        "run-dir", po::value<std::string>(),
+        "the VM's run directory: console.log, result.json, save-request, migrate-request, "
+        "migration.json")(
+        "run-root", po::value<std::string>(),
+        "with --incoming-fd: godwitd's run directory (the VM's is RUN_ROOT/NAME)")(
+        "control-socket", po::value<std::string>(),
+        "with --incoming-fd: godwitd's control socket, to hand the VM over")(
+        "tls-dir", po::value<std::string>()->default_value("/etc/godwit/tls"),
+        "this host's migration credentials (ca.pem, host.pem, host.key)")(
+        "console", po::value<std::string>(), "append COM1 output to this file")(
+        "result", po::value<std::string>(), "write how the VM ended to this file (JSON)")(
         "device", po::value<std::string>()->default_value("/dev/godwit"),
         "the root driver's device")("ready-fd", po::value<int>()->default_value(-1),
                                     "write one byte to this descriptor once the VM runs")(
-        "save-request", po::value<std::string>()->default_value(""),
+        "save-request", po::value<std::string>(),
         "on SIGUSR2, save the VM to the path this file names and stop");
     po::variables_map vm;
     try {
@@ -235,10 +357,22 @@ int main(int argc, char** argv) {
         std::cerr << "godwit-vm-worker: " << e.what() << " (see --help)" << std::endl;
         return exit_code_for(ErrorCode::usage);
     }
-    std::filesystem::path result_file = vm["result"].as<std::string>();
+    WorkerFiles files;
+    if (vm.count("run-dir")) {
+        files.use_run_dir(vmm::VmRunFiles{vm["run-dir"].as<std::string>()});
+    }
+    if (vm.count("console")) {
+        files.console = vm["console"].as<std::string>();
+    }
+    if (vm.count("result")) {
+        files.result = vm["result"].as<std::string>();
+    }
+    if (vm.count("save-request")) {
+        files.save_request = vm["save-request"].as<std::string>();
+    }
     vmm::VmResult failure;
     try {
-        return run_vm(vm, result_file);
+        return run_vm(vm, files);
     } catch (const Error& e) {
         failure.error_code = static_cast<int>(e.code());
         failure.message = e.what();
@@ -246,6 +380,6 @@ int main(int argc, char** argv) {
         failure.error_code = static_cast<int>(ErrorCode::internal);
         failure.message = std::string("internal error: ") + e.what();
     }
-    report(result_file, failure);
+    report(files.result, failure);
     return failure.error_code;
 }

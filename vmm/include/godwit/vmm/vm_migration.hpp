@@ -46,19 +46,18 @@ class PartitionDirtyLog final : public migration::DirtyLog {
     PartitionAccess& partition_;
 };
 
-// Pause/resume through VmRunner. Throttling is not implemented (no vCPU duty-cycle control
-// yet): set_throttle records the request only, so auto-converge cannot slow a guest down.
+// Pause/resume and auto-converge's throttle through VmRunner (its vCPU threads sleep a
+// share of every timeslice: VmRunner::set_throttle).
 class RunnerControl final : public migration::VmControl {
   public:
     explicit RunnerControl(VmRunner& runner) : runner_(runner) {}
     void pause() override; // Error(conflict) when the VM stopped meanwhile
     void resume() override { runner_.resume(); }
-    void set_throttle(unsigned percent) override { throttle_ = percent; }
-    unsigned throttle() const { return throttle_; }
+    void set_throttle(unsigned percent) override { runner_.set_throttle(percent); }
+    unsigned throttle() const { return runner_.throttle(); }
 
   private:
     VmRunner& runner_;
-    unsigned throttle_ = 0;
 };
 
 // Blob kinds of a VM's state records (docs/migration-stream.md "VM state records").
@@ -97,8 +96,10 @@ class VmReceiver final : public migration::IncomingVm {
         std::string rename;              // non-empty: the VM's new name
         VmPlatform::Options platform;    // console etc. of the restored VM
         PartitionFactory make_partition; // creates the partition for the VM's memory
-        // Accepts or refuses the definition before anything is built (free memory, name).
-        std::function<void(const VmDefinition&)> check;
+        // Accepts (throws to refuse: free memory, name) the definition once every state
+        // record has arrived and before anything is built; may adjust the platform options
+        // (a VM arriving by migration learns where its console goes only then).
+        std::function<void(const VmDefinition&, VmPlatform::Options&)> check;
     };
     explicit VmReceiver(Options options);
     ~VmReceiver() override;

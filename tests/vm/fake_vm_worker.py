@@ -7,7 +7,10 @@ host without /dev/godwit. What it does comes from the VM's cmdline:
   fake=ignore-term  heartbeats, ignores SIGTERM (godwitd must escalate to SIGKILL)
   fake=nosave       like run, but a save (SIGUSR2) fails and the VM keeps running
   fake=exit:N       a few lines, then result debug_exit N (like a test guest)
-  fake=crash        dies of SIGABRT before it reports running, without a result"""
+  fake=crash        dies of SIGABRT before it reports running, without a result
+A migration request (SIGRTMIN, RUN_DIR/migrate-request) is answered in RUN_DIR/migration.json
+with state "failed" and the reason "fake worker: no VM to migrate" (the real migration is
+tested in Bochs, tests/vm/vm_checks.py); SIGRTMIN+1 (cancel) is ignored."""
 
 import argparse
 import json
@@ -28,14 +31,16 @@ def write_result(path, kind, message, exit_code=0):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--definition", required=True)
-    ap.add_argument("--console", required=True)
-    ap.add_argument("--result", required=True)
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--tls-dir", default="")
     ap.add_argument("--device", required=True)
     ap.add_argument("--ready-fd", type=int, default=-1)
-    ap.add_argument("--save-request", default="")
     ap.add_argument("--restore-from", default="")
     ap.add_argument("--name", default="")
     args = ap.parse_args()
+    args.console = os.path.join(args.run_dir, "console.log")
+    args.result = os.path.join(args.run_dir, "result.json")
+    args.save_request = os.path.join(args.run_dir, "save-request")
     with open(args.definition) as f:
         definition = json.load(f)
     mode = "run"
@@ -50,6 +55,9 @@ def main():
         signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     save = []
     signal.signal(signal.SIGUSR2, lambda *_: save.append(True))
+    migrate = []
+    signal.signal(signal.SIGRTMIN, lambda *_: migrate.append(True))
+    signal.signal(signal.SIGRTMIN + 1, signal.SIG_IGN)
     print(f"fake worker: VM {definition['name']} mode {mode}", file=sys.stderr, flush=True)
     if mode == "crash":  # before "ready", as a VMM failing while it builds the VM
         console.write("fake: about to crash\n")
@@ -81,6 +89,17 @@ def main():
             if outcome["ok"]:
                 write_result(args.result, "stopped", f"saved to {target}")
                 return 0
+        if migrate:
+            migrate.clear()
+            with open(os.path.join(args.run_dir, "migrate-request")) as f:
+                request = json.load(f)
+            status = os.path.join(args.run_dir, "migration.json")
+            with open(status + ".tmp", "w") as f:
+                json.dump({"state": "failed", "live": request["live"],
+                           "destination": f"{request['host']}:{request['port']}",
+                           "progress": None, "report": None,
+                           "error": "fake worker: no VM to migrate"}, f)
+            os.rename(status + ".tmp", status)
         beat += 1
         console.write(f"fake: heartbeat {beat}\n")
         time.sleep(0.05)

@@ -227,3 +227,112 @@ def run_vm_save_restore_checks(host, check):
         host.run(f"godwit vm kill drestored; for vm in dsave drestored dbad; do godwit vm "
                  f"delete $vm; done; rm -f {saved} {saved}.bad {saved}.again", VM_TIMEOUT)
     return len(failed)
+
+
+def _wait_pass(host, vm, beyond, env="", tries=120):
+    """Polls VM `vm`'s console until it shows a pass above `beyond`; returns the console."""
+    console = ""
+    for _ in range(tries):
+        _, console = host.run(f"{env} godwit vm console {vm}", VM_TIMEOUT)
+        if _last_pass(console) > beyond or "FAIL" in console:
+            break
+        host.run("sleep 2", VM_TIMEOUT)
+    return console
+
+
+def _start_godwitd(host, base, listen, tls_dir):
+    """A second godwitd in the same root partition ("host B" of a one-machine migration):
+    its own socket, state, run directory and credentials, listening on `listen`."""
+    return host.run(f"mkdir -p {base} && godwitd --daemon --log-file {base}/godwitd.log "
+                    f"--socket {base}/godwitd.sock --state-dir {base}/state --run-dir {base}/run "
+                    f"--tls-dir {tls_dir} --migration-listen {listen}", VM_TIMEOUT)
+
+
+def run_vm_migration_checks(host, check, credentials):
+    """Live migration through godwitd on one real host (docs/live-migration.md): a second
+    and a third godwitd run in the same root partition with their own state, run directory
+    and credentials and listen on 127.0.0.1:6601 (same CA: trusted) and :6602 (another CA).
+    dirty.elf (a page counter that checks every page on every pass, printing FAIL for a
+    lost page) runs under the first godwitd and is
+      - refused by the destination that does not trust its CA (the VM keeps running, the
+        destination holds no VM) and by a port nobody listens on;
+      - live-migrated to 127.0.0.1:6601 over mutually authenticated TLS: gone from the
+        source, running on the destination and counting on past its last pass there with
+        every page intact; the source keeps the migration's report;
+      - moved back by quick migration is not possible here (the first godwitd listens on
+        nothing), so the destination cancels nothing: the checks end by stopping it.
+    `credentials` is host_tls.make_credentials' result with hosts "a", "b" and "rogue" (the
+    last from another CA). Returns the number of failed checks."""
+    failed = []
+    record = _recorder(check)
+    summary = {}
+
+    def ok(condition, what, detail=""):
+        if not condition:
+            failed.append(what)
+        record(condition, what, detail)
+        return condition
+
+    from host_tls import install
+    b, r = "/tmp/gw-b", "/tmp/gw-r"
+    on_b, on_r = f"GODWIT_SOCKET={b}/godwitd.sock", f"GODWIT_SOCKET={r}/godwitd.sock"
+    try:
+        install(host, credentials["a"], "/etc/godwit/tls")
+        install(host, credentials["b"], f"{b}/tls")
+        install(host, credentials["rogue"], f"{r}/tls")
+        status, out = _start_godwitd(host, b, "127.0.0.1:6601", f"{b}/tls")
+        ok(status == 0, "migrate: a second godwitd listens for migrations on 127.0.0.1:6601",
+           out[-300:])
+        status, out = _start_godwitd(host, r, "127.0.0.1:6602", f"{r}/tls")
+        ok(status == 0, "migrate: a godwitd with another CA listens on 127.0.0.1:6602", out[-300:])
+        status, out = host.run(f"godwit vm create --name mig --kernel {GUESTS}/dirty.elf "
+                               f"--memory 16 --cmdline dirty_mb=2 && godwit vm start mig",
+                               VM_TIMEOUT)
+        ok(status == 0 and "running" in out, "migrate: dirty.elf runs as 'mig'", out[-300:])
+        console = _wait_pass(host, "mig", 1)
+        ok(_last_pass(console) >= 2, "migrate: mig counts passes", console[-300:])
+
+        status, out = host.run("godwit vm migrate mig 127.0.0.1:6602", VM_TIMEOUT)
+        _, shown = host.run("godwit --json vm show mig", VM_TIMEOUT)
+        _, listed = host.run(f"{on_r} godwit --json vm list", VM_TIMEOUT)
+        ok(status == 1 and "TLS" in out and _json(shown).get("state") == "running" and
+           not _json(listed).get("vms"),
+           "migrate: a destination that does not trust our CA refuses; the VM keeps running "
+           "here and nothing is left there", f"{out[-400:]} | {shown[-200:]} | {listed[-200:]}")
+        status, out = host.run("godwit vm migrate mig 127.0.0.1:6609", VM_TIMEOUT)
+        ok(status == 1 and "refused" in out and "keeps running" in out,
+           "migrate: a destination nobody listens on: a clear error, the VM keeps running",
+           out[-300:])
+
+        _, console = host.run("godwit vm console mig", VM_TIMEOUT)
+        before = _last_pass(console)
+        status, out = host.run("godwit vm migrate mig 127.0.0.1:6601 --live", VM_TIMEOUT)
+        print(out, flush=True)
+        ok(status == 0 and "live-migrated to 127.0.0.1:6601" in out,
+           "migrate: godwit vm migrate --live mig 127.0.0.1:6601 completes with a summary",
+           out[-600:])
+        status, out = host.run("godwit vm show mig", VM_TIMEOUT)
+        ok(status == 3, "migrate: the source no longer has the VM", out[-300:])
+        status, out = host.run("godwit --json vm migrate-status mig", VM_TIMEOUT)
+        doc = _json(out)
+        report = doc.get("report") or {}
+        summary.update(report)
+        ok(doc.get("state") == "completed" and report.get("ok") is True,
+           "migrate: the source keeps the completed migration's report", out[-600:])
+        status, out = host.run(f"{on_b} godwit --json vm show mig", VM_TIMEOUT)
+        ok(status == 0 and _json(out).get("state") == "running",
+           "migrate: the VM runs on the destination", out[-400:])
+        console = _wait_pass(host, "mig", before + 1, on_b)
+        ok(_last_pass(console) > before and "FAIL" not in console,
+           "migrate: on the destination the guest counts on past its last pass with every page "
+           "intact", f"last pass on the source {before}: {console[-400:]}")
+    except RuntimeError as e:
+        ok(False, "migrate: credentials installed in the root partition", str(e))
+    finally:
+        host.run(f"godwit vm kill mig; godwit vm delete mig; {on_b} godwit vm kill mig; "
+                 f"{on_b} godwit vm delete mig; pkill -f {b}/godwitd.sock; "
+                 f"pkill -f {r}/godwitd.sock; tail -5 {b}/godwitd.log {r}/godwitd.log",
+                 VM_TIMEOUT)
+    if summary:
+        print("migration report: " + json.dumps(summary), flush=True)
+    return len(failed)

@@ -15,7 +15,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "host-harness"))
 sys.path.insert(0, HERE)
 from bochs_host import BochsHost, HostError  # noqa: E402
-from vm_checks import run_vm_checks  # noqa: E402
+from vm_checks import (run_vm_checks, run_vm_migration_checks,  # noqa: E402
+                       run_vm_save_restore_checks)
+from host_tls import make_credentials  # noqa: E402
 
 failures = []
 
@@ -34,6 +36,8 @@ def main():
     ap.add_argument("--megs", type=int, default=512)
     ap.add_argument("--boot-timeout", type=int, default=480)
     ap.add_argument("--workdir")
+    ap.add_argument("--checks", choices=["vm", "save-restore", "migrate", "all"], default="vm",
+                    help="which check set to run (default: vm)")
     args = ap.parse_args()
     workdir = args.workdir or tempfile.mkdtemp(prefix="godwit-vm-")
     print(f"workdir: {workdir} (console in com1.txt)", flush=True)
@@ -51,7 +55,14 @@ def main():
             print(f"  [{time.monotonic() - t0:5.1f}s] {command[:90]}", flush=True)
             return result
         host.run = timed_run
-        run_vm_checks(host, check)
+        if args.checks in ("vm", "all"):
+            run_vm_checks(host, check)
+        if args.checks in ("save-restore", "all"):
+            run_vm_save_restore_checks(host, check)
+        if args.checks in ("migrate", "all"):
+            credentials = make_credentials(workdir, ["a", "b"])
+            credentials.update(make_credentials(workdir, ["rogue"], ca="rogue-ca"))
+            run_vm_migration_checks(host, check, credentials)
         host.run = plain_run
         print(f"vm checks took {time.monotonic() - started:.0f}s", flush=True)
         status, out = host.run("tail -20 /var/log/godwitd.log")

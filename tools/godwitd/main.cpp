@@ -1,12 +1,14 @@
 // godwitd — the Godwit root-partition daemon. Owns the host's control plane: answers the
 // godwit CLI on a local socket, talks to the hypervisor through /dev/godwit and owns the
-// host's VMs (one godwit-vm-worker process per running VM, docs/vm-management.md). Later
-// issues add the migration listener.
+// host's VMs (one godwit-vm-worker process per running VM, docs/vm-management.md) and, with
+// --migration-listen, accepts VMs migrating in from other hosts (docs/live-migration.md).
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include <boost/asio.hpp>
 #include <boost/program_options.hpp>
@@ -20,6 +22,7 @@
 #include "godwit/version.hpp"
 #include "host_info.hpp"
 #include "hypervisor_device.hpp"
+#include "migration_listener.hpp"
 #include "vm_manager.hpp"
 
 namespace po = boost::program_options;
@@ -76,7 +79,13 @@ int main(int argc, char** argv) {
         "reserve-mib", po::value<std::uint64_t>()->default_value(64),
         "memory (MiB) kept for the root partition: VMs get MemAvailable less this")(
         "stop-timeout", po::value<unsigned>()->default_value(30),
-        "seconds `godwit vm stop` waits after SIGTERM before it kills a worker");
+        "seconds `godwit vm stop` waits after SIGTERM before it kills a worker")(
+        "migration-listen", po::value<std::string>(),
+        "accept VMs migrating here on ADDR[:PORT] (default port 6600); without it this host "
+        "only sends VMs away")("tls-dir",
+                               po::value<std::string>()->default_value("/etc/godwit/tls"),
+                               "this host's migration credentials: ca.pem (the cluster's CA), "
+                               "host.pem and host.key (docs/live-migration.md)");
     po::variables_map vm;
     try {
         po::store(po::parse_command_line(argc, argv, options), vm);
@@ -130,7 +139,18 @@ int main(int argc, char** argv) {
         vm_options.device = device;
         vm_options.reserve_mib = vm["reserve-mib"].as<std::uint64_t>();
         vm_options.stop_timeout = std::chrono::seconds(vm["stop-timeout"].as<unsigned>());
+        vm_options.tls_dir = vm["tls-dir"].as<std::string>();
+        vm_options.control_socket =
+            std::filesystem::absolute(vm["socket"].as<std::string>()).string();
         daemon::VmManager vms(io, vm_options);
+        std::optional<daemon::MigrationListener> migration_listener;
+        if (vm.count("migration-listen")) {
+            migration_listener.emplace(
+                io, vm["migration-listen"].as<std::string>(),
+                [&vms](int fd, const std::string& peer) { vms.accept_incoming(fd, peer); });
+            spdlog::info("accepting migrations on {} (credentials in {})",
+                         migration_listener->local_endpoint(), vm_options.tls_dir.string());
+        }
         daemon::ControlServer server(
             io, vm["socket"].as<std::string>(), [device, &vms](const control::Request& request) {
                 if (auto answer = vms.handle(request)) {

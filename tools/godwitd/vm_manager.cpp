@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <fstream>
+#include <limits>
 #include <thread>
 
 #include <fmt/format.h>
@@ -18,6 +19,7 @@
 #include "godwit/vmm/vm_migration.hpp"
 #include "godwit/vmm/vm_platform.hpp"
 #include "godwit/vmm/vm_result.hpp"
+#include "godwit/vmm/vm_run_files.hpp"
 #include "host_memory.hpp"
 #include "worker_process.hpp"
 
@@ -29,38 +31,7 @@ namespace fs = std::filesystem;
 constexpr std::uint32_t default_console_chunk = 64 * 1024;
 constexpr std::uint32_t max_console_chunk = 1024 * 1024;
 
-struct VmManager::Vm {
-    explicit Vm(vmm::VmDefinition d) : definition(std::move(d)), life(definition.name) {}
-    vmm::VmDefinition definition;
-    VmLifecycle life;
-    std::unique_ptr<asio::posix::stream_descriptor> ready; // the worker's "running" pipe
-    std::unique_ptr<asio::steady_timer> stop_timer;        // SIGTERM -> SIGKILL escalation
-    std::chrono::seconds stop_timeout{0};
-    std::array<char, 1> ready_byte{};
-};
-
 namespace {
-
-fs::path console_file(const fs::path& dir) {
-    return dir / "console.log";
-}
-fs::path result_file(const fs::path& dir) {
-    return dir / "result.json";
-}
-fs::path worker_log(const fs::path& dir) {
-    return dir / "worker.log";
-}
-fs::path save_request_file(const fs::path& dir) {
-    return dir / "save-request";
-}
-fs::path save_outcome_file(const fs::path& dir) {
-    return dir / "save-request.result";
-}
-// Present while a worker runs: a daemon that finds it at startup knows the previous godwitd
-// died with the VM running (the worker died with it, PR_SET_PDEATHSIG).
-fs::path worker_pid_file(const fs::path& dir) {
-    return dir / "worker.pid";
-}
 
 void fill_result(control::VmResult& out, const vmm::VmResult& r) {
     out.set_kind(std::string(to_string(r.kind)));
@@ -117,13 +88,13 @@ VmManager::VmManager(asio::io_context& io, VmManagerOptions options)
         try {
             auto vm = std::make_unique<Vm>(store_->get(name));
             std::optional<vmm::VmResult> last;
-            fs::path dir = run_path(name);
+            const vmm::VmRunFiles run = files(name);
             try {
-                last = vmm::read_vm_result(result_file(dir));
+                last = vmm::read_vm_result(run.result());
             } catch (const Error& e) {
                 spdlog::warn("VM '{}': ignoring its last result: {}", name, e.what());
             }
-            std::ifstream pid_file(worker_pid_file(dir));
+            std::ifstream pid_file(run.worker_pid());
             std::string pid;
             if (!last && pid_file >> pid) {
                 last = vmm::VmResult{vmm::VmResult::Kind::killed, 0, 0, 0,
@@ -132,8 +103,8 @@ VmManager::VmManager(asio::io_context& io, VmManagerOptions options)
                                                  pid)};
                 spdlog::warn("VM '{}': {}", name, last->message);
                 std::error_code ec;
-                fs::remove(worker_pid_file(dir), ec);
-                vmm::write_vm_result(result_file(dir), *last);
+                fs::remove(run.worker_pid(), ec);
+                vmm::write_vm_result(run.result(), *last);
             }
             vm->life.restore(last);
             vms_.emplace(name, std::move(vm));
@@ -167,8 +138,8 @@ vmm::VmDefinitionStore& VmManager::store() {
     return *store_;
 }
 
-fs::path VmManager::run_path(const std::string& name) const {
-    return options_.run_dir / name;
+vmm::VmRunFiles VmManager::files(const std::string& name) const {
+    return {options_.run_dir / name};
 }
 
 VmManager::Vm& VmManager::find(const std::string& name) {
@@ -202,9 +173,11 @@ control::VmInfo VmManager::info(const Vm& vm) const {
         out.set_has_result(true);
         fill_result(*out.mutable_last_result(), *vm.life.last_result());
     }
-    out.set_console_log(console_file(run_path(vm.definition.name)).string());
+    out.set_console_log(files(vm.definition.name).console().string());
+    out.set_result_file(files(vm.definition.name).result().string());
+    out.set_incoming(vm.incoming);
     // A failed save leaves the VM running; the worker's outcome file says why.
-    std::ifstream outcome(save_outcome_file(run_path(vm.definition.name)));
+    std::ifstream outcome(files(vm.definition.name).save_outcome());
     if (outcome) {
         auto doc = nlohmann::json::parse(outcome, nullptr, false);
         if (doc.is_object() && doc.value("ok", false) == false) {
@@ -224,6 +197,10 @@ control::VmInfo VmManager::create(const std::string& definition_json) {
                                 doc["vcpus"].get<std::int64_t>()));
     }
     vmm::VmDefinition def = vmm::parse_vm_definition(definition_json, "in the create request");
+    return info(register_vm(def, true));
+}
+
+VmManager::Vm& VmManager::register_vm(const vmm::VmDefinition& def, bool validate_kernel) {
     vmm::VmDefinitionStore& definitions = store();
     if (vms_.contains(def.name)) {
         throw Error(ErrorCode::conflict,
@@ -233,29 +210,36 @@ control::VmInfo VmManager::create(const std::string& definition_json) {
     }
     check_hypervisor_limits(def);
     std::uint64_t available = available_memory_mib();
-    if (def.memory_mib > available) {
-        throw Error(ErrorCode::conflict,
-                    fmt::format("VM '{}' needs {} MiB of memory but the root partition can give "
-                                "only {} MiB now (MemAvailable less the {} MiB kept for the root, "
-                                "godwitd --reserve-mib)",
-                                def.name, def.memory_mib, available, options_.reserve_mib));
+    if (!validate_kernel) {
+        // Arriving by migration: its memory is already here, in the receiving worker (it
+        // came in the stream), so MemAvailable no longer counts it; its kernel is not loaded
+        // again (its image needs to exist here only for a later cold boot).
+        definitions.create(def, std::numeric_limits<std::uint64_t>::max());
+    } else {
+        if (def.memory_mib > available) {
+            throw Error(ErrorCode::conflict,
+                        fmt::format("VM '{}' needs {} MiB of memory but the root partition can "
+                                    "give only {} MiB now (MemAvailable less the {} MiB kept for "
+                                    "the root, godwitd --reserve-mib)",
+                                    def.name, def.memory_mib, available, options_.reserve_mib));
+        }
+        // Files exist, the kernel has a Multiboot header; then the loader itself places it
+        // in a VM of this size, so a kernel that cannot boot is refused now, not at start.
+        vmm::KernelFormat format = vmm::validate_vm_definition(def, {available, {}});
+        try {
+            vmm::VmPlatform dry_run(def, {});
+        } catch (const Error& e) {
+            throw Error(e.code(), fmt::format("kernel {} of VM '{}' cannot be loaded: {}",
+                                              def.kernel, def.name, e.what()));
+        }
+        definitions.create(def, available);
+        spdlog::info("VM '{}' created: {} vCPU, {} MiB, kernel {} ({})", def.name, def.vcpus,
+                     def.memory_mib, def.kernel, vmm::to_string(format));
     }
-    // Files exist, the kernel has a Multiboot header; then the loader itself places it in
-    // a VM of this size, so a kernel that cannot boot is refused now, not at start.
-    vmm::KernelFormat format = vmm::validate_vm_definition(def, {available, {}});
-    try {
-        vmm::VmPlatform dry_run(def, {});
-    } catch (const Error& e) {
-        throw Error(e.code(), fmt::format("kernel {} of VM '{}' cannot be loaded: {}", def.kernel,
-                                          def.name, e.what()));
-    }
-    definitions.create(def, available);
     auto vm = std::make_unique<Vm>(def);
     Vm& ref = *vm;
     vms_.emplace(def.name, std::move(vm));
-    spdlog::info("VM '{}' created: {} vCPU, {} MiB, kernel {} ({})", def.name, def.vcpus,
-                 def.memory_mib, def.kernel, vmm::to_string(format));
-    return info(ref);
+    return ref;
 }
 
 control::VmInfo VmManager::restore(const std::string& path, const std::string& name) {
@@ -311,28 +295,28 @@ control::VmInfo VmManager::start(const std::string& name, const std::string& res
                                 name, vm.definition.memory_mib, available, options_.reserve_mib,
                                 starting));
     }
-    fs::path dir = run_path(name);
+    const vmm::VmRunFiles run = files(name);
     std::error_code ec;
-    fs::create_directories(dir, ec);
+    fs::create_directories(run.dir, ec);
     if (ec) {
-        throw Error(ErrorCode::io,
-                    fmt::format("creating {} for VM '{}': {}", dir.string(), name, ec.message()));
+        throw Error(ErrorCode::io, fmt::format("creating {} for VM '{}': {}", run.dir.string(),
+                                               name, ec.message()));
     }
-    fs::remove(result_file(dir), ec);
-    std::ofstream(console_file(dir), std::ios::trunc); // a fresh console per run
-    WorkerCommand command{options_.worker,
-                          options_.state_dir / (name + ".json"),
-                          console_file(dir),
-                          result_file(dir),
-                          worker_log(dir),
-                          options_.device,
-                          save_request_file(dir),
-                          restore_from,
-                          name};
-    fs::remove(save_outcome_file(dir), ec);
+    fs::remove(run.result(), ec);
+    fs::remove(run.migration_status(), ec);        // a new run has not been migrated yet
+    std::ofstream(run.console(), std::ios::trunc); // a fresh console per run
+    WorkerCommand command{.program = options_.worker,
+                          .definition = options_.state_dir / (name + ".json"),
+                          .run_dir = run.dir,
+                          .log = run.worker_log(),
+                          .device = options_.device,
+                          .tls_dir = options_.tls_dir,
+                          .restore_from = restore_from,
+                          .name = name};
+    fs::remove(run.save_outcome(), ec);
     SpawnedWorker worker = spawn_worker(command);
     vm.life.started(worker.pid);
-    std::ofstream(worker_pid_file(dir)) << worker.pid << '\n';
+    std::ofstream(run.worker_pid()) << worker.pid << '\n';
     vm.ready = std::make_unique<asio::posix::stream_descriptor>(io_, worker.ready_fd);
     watch_ready(vm);
     spdlog::info("VM '{}' starting: worker pid {}", name, worker.pid);
@@ -348,6 +332,7 @@ void VmManager::watch_ready(Vm& vm) {
                              return; // EOF: the worker ended before running; reap says why
                          }
                          it->second->life.ready();
+                         it->second->incoming = false; // arrived: it runs here now
                          spdlog::info("VM '{}' running (worker pid {})", name, pid);
                      });
 }
@@ -389,14 +374,14 @@ control::VmInfo VmManager::save(const std::string& name, const std::string& path
         throw Error(ErrorCode::conflict,
                     fmt::format("{} exists; not overwriting it with VM '{}'", path, name));
     }
-    fs::path dir = run_path(name);
+    const vmm::VmRunFiles run = files(name);
     std::error_code ec;
-    fs::remove(save_outcome_file(dir), ec);
+    fs::remove(run.save_outcome(), ec);
     {
-        std::ofstream request(save_request_file(dir), std::ios::trunc);
+        std::ofstream request(run.save_request(), std::ios::trunc);
         request << path << '\n';
         if (!request.flush()) {
-            throw Error(ErrorCode::io, fmt::format("writing {}", save_request_file(dir).string()));
+            throw Error(ErrorCode::io, fmt::format("writing {}", run.save_request().string()));
         }
     }
     ::kill(vm.life.pid(), SIGUSR2);
@@ -419,7 +404,7 @@ control::VmInfo VmManager::remove(const std::string& name) {
     control::VmInfo last = info(vm);
     store().remove(name);
     std::error_code ec;
-    fs::remove_all(run_path(name), ec);
+    fs::remove_all(files(name).dir, ec);
     vms_.erase(name);
     spdlog::info("VM '{}' deleted", name);
     return last;
@@ -431,7 +416,7 @@ control::VmConsole VmManager::console(const std::string& name, std::uint64_t fro
     max = max == 0 ? default_console_chunk : std::min(max, max_console_chunk);
     control::VmConsole out;
     out.set_active(vm.life.active());
-    std::ifstream in(console_file(run_path(name)), std::ios::binary);
+    std::ifstream in(files(name).console(), std::ios::binary);
     if (!in) {
         return out; // never started: an empty console
     }
@@ -463,6 +448,9 @@ void VmManager::watch_children() {
 }
 
 void VmManager::reap(pid_t pid, int status) {
+    if (reap_incoming(pid)) {
+        return;
+    }
     auto it = std::find_if(vms_.begin(), vms_.end(),
                            [pid](const auto& entry) { return entry.second->life.pid() == pid; });
     if (it == vms_.end()) {
@@ -470,22 +458,22 @@ void VmManager::reap(pid_t pid, int status) {
     }
     Vm& vm = *it->second;
     const std::string& name = vm.definition.name;
-    fs::path dir = run_path(name);
+    const vmm::VmRunFiles run = files(name);
     WorkerExit exit;
     exit.wait_status = status;
     try {
-        exit.reported = vmm::read_vm_result(result_file(dir));
+        exit.reported = vmm::read_vm_result(run.result());
     } catch (const Error& e) {
         spdlog::warn("VM '{}': {}", name, e.what());
     }
-    exit.log_tail = last_log_line(worker_log(dir));
+    exit.log_tail = last_log_line(run.worker_log());
     std::error_code ec;
-    fs::remove(worker_pid_file(dir), ec);
+    fs::remove(run.worker_pid(), ec);
     bool reported = exit.reported.has_value();
     const vmm::VmResult& result = vm.life.exited(exit, vm.stop_timeout);
     if (!reported || result.kind == vmm::VmResult::Kind::killed) {
         try {
-            vmm::write_vm_result(result_file(dir), result); // kept across godwitd restarts
+            vmm::write_vm_result(run.result(), result); // kept across godwitd restarts
         } catch (const Error& e) {
             spdlog::warn("VM '{}': {}", name, e.what());
         }
@@ -501,6 +489,9 @@ void VmManager::reap(pid_t pid, int status) {
     }
     spdlog::info("VM '{}' stopped (worker pid {}): {}: {}", name, pid, to_string(result.kind),
                  result.message);
+    if (vm.incoming || result.message.starts_with("migrated to ")) {
+        forget(std::string(name)); // it never arrived, or it runs on another host now
+    }
 }
 
 void VmManager::shutdown(std::chrono::seconds grace) {
@@ -578,6 +569,18 @@ std::optional<control::Response> VmManager::handle(const control::Request& reque
             *response.mutable_vm_list()->add_vms() = info(*vm);
         }
         response.mutable_vm_list(); // present even when empty
+        break;
+    case Body::kVmMigrate:
+        *response.mutable_vm_migration() = migrate(request.vm_migrate());
+        break;
+    case Body::kVmMigrateCancel:
+        *response.mutable_vm_migration() = migrate_cancel(request.vm_migrate_cancel().name());
+        break;
+    case Body::kVmMigrationStatus:
+        *response.mutable_vm_migration() = migration_status(request.vm_migration_status().name());
+        break;
+    case Body::kVmAdopt:
+        *response.mutable_vm() = adopt(request.vm_adopt());
         break;
     case Body::kVmConsole:
         *response.mutable_vm_console() =

@@ -10,6 +10,7 @@
 // Workers are reaped on SIGCHLD; stop is SIGTERM then, after a timeout, SIGKILL.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -23,6 +24,7 @@
 #include "control.pb.h"
 #include "godwit/vmm/vm_definition.hpp"
 #include "godwit/vmm/vm_definition_store.hpp"
+#include "godwit/vmm/vm_run_files.hpp"
 #include "vm_state.hpp"
 
 namespace godwit::daemon {
@@ -34,6 +36,10 @@ struct VmManagerOptions {
     std::string device = "/dev/godwit";
     std::uint64_t reserve_mib = 64; // memory kept for the root partition itself
     std::chrono::seconds stop_timeout{30};
+    // Live migration (docs/live-migration.md): this host's credentials, and the control
+    // socket a worker receiving a VM uses to hand it over.
+    std::filesystem::path tls_dir = "/etc/godwit/tls";
+    std::filesystem::path control_socket;
 };
 
 class VmManager {
@@ -52,8 +58,27 @@ class VmManager {
     // Daemon exit: SIGTERM to every worker, up to `grace` for them to end, SIGKILL the rest.
     void shutdown(std::chrono::seconds grace);
 
+    // A connection the migration listener accepted from `peer`: a new worker receives the VM
+    // on it (TLS, the VM's definition, then godwitd adopts it). Takes ownership of `fd`.
+    void accept_incoming(int fd, const std::string& peer);
+
   private:
-    struct Vm;
+    struct Vm {
+        explicit Vm(vmm::VmDefinition d) : definition(std::move(d)), life(definition.name) {}
+        vmm::VmDefinition definition;
+        VmLifecycle life;
+        std::unique_ptr<boost::asio::posix::stream_descriptor> ready; // "running" pipe
+        std::unique_ptr<boost::asio::steady_timer> stop_timer; // SIGTERM -> SIGKILL escalation
+        std::chrono::seconds stop_timeout{0};
+        std::array<char, 1> ready_byte{};
+        bool incoming = false; // arriving by migration, not yet running here
+    };
+    // A worker receiving a VM that godwitd has not adopted yet (it knows no name).
+    struct Incoming {
+        std::string peer;
+        std::filesystem::path log;
+        int ready_fd = -1;
+    };
 
     control::VmInfo create(const std::string& definition_json);
     // restore_from: run the VM from this saved state instead of booting its kernel.
@@ -64,12 +89,23 @@ class VmManager {
     control::VmInfo save(const std::string& name, const std::string& path);
     control::VmInfo remove(const std::string& name);
     control::VmConsole console(const std::string& name, std::uint64_t from, std::uint32_t max);
+    // Migration (vm_manager_migration.cpp).
+    control::VmMigration migrate(const control::VmMigrateRequest& request);
+    control::VmMigration migrate_cancel(const std::string& name);
+    control::VmMigration migration_status(const std::string& name);
+    control::VmInfo adopt(const control::VmAdoptRequest& request);
+    // reap() for a worker still receiving (no VM yet); false when `pid` is none of them.
+    bool reap_incoming(pid_t pid);
+    // reap() for a VM that left (migrated away) or never arrived (incoming that failed).
+    void forget(const std::string& name);
+    // Registers `def` (stored definition and record); validate_kernel for VMs that boot here.
+    Vm& register_vm(const vmm::VmDefinition& def, bool validate_kernel);
 
     Vm& find(const std::string& name);
     void check_available() const;    // Error(io) when the state directory is unusable
     vmm::VmDefinitionStore& store(); // created with the first VM
     std::uint64_t available_memory_mib() const;
-    std::filesystem::path run_path(const std::string& name) const;
+    vmm::VmRunFiles files(const std::string& name) const; // RUN_DIR/NAME
     control::VmInfo info(const Vm& vm) const;
     void watch_children();
     void reap(pid_t pid, int status);
@@ -81,6 +117,11 @@ class VmManager {
     std::string store_error_;
     boost::asio::signal_set child_signals_;
     std::map<std::string, std::unique_ptr<Vm>> vms_;
+    std::map<pid_t, Incoming> incoming_;
+    std::uint64_t incoming_count_ = 0;
+    // The last migration status of VMs that moved to another host (for `vm migrate` waiting
+    // on the outcome after the VM is gone here).
+    std::map<std::string, control::VmMigration> departed_;
 };
 
 } // namespace godwit::daemon

@@ -15,7 +15,8 @@
 namespace godwit::daemon {
 
 namespace {
-constexpr int child_ready_fd = 3; // the worker sees the pipe as fd 3
+constexpr int child_ready_fd = 3;    // the worker sees the pipe as fd 3
+constexpr int child_incoming_fd = 4; // and an incoming migration's connection as fd 4
 constexpr const char* worker_name = "godwit-vm-worker";
 } // namespace
 
@@ -35,21 +36,24 @@ SpawnedWorker spawn_worker(const WorkerCommand& c) {
     // Everything the child needs is prepared before fork: after it only async-signal-safe
     // calls are allowed.
     std::vector<std::string> args = {c.program.string(),
-                                     "--definition",
-                                     c.definition.string(),
-                                     "--console",
-                                     c.console.string(),
-                                     "--result",
-                                     c.result.string(),
                                      "--device",
                                      c.device,
                                      "--ready-fd",
-                                     std::to_string(child_ready_fd)};
+                                     std::to_string(child_ready_fd),
+                                     "--tls-dir",
+                                     c.tls_dir.string()};
+    if (c.incoming_fd >= 0) {
+        args.insert(args.end(),
+                    {"--incoming-fd", std::to_string(child_incoming_fd), "--run-root",
+                     c.run_root.string(), "--control-socket", c.control_socket.string()});
+    } else {
+        args.insert(args.end(), {"--run-dir", c.run_dir.string()});
+    }
+    if (!c.definition.empty()) {
+        args.insert(args.end(), {"--definition", c.definition.string()});
+    }
     if (!c.restore_from.empty()) {
         args.insert(args.end(), {"--restore-from", c.restore_from.string(), "--name", c.name});
-    }
-    if (!c.save_request.empty()) {
-        args.insert(args.end(), {"--save-request", c.save_request.string()});
     }
     std::vector<char*> argv;
     for (auto& a : args) {
@@ -67,6 +71,19 @@ SpawnedWorker spawn_worker(const WorkerCommand& c) {
         ::close(log_fd);
         throw system_error("pipe for the VM worker", err);
     }
+    // The child's dup2 onto fds 3 and 4 must not overwrite its source: keep the connection
+    // above them.
+    int incoming = -1;
+    if (c.incoming_fd >= 0) {
+        incoming = ::fcntl(c.incoming_fd, F_DUPFD_CLOEXEC, 10);
+        if (incoming < 0) {
+            int err = errno;
+            ::close(log_fd);
+            ::close(pipe_fds[0]);
+            ::close(pipe_fds[1]);
+            throw system_error("the incoming migration's connection", err);
+        }
+    }
     pid_t parent = ::getpid();
     pid_t pid = ::fork();
     if (pid < 0) {
@@ -74,6 +91,9 @@ SpawnedWorker spawn_worker(const WorkerCommand& c) {
         ::close(log_fd);
         ::close(pipe_fds[0]);
         ::close(pipe_fds[1]);
+        if (incoming >= 0) {
+            ::close(incoming);
+        }
         throw system_error("fork for the VM worker", err);
     }
     if (pid == 0) {
@@ -92,6 +112,9 @@ SpawnedWorker spawn_worker(const WorkerCommand& c) {
         ::dup2(log_fd, 1);
         ::dup2(log_fd, 2);
         ::dup2(pipe_fds[1], child_ready_fd); // dup2 clears O_CLOEXEC on the copy
+        if (incoming >= 0) {
+            ::dup2(incoming, child_incoming_fd);
+        }
         ::execvp(argv[0], argv.data());
         const char* msg = "godwit-vm-worker could not be executed: ";
         (void)!::write(2, msg, std::strlen(msg));
@@ -102,6 +125,9 @@ SpawnedWorker spawn_worker(const WorkerCommand& c) {
     }
     ::close(log_fd);
     ::close(pipe_fds[1]);
+    if (incoming >= 0) {
+        ::close(incoming);
+    }
     return SpawnedWorker{pid, pipe_fds[0]};
 }
 

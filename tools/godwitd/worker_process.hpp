@@ -12,15 +12,20 @@
 namespace godwit::daemon {
 
 struct WorkerCommand {
-    std::filesystem::path program;           // godwit-vm-worker
-    std::filesystem::path definition;        // the stored definition file
-    std::filesystem::path console;           // COM1 log
-    std::filesystem::path result;            // where it reports the end
-    std::filesystem::path log;               // its stdout and stderr
-    std::string device;                      // /dev/godwit
-    std::filesystem::path save_request;      // read on SIGUSR2: where to save the VM
+    std::filesystem::path program = {};      // godwit-vm-worker
+    std::filesystem::path definition = {};   // the stored definition file (not for incoming)
+    std::filesystem::path run_dir = {};      // RUN_DIR/NAME (vm_run_files.hpp); incoming: empty
+    std::filesystem::path log = {};          // its stdout and stderr
+    std::string device = {};                 // /dev/godwit
+    std::filesystem::path tls_dir = {};      // migration credentials (ca.pem, host.pem, host.key)
     std::filesystem::path restore_from = {}; // non-empty: restore the VM from this saved state
     std::string name = {};                   // with restore_from: the VM's name
+    // >= 0: receive a VM by migration on this accepted connection (the child gets a copy;
+    // the caller closes its own); the worker then asks `control_socket` to adopt it and
+    // keeps its files in run_root/NAME.
+    int incoming_fd = -1;
+    std::filesystem::path run_root = {};
+    std::filesystem::path control_socket = {};
 };
 
 struct SpawnedWorker {

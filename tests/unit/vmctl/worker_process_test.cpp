@@ -1,5 +1,6 @@
 #include "worker_process.hpp"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,13 +25,12 @@ struct TempDir {
 };
 
 WorkerCommand command_in(const TempDir& dir, const fs::path& program) {
-    return {program,
-            dir.path / "vm.json",
-            dir.path / "console.log",
-            dir.path / "result.json",
-            dir.path / "worker.log",
-            "/dev/godwit",
-            {}};
+    return {.program = program,
+            .definition = dir.path / "vm.json",
+            .run_dir = dir.path,
+            .log = dir.path / "worker.log",
+            .device = "/dev/godwit",
+            .tls_dir = dir.path / "tls"};
 }
 
 int wait_for(pid_t pid) {
@@ -68,7 +68,47 @@ TEST(WorkerProcess, RunsTheProgramWithTheContractsArgumentsLogAndReadyPipe) {
         << first;
     EXPECT_NE(first.find("--ready-fd 3"), std::string::npos) << first;
     EXPECT_NE(first.find("--device /dev/godwit"), std::string::npos) << first;
+    EXPECT_NE(first.find("--run-dir " + dir.path.string()), std::string::npos) << first;
+    EXPECT_NE(first.find("--tls-dir " + (dir.path / "tls").string()), std::string::npos) << first;
+    EXPECT_EQ(first.find("--incoming-fd"), std::string::npos) << first;
     EXPECT_EQ(last_log_line(dir.path / "worker.log"), "to stderr");
+}
+
+TEST(WorkerProcess, AnIncomingWorkerGetsTheConnectionAsFd4AndNoDefinition) {
+    TempDir dir;
+    fs::path script = dir.path / "worker.sh";
+    std::ofstream(script) << "#!/bin/sh\n"
+                             "echo \"args: $*\"\n"
+                             "cat <&4 >&2\n" // what the peer sent, through fd 4
+                             "exit 0\n";
+    fs::permissions(script, fs::perms::owner_all);
+    int sockets[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets), 0);
+    WorkerCommand command{.program = script,
+                          .log = dir.path / "incoming.log",
+                          .device = "/dev/godwit",
+                          .tls_dir = dir.path / "tls",
+                          .incoming_fd = sockets[0],
+                          .run_root = dir.path / "run",
+                          .control_socket = dir.path / "godwitd.sock"};
+    SpawnedWorker worker = spawn_worker(command);
+    ::close(sockets[0]); // the caller closes its copy, as godwitd does
+    ASSERT_EQ(::write(sockets[1], "from the source\n", 16), 16);
+    ::close(sockets[1]);
+    int status = wait_for(worker.pid);
+    ::close(worker.ready_fd);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    std::ifstream log(dir.path / "incoming.log");
+    std::string first;
+    std::getline(log, first);
+    EXPECT_NE(first.find("--incoming-fd 4"), std::string::npos) << first;
+    EXPECT_NE(first.find("--run-root " + (dir.path / "run").string()), std::string::npos) << first;
+    EXPECT_NE(first.find("--control-socket " + (dir.path / "godwitd.sock").string()),
+              std::string::npos)
+        << first;
+    EXPECT_EQ(first.find("--definition"), std::string::npos) << first;
+    EXPECT_EQ(first.find("--run-dir"), std::string::npos) << first;
+    EXPECT_EQ(last_log_line(dir.path / "incoming.log"), "from the source");
 }
 
 TEST(WorkerProcess, AMissingProgramEndsWith127AndSaysWhy) {

@@ -47,7 +47,7 @@ typedef int64_t godwit_s64;
 #endif
 
 #define GODWIT_HC_ABI_MAJOR 1u
-#define GODWIT_HC_ABI_MINOR 3u
+#define GODWIT_HC_ABI_MINOR 4u
 #define GODWIT_HC_ABI_VERSION ((GODWIT_HC_ABI_MAJOR << 16) | GODWIT_HC_ABI_MINOR)
 
 #define GODWIT_CPUID_LEAF_SIGNATURE 0x40000000u
@@ -92,6 +92,10 @@ enum godwit_hc_call {
     GODWIT_HC_IRQCHIP_GET = 15,    /* arg0 = id, arg1 = gpa of struct godwit_hc_irqchip,
                                       arg2 = its bytes */
     GODWIT_HC_IRQCHIP_SET = 16,    /* as 15 */
+    /* 1.4: the guest's FPU/SSE/AVX state. */
+    GODWIT_HC_VCPU_GET_FPU = 17, /* arg0 = id | vcpu << 32, arg1 = gpa of
+                                    struct godwit_hc_vcpu_fpu, arg2 = its bytes */
+    GODWIT_HC_VCPU_SET_FPU = 18, /* as 17; validated before anything changes */
 };
 
 /* Status codes (RAX on return). */
@@ -304,5 +308,30 @@ struct godwit_hc_irqchip {
     godwit_u8 ioapic[GODWIT_STATE_BLOB_BYTES];
 };
 GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_irqchip) == 264, "irqchip size");
+
+/* 1.4: GODWIT_HC_VCPU_GET_FPU / SET_FPU. The guest's x87/SSE/AVX state in the standard
+ * (non-compacted) format of XSAVE (Intel SDM Vol. 1, 13.4): the legacy region (the FXSAVE
+ * image: FCW at 0, MXCSR at 24, ST0-7 at 32, XMM0-15 at 160), the XSAVE header at 512
+ * (XSTATE_BV at 512, XCOMP_BV at 520 = 0, the rest zero) and each component i >= 2 at the
+ * offset CPUID.(EAX=0DH, ECX=i).EBX gives. Components the hypervisor does not switch for
+ * guests (`features` on get) must be absent from XSTATE_BV on set. On a CPU without XSAVE
+ * the legacy region is FXSAVE's image and `features` is 3 (x87, SSE). */
+#define GODWIT_FPU_FORMAT 1u
+#define GODWIT_FPU_AREA_BYTES 3072u
+#define GODWIT_FPU_LEGACY_BYTES 512u
+#define GODWIT_FPU_HEADER_BYTES 64u
+struct godwit_hc_vcpu_fpu {
+    godwit_u32 format;     /* GODWIT_FPU_FORMAT */
+    godwit_u32 area_bytes; /* get: bytes of xsave[] in use (576..GODWIT_FPU_AREA_BYTES);
+                              set: bytes the caller filled (components must end within) */
+    godwit_u64 xcr0;       /* the guest's XCR0 (1 after reset) */
+    godwit_u64 features;   /* get: XSTATE components the hypervisor switches for guests;
+                              set: ignored */
+    godwit_u64 reserved[5];
+    godwit_u8 xsave[GODWIT_FPU_AREA_BYTES];
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_vcpu_fpu) == 3136, "vcpu fpu size");
+GODWIT_STATIC_ASSERT(GODWIT_OFFSETOF(struct godwit_hc_vcpu_fpu, xcr0) == 8, "offset");
+GODWIT_STATIC_ASSERT(GODWIT_OFFSETOF(struct godwit_hc_vcpu_fpu, xsave) == 64, "offset");
 
 #endif /* GODWIT_HYPERCALL_H */

@@ -100,6 +100,13 @@ struct godwit_ioctl_irqchip {
 };
 GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_irqchip) == 272, "irqchip size");
 
+struct godwit_ioctl_vcpu_fpu { /* 1.4 */
+    godwit_u32 id;
+    godwit_u32 vcpu;
+    struct godwit_hc_vcpu_fpu fpu;
+};
+GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_vcpu_fpu) == 3144, "vcpu fpu size");
+
 #define GODWIT_IOCTL_PARTITION_CREATE \
     _IOWR(GODWIT_IOCTL_MAGIC, 0x10, struct godwit_ioctl_partition_create)
 #define GODWIT_IOCTL_PARTITION_DESTROY _IOW(GODWIT_IOCTL_MAGIC, 0x11, godwit_u32)
@@ -115,5 +122,7 @@ GODWIT_STATIC_ASSERT(sizeof(struct godwit_ioctl_irqchip) == 272, "irqchip size")
 #define GODWIT_IOCTL_VCPU_SET_EXTRA _IOW(GODWIT_IOCTL_MAGIC, 0x19, struct godwit_ioctl_vcpu_extra)
 #define GODWIT_IOCTL_IRQCHIP_GET _IOWR(GODWIT_IOCTL_MAGIC, 0x1A, struct godwit_ioctl_irqchip)
 #define GODWIT_IOCTL_IRQCHIP_SET _IOW(GODWIT_IOCTL_MAGIC, 0x1B, struct godwit_ioctl_irqchip)
+#define GODWIT_IOCTL_VCPU_GET_FPU _IOWR(GODWIT_IOCTL_MAGIC, 0x1C, struct godwit_ioctl_vcpu_fpu)
+#define GODWIT_IOCTL_VCPU_SET_FPU _IOW(GODWIT_IOCTL_MAGIC, 0x1D, struct godwit_ioctl_vcpu_fpu)
 
 #endif /* GODWIT_IOCTL_H */

@@ -201,6 +201,28 @@ Result vcpu_extra(const Call& c, HypercallHost& host, bool set) {
     return status(s);
 }
 
+Result vcpu_fpu(const Call& c, HypercallHost& host, bool set) {
+    u32 id = 0, vcpu = 0;
+    if (u64 bad = check_vcpu_call(c, host, sizeof(godwit_hc_vcpu_fpu), id, vcpu))
+        return status(bad);
+    godwit_hc_vcpu_fpu fpu{}; // 3 KiB of the 16 KiB stack (the map call takes 4 KiB)
+    if (set) {
+        host.copy_from_caller(c.arg1, &fpu, sizeof(fpu));
+        bool reserved = false;
+        for (u64 r : fpu.reserved)
+            reserved = reserved || r != 0;
+        if (fpu.format != GODWIT_FPU_FORMAT || reserved ||
+            fpu.area_bytes < GODWIT_FPU_LEGACY_BYTES + GODWIT_FPU_HEADER_BYTES ||
+            fpu.area_bytes > GODWIT_FPU_AREA_BYTES)
+            return status(GODWIT_HC_BAD_ARGUMENT);
+        return status(host.vcpu_set_fpu(id, vcpu, fpu));
+    }
+    u64 s = host.vcpu_get_fpu(id, vcpu, fpu);
+    if (s == GODWIT_HC_OK)
+        host.copy_to_caller(c.arg1, &fpu, sizeof(fpu));
+    return status(s);
+}
+
 Result irqchip(const Call& c, HypercallHost& host, bool set) {
     u32 id = 0, unused = 0;
     if (u64 bad = check_vcpu_call(c, host, sizeof(godwit_hc_irqchip), id, unused, false))
@@ -262,6 +284,9 @@ Result dispatch(const Call& c, HypercallHost& host) {
     }
     case GODWIT_HC_DIRTY_LOG:
         return dirty_log(c, host);
+    case GODWIT_HC_VCPU_GET_FPU:
+    case GODWIT_HC_VCPU_SET_FPU:
+        return vcpu_fpu(c, host, c.number == GODWIT_HC_VCPU_SET_FPU);
     case GODWIT_HC_VCPU_GET_EXTRA:
     case GODWIT_HC_VCPU_SET_EXTRA:
         return vcpu_extra(c, host, c.number == GODWIT_HC_VCPU_SET_EXTRA);

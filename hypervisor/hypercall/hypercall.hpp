@@ -62,6 +62,10 @@ class HypercallHost {
     virtual u64 vcpu_set_extra(u32 id, u32 vcpu, const godwit_hc_vcpu_extra& extra) = 0;
     virtual u64 irqchip_get(u32 id, godwit_hc_irqchip& chip) = 0;
     virtual u64 irqchip_set(u32 id, const godwit_hc_irqchip& chip) = 0;
+    // 1.4. set: format, reserved fields and area_bytes checked; the host checks the state
+    // against the CPU (x86::check_fpu_state) before it changes anything.
+    virtual u64 vcpu_get_fpu(u32 id, u32 vcpu, godwit_hc_vcpu_fpu& fpu) = 0;
+    virtual u64 vcpu_set_fpu(u32 id, u32 vcpu, const godwit_hc_vcpu_fpu& fpu) = 0;
 
   protected:
     ~HypercallHost() = default;

@@ -32,6 +32,11 @@ struct Vcpu {
     VirtualLapic lapic;        // under Partition::irq_lock (other vCPUs send IPIs)
     volatile bool running;     // a root thread is inside a call on this vCPU
     u64 tsc_offset;            // guest TSC = host TSC + this (VMCS TSC offset too)
+    // FPU/SSE/AVX state (partition_fpu.cpp): the guest's, standard XSAVE format, current
+    // whenever no run is in progress; the root's, saved during a run; the guest's XCR0.
+    u8* guest_fpu;
+    u8* root_fpu;
+    u64 xcr0;
 };
 
 struct Partition {
@@ -100,6 +105,30 @@ void set_irq(Partition& p, u32 pin, bool level, u32& wake);
 bool log_dirty_write(Partition& p, u64 gpa);
 void flush_ept_if_needed(Partition& p); // before a VM entry on this CPU
 void free_dirty_log(Partition& p);
+
+// Guest FPU state (partition_fpu.cpp). fpu_probe reads the CPU's XSAVE layout once (before
+// the first vCPU); fpu_create gives a vCPU its areas in the reset state (false: no memory).
+void fpu_probe();
+bool fpu_create(Vcpu& v);
+void fpu_destroy(Vcpu& v);
+// For its lifetime the CPU holds the guest's FPU state and XCR0; the root's come back at
+// the end (the whole of a run loop that enters the guest).
+class GuestFpuLoaded {
+  public:
+    explicit GuestFpuLoaded(Vcpu& v);
+    ~GuestFpuLoaded();
+    GuestFpuLoaded(const GuestFpuLoaded&) = delete;
+    GuestFpuLoaded& operator=(const GuestFpuLoaded&) = delete;
+
+  private:
+    Vcpu& v_;
+    u64 root_xcr0_ = 0;
+    u64 switch_xcr0_ = 0;
+};
+// XSETBV exit: the guest's XCR0 is set (and live) or it gets #GP/#UD.
+void emulate_xsetbv(Vcpu& v, u32 instruction_length);
+// CPUID leaves 7 and 0xD as guests see them: only the XSAVE components they may enable.
+void fpu_patch_cpuid(u32 leaf, u32 subleaf, GuestRegisters& r);
 
 // Emulation of exits the hypervisor handles for guests (guest_mmio.cpp).
 enum class Emulated : u8 {

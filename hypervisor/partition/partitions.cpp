@@ -47,6 +47,8 @@ bool ensure_vcpu(Partition& p, u32 index) {
     Vcpu& v = p.vcpus[index];
     if (v.created)
         return true;
+    if (!fpu_create(v))
+        return false;
     VcpuConfig c{};
     c.mode = GuestMode::real_mode;
     c.eptp = p.ept.eptp(false);
@@ -55,6 +57,7 @@ bool ensure_vcpu(Partition& p, u32 index) {
     const char* error = nullptr;
     if (!v.vmx.create(c, &error)) {
         log(LogLevel::error, "partition %u: vCPU %u: %s", p.id, index, error);
+        fpu_destroy(v);
         return false;
     }
     v.created = true;
@@ -99,6 +102,7 @@ u64 create(u64 ram_bytes, u32 vcpus, u32& id) {
         Partition& p = table[i];
         if (p.used)
             continue;
+        fpu_probe();
         if (p.ept.init() != ept::Status::ok)
             return GODWIT_HC_NO_MEMORY;
         p.used = true;
@@ -133,6 +137,7 @@ u64 destroy(u32 id) {
     for (Vcpu& v : p->vcpus) {
         if (v.created)
             v.vmx.destroy(); // VMCLEAR and free the VMCS
+        fpu_destroy(v);
         v = Vcpu{};
     }
     free_dirty_log(*p);

@@ -17,7 +17,7 @@ u64 set_state(u32 id, u32 vcpu, const godwit_hc_vcpu_state& state);
 u64 run(u32 id, u32 vcpu, godwit_hc_vcpu_run& run);
 u64 get_state(u32 id, u32 vcpu, godwit_hc_vcpu_state& state);
 u64 irq(u32 id, u32 pin, bool level, u32& wake); // IOAPIC pin; wake = vCPUs to wake
-u64 guest_bytes(); // RAM mapped into partitions now
+u64 guest_bytes();                               // RAM mapped into partitions now
 
 // 1.3: save/restore and migration.
 u64 dirty_log(u32 id, u32 op); // GODWIT_DIRTY_ENABLE / GODWIT_DIRTY_DISABLE
@@ -27,5 +27,8 @@ u64 get_extra(u32 id, u32 vcpu, godwit_hc_vcpu_extra& extra);
 u64 set_extra(u32 id, u32 vcpu, const godwit_hc_vcpu_extra& extra);
 u64 irqchip_get(u32 id, godwit_hc_irqchip& chip);
 u64 irqchip_set(u32 id, const godwit_hc_irqchip& chip);
+// 1.4: the guest's FPU state and XCR0 (set validates before it changes anything).
+u64 get_fpu(u32 id, u32 vcpu, godwit_hc_vcpu_fpu& fpu);
+u64 set_fpu(u32 id, u32 vcpu, const godwit_hc_vcpu_fpu& fpu);
 
 } // namespace godwit::hv::partitions

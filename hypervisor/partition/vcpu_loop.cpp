@@ -183,11 +183,15 @@ bool handle(Partition& p, Vcpu& v, u32 index, const VmExit& e, godwit_hc_vcpu_ru
         g.inject_ud();
         return false;
     case ExitReason::cpuid: {
-        u32 leaf = static_cast<u32>(g.regs.rax);
+        u32 leaf = static_cast<u32>(g.regs.rax), subleaf = static_cast<u32>(g.regs.rcx);
         handle_exit(g, e);
         patch_cpuid(v, index, leaf);
+        fpu_patch_cpuid(leaf, subleaf, g.regs);
         return false;
     }
+    case ExitReason::xsetbv:
+        emulate_xsetbv(v, e.instruction_length);
+        return false;
     default:
         break;
     }
@@ -202,33 +206,14 @@ bool handle(Partition& p, Vcpu& v, u32 index, const VmExit& e, godwit_hc_vcpu_ru
     return true;
 }
 
-} // namespace
-
-u64 run(u32 id, u32 index, godwit_hc_vcpu_run& out) {
-    ClaimedVcpu call(id, index, true); // VMCLEARed at the end: the next run may be elsewhere
-    if (call.status() != GODWIT_HC_OK)
-        return call.status();
-    Vcpu& v = call.vcpu();
-    Partition* p = &call.partition();
-    u32 flags = out.flags;
-    u64 read_value = out.read_value;
-    out = godwit_hc_vcpu_run{};
+// Enters the guest until an exit the VMM must see (`out` filled). The CPU holds the guest's
+// FPU state and XCR0 for the whole loop (partition_fpu.cpp) and the root's again after it.
+void run_loop(Partition& part, Vcpu& v, u32 index, godwit_hc_vcpu_run& out, u32& wake, u32 budget) {
+    Partition* p = &part;
+    u32 id = p->id;
     VmxVcpu& g = v.vmx;
-    g.write_host_state(); // this CPU's GDT, TSS, GS base
-    if (v.pending_read != PendingRead::none) {
-        if ((flags & GODWIT_RUN_COMPLETE_READ) == 0)
-            return GODWIT_HC_BAD_ARGUMENT; // the last read needs its value first
-        if (v.pending_read == PendingRead::port)
-            complete_port_read(v, read_value);
-        else
-            complete_mmio_load(v, read_value);
-        v.pending_read = PendingRead::none;
-    }
-    u32 wake = 0;
-    if ((flags & GODWIT_RUN_NO_ENTRY) != 0)
-        out.exit_reason = GODWIT_EXIT_INTERRUPTED;
-    u32 budget = run_exit_budget;
-    for (bool done = v.stopped || (flags & GODWIT_RUN_NO_ENTRY) != 0; !done;) {
+    GuestFpuLoaded fpu(v);
+    for (bool done = false; !done;) {
         if (prepare_entry(*p, v, out) == Next::idle)
             break;
         flush_ept_if_needed(*p);
@@ -262,6 +247,35 @@ u64 run(u32 id, u32 index, godwit_hc_vcpu_run& out) {
             done = true;
         }
     }
+}
+
+} // namespace
+
+u64 run(u32 id, u32 index, godwit_hc_vcpu_run& out) {
+    ClaimedVcpu call(id, index, true); // VMCLEARed at the end: the next run may be elsewhere
+    if (call.status() != GODWIT_HC_OK)
+        return call.status();
+    Vcpu& v = call.vcpu();
+    Partition* p = &call.partition();
+    u32 flags = out.flags;
+    u64 read_value = out.read_value;
+    out = godwit_hc_vcpu_run{};
+    VmxVcpu& g = v.vmx;
+    g.write_host_state(); // this CPU's GDT, TSS, GS base
+    if (v.pending_read != PendingRead::none) {
+        if ((flags & GODWIT_RUN_COMPLETE_READ) == 0)
+            return GODWIT_HC_BAD_ARGUMENT; // the last read needs its value first
+        if (v.pending_read == PendingRead::port)
+            complete_port_read(v, read_value);
+        else
+            complete_mmio_load(v, read_value);
+        v.pending_read = PendingRead::none;
+    }
+    u32 wake = 0;
+    if ((flags & GODWIT_RUN_NO_ENTRY) != 0)
+        out.exit_reason = GODWIT_EXIT_INTERRUPTED;
+    if (!v.stopped && (flags & GODWIT_RUN_NO_ENTRY) == 0)
+        run_loop(*p, v, index, out, wake, run_exit_budget);
     if (v.stopped && out.exit_reason == 0)
         out.exit_reason = GODWIT_EXIT_SHUTDOWN;
     out.wake_mask = wake & ~(1u << index);

@@ -8,6 +8,7 @@
 #include "arch/x86/vmx/vmx_exit.hpp"
 #include "arch/x86/vmx/vmx_exit_handlers.hpp"
 #include "arch/x86/vmx/vmx_state.hpp"
+#include "arch/x86/xsave_area.hpp"
 #include "hypercall/hypercall.hpp"
 #include "kernel/boot_info.hpp"
 #include "kernel/console.hpp"
@@ -120,6 +121,12 @@ class RootHypercallHost final : public hypercall::HypercallHost {
     u64 vcpu_set_extra(u32 id, u32 vcpu, const godwit_hc_vcpu_extra& extra) override {
         return partitions::set_extra(id, vcpu, extra);
     }
+    u64 vcpu_get_fpu(u32 id, u32 vcpu, godwit_hc_vcpu_fpu& fpu) override {
+        return partitions::get_fpu(id, vcpu, fpu);
+    }
+    u64 vcpu_set_fpu(u32 id, u32 vcpu, const godwit_hc_vcpu_fpu& fpu) override {
+        return partitions::set_fpu(id, vcpu, fpu);
+    }
     u64 irqchip_get(u32 id, godwit_hc_irqchip& chip) override {
         return partitions::irqchip_get(id, chip);
     }
@@ -150,12 +157,7 @@ void handle_xsetbv(VmxVcpu& v, const VmExit& e) {
     u64 value = (v.regs.rdx << 32) | (v.regs.rax & 0xFFFFFFFF);
     x86::CpuidResult leaf = x86::cpuid(0xD, 0);
     u64 supported = (u64{leaf.edx} << 32) | leaf.eax;
-    constexpr u64 x87 = 1, sse = 2, avx = 4, mpx = 0x18, avx512 = 0xE0;
-    bool valid = guest_cpl(v) == 0 && index == 0 && (value & x87) != 0 &&
-                 (value & ~supported) == 0 && ((value & avx) == 0 || (value & sse) != 0) &&
-                 ((value & mpx) == 0 || (value & mpx) == mpx) &&
-                 ((value & avx512) == 0 || ((value & avx512) == avx512 && (value & avx) != 0));
-    if (!valid) {
+    if (guest_cpl(v) != 0 || index != 0 || !x86::xcr0_valid(value, supported)) {
         v.inject_gp();
         return;
     }

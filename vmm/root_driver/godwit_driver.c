@@ -312,6 +312,25 @@ static long godwit_partition_ioctl(struct godwit_file *f, unsigned int cmd, void
 		kfree(x);
 		return err;
 	}
+	case GODWIT_IOCTL_VCPU_GET_FPU:
+	case GODWIT_IOCTL_VCPU_SET_FPU: {
+		struct godwit_ioctl_vcpu_fpu *x = kmalloc(sizeof(*x), GFP_KERNEL);
+		bool get = cmd == GODWIT_IOCTL_VCPU_GET_FPU;
+
+		if (!x)
+			return -ENOMEM;
+		err = copy_from_user(x, uarg, sizeof(*x)) ? -EFAULT : 0;
+		if (!err && (x->id >= GODWIT_MAX_PARTITIONS || !f->owns[x->id]))
+			err = -EINVAL;
+		if (!err)
+			err = godwit_call_struct(get ? GODWIT_HC_VCPU_GET_FPU : GODWIT_HC_VCPU_SET_FPU,
+						 x->id | ((u64)x->vcpu << 32), &x->fpu,
+						 sizeof(x->fpu));
+		if (!err && get && copy_to_user(uarg, x, sizeof(*x)))
+			err = -EFAULT;
+		kfree(x);
+		return err;
+	}
 	case GODWIT_IOCTL_IRQCHIP_GET:
 	case GODWIT_IOCTL_IRQCHIP_SET: {
 		struct godwit_ioctl_irqchip *c = kmalloc(sizeof(*c), GFP_KERNEL);

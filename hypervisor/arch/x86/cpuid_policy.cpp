@@ -27,4 +27,38 @@ CpuidValues guest_cpuid(u32 leaf, u32 subleaf, CpuidValues host, u64 guest_cr4,
     return r;
 }
 
+CpuidValues restrict_xsave_features(u32 leaf, u32 subleaf, CpuidValues r, u64 xfeatures,
+                                    u32 area_bytes) {
+    constexpr u64 mpx = 0x18, avx512 = 0xE0, pkru = 1ull << 9, amx = 3ull << 17;
+    if (leaf == 7 && subleaf == 0) {
+        if ((xfeatures & mpx) != mpx)
+            r.ebx &= ~(1u << 14);
+        if ((xfeatures & avx512) != avx512) {
+            // F, DQ, IFMA, PF, ER, CD, BW, VL; VBMI, VBMI2, VNNI, BITALG, VPOPCNTDQ;
+            // 4VNNIW, 4FMAPS, VP2INTERSECT, FP16.
+            r.ebx &= ~((1u << 16) | (1u << 17) | (1u << 21) | (1u << 26) | (1u << 27) | (1u << 28) |
+                       (1u << 30) | (1u << 31));
+            r.ecx &= ~((1u << 1) | (1u << 6) | (1u << 11) | (1u << 12) | (1u << 14));
+            r.edx &= ~((1u << 2) | (1u << 3) | (1u << 8) | (1u << 23));
+        }
+        if ((xfeatures & amx) != amx)
+            r.edx &= ~((1u << 22) | (1u << 24) | (1u << 25));
+        if ((xfeatures & pkru) == 0)
+            r.ecx &= ~((1u << 3) | (1u << 4));
+    } else if (leaf == 0xD) {
+        if (subleaf == 0) {
+            r.eax &= static_cast<u32>(xfeatures);
+            r.edx &= static_cast<u32>(xfeatures >> 32);
+            r.ecx = xfeatures != 0 ? area_bytes : 0;
+        } else if (subleaf == 1) {
+            r.eax &= ~(1u << 3); // XSAVES: not enabled for guests
+            r.ecx = 0;
+            r.edx = 0;
+        } else if (subleaf >= 64 || ((xfeatures >> subleaf) & 1) == 0) {
+            r = {0, 0, 0, 0};
+        }
+    }
+    return r;
+}
+
 } // namespace godwit::hv

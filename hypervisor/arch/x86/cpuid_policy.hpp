@@ -24,6 +24,16 @@ struct CpuidQuirks {
 CpuidValues guest_cpuid(u32 leaf, u32 subleaf, CpuidValues host, u64 guest_cr4,
                         CpuidQuirks quirks = {});
 
+// What a guest partition sees of XSAVE (leaf 7.0 and leaf 0xD, Intel SDM Vol. 1 13.2):
+// only the XCR0 components in `xfeatures` (those the hypervisor switches for guests, 0 on a
+// CPU without XSAVE): leaf 0xD.0 EDX:EAX masked and ECX = `area_bytes` (the standard-format
+// size they need; EBX, the size for the current XCR0, is the CPU's as the guest's XCR0 is
+// loaded when it asks), no XSAVES or IA32_XSS bits (0xD.1), zeros for sub-leaves of
+// components it may not enable; leaf 7.0 loses MPX, AVX-512 and AMX when they are not
+// offered. The root partition keeps the CPU's values.
+CpuidValues restrict_xsave_features(u32 leaf, u32 subleaf, CpuidValues values, u64 xfeatures,
+                                    u32 area_bytes);
+
 // True when the leaf is answered by the hypervisor itself (no need to ask the CPU).
 constexpr bool is_hypervisor_leaf(u32 leaf) {
     return leaf >= 0x40000000 && leaf <= 0x400000FF;

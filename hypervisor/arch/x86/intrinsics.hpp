@@ -135,6 +135,47 @@ inline u64 xgetbv(u32 index) {
     return (static_cast<u64>(hi) << 32) | lo;
 }
 
+// ---- x87/SSE/AVX state (Intel SDM Vol. 1, chapter 13; Vol. 2 XSAVE, XRSTOR, FXSAVE) ----
+// `area` is 64-byte aligned (16 for FXSAVE); `mask` (EDX:EAX) selects components, ANDed
+// with XCR0. Standard (non-compacted) format.
+inline void xsave64(void* area, u64 mask) {
+    asm volatile("xsave64 (%0)" ::"r"(area), "a"(static_cast<u32>(mask)),
+                 "d"(static_cast<u32>(mask >> 32))
+                 : "memory");
+}
+// XRSTOR that reports a #GP (a state the CPU refuses) instead of faulting the hypervisor.
+inline bool xrstor64_safe(const void* area, u64 mask) {
+    u32 ok = 0;
+    asm volatile("1: xrstor64 (%[area])\n"
+                 "   mov $1, %[ok]\n"
+                 "2:\n"
+                 ".pushsection .godwit_extable, \"a\"\n"
+                 ".balign 8\n"
+                 ".quad 1b, 2b\n"
+                 ".popsection\n"
+                 : [ok] "+r"(ok)
+                 : [area] "r"(area), "a"(static_cast<u32>(mask)), "d"(static_cast<u32>(mask >> 32))
+                 : "memory");
+    return ok != 0;
+}
+inline void fxsave64(void* area) {
+    asm volatile("fxsave64 (%0)" ::"r"(area) : "memory");
+}
+inline bool fxrstor64_safe(const void* area) {
+    u32 ok = 0;
+    asm volatile("1: fxrstor64 (%[area])\n"
+                 "   mov $1, %[ok]\n"
+                 "2:\n"
+                 ".pushsection .godwit_extable, \"a\"\n"
+                 ".balign 8\n"
+                 ".quad 1b, 2b\n"
+                 ".popsection\n"
+                 : [ok] "+r"(ok)
+                 : [area] "r"(area)
+                 : "memory");
+    return ok != 0;
+}
+
 inline void cli() {
     asm volatile("cli" ::: "memory");
 }

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "arch/x86/xsave_area.hpp"
 #include "hypercall/hypercall.hpp"
 
 namespace {
@@ -70,7 +71,8 @@ class FuzzHost final : public hypercall::HypercallHost {
     }
     u64 vcpu_run(u32 id, u32 vcpu, godwit_hc_vcpu_run& run) override {
         if (id >= GODWIT_MAX_PARTITIONS || vcpu >= GODWIT_MAX_VCPUS ||
-            (run.flags & ~(GODWIT_RUN_COMPLETE_READ | GODWIT_RUN_NO_ENTRY)) != 0 || run.reserved0 != 0)
+            (run.flags & ~(GODWIT_RUN_COMPLETE_READ | GODWIT_RUN_NO_ENTRY)) != 0 ||
+            run.reserved0 != 0)
             std::abort();
         run.exit_reason = GODWIT_EXIT_HLT;
         return GODWIT_HC_OK;
@@ -111,6 +113,35 @@ class FuzzHost final : public hypercall::HypercallHost {
             std::abort();
         return GODWIT_HC_OK;
     }
+    // 1.4: what reaches the host passed the dispatcher's checks; the state checks of a CPU
+    // with x87, SSE, AVX and AVX-512 then decide (XRSTOR must never see what they refuse).
+    u64 vcpu_get_fpu(u32 id, u32 vcpu, godwit_hc_vcpu_fpu& f) override {
+        if (id >= GODWIT_MAX_PARTITIONS || vcpu >= GODWIT_MAX_VCPUS)
+            std::abort();
+        f.format = GODWIT_FPU_FORMAT;
+        return GODWIT_HC_OK;
+    }
+    u64 vcpu_set_fpu(u32 id, u32 vcpu, const godwit_hc_vcpu_fpu& f) override {
+        if (id >= GODWIT_MAX_PARTITIONS || vcpu >= GODWIT_MAX_VCPUS ||
+            f.format != GODWIT_FPU_FORMAT || f.area_bytes > GODWIT_FPU_AREA_BYTES)
+            std::abort();
+        static const x86::XsaveLayout layout = [] {
+            u32 offsets[19] = {0, 0, 576, 960, 1024, 1088, 1152, 1664, 0, 2688};
+            u32 sizes[19] = {0, 0, 256, 64, 64, 64, 512, 1024, 0, 8};
+            return x86::make_xsave_layout(true, 0x2FF, offsets, sizes, 0xFFFF);
+        }();
+        u64 s = x86::check_fpu_state(f, layout);
+        if (s != GODWIT_HC_OK && s != GODWIT_HC_BAD_ARGUMENT)
+            std::abort();
+        u32 mxcsr = 0;
+        std::memcpy(&mxcsr, f.xsave + 24, 4);
+        u64 bv = 0;
+        std::memcpy(&bv, f.xsave + 512, 8);
+        if (s == GODWIT_HC_OK && ((mxcsr & ~0xFFFFu) != 0 || (bv & ~layout.features) != 0 ||
+                                  !x86::xcr0_valid(f.xcr0, layout.features)))
+            std::abort(); // a state XRSTOR would fault on
+        return s;
+    }
     u64 vcpu_get_state(u32 id, u32 vcpu, godwit_hc_vcpu_state&) override {
         return id < GODWIT_MAX_PARTITIONS && vcpu < GODWIT_MAX_VCPUS ? GODWIT_HC_OK
                                                                      : (std::abort(), 0);
@@ -125,7 +156,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         return 0;
     u64 regs[4];
     std::memcpy(regs, data, sizeof regs);
-    hypercall::Call call{regs[0] % 18, regs[1], regs[2], regs[3], static_cast<u8>(data[32] % 4),
+    hypercall::Call call{regs[0] % 20, regs[1], regs[2], regs[3], static_cast<u8>(data[32] % 4),
                          true};
     // Arguments that point into the caller's memory often enough to get past the checks.
     if (data[32] & 0x10)

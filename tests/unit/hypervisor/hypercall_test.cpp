@@ -3,6 +3,7 @@
 #include "hypercall/hypercall.hpp"
 
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -98,6 +99,18 @@ class FakeHost final : public HypercallHost {
     u64 vcpu_set_extra(u32, u32, const godwit_hc_vcpu_extra& x) override {
         ++calls;
         extra_seen = x;
+        return GODWIT_HC_OK;
+    }
+    godwit_hc_vcpu_fpu fpu_seen{};
+    u64 vcpu_get_fpu(u32, u32, godwit_hc_vcpu_fpu& f) override {
+        ++calls;
+        f.format = GODWIT_FPU_FORMAT;
+        f.xcr0 = 7;
+        return GODWIT_HC_OK;
+    }
+    u64 vcpu_set_fpu(u32, u32, const godwit_hc_vcpu_fpu& f) override {
+        ++calls;
+        fpu_seen = f;
         return GODWIT_HC_OK;
     }
     u64 irqchip_get(u32, godwit_hc_irqchip& c) override {
@@ -306,11 +319,13 @@ TEST(Hypercall, SaveRestoreCallsAreValidatedBeforeTheHypervisorActs) {
     godwit_hc_vcpu_extra x{};
     x.format = 9;
     std::memcpy(h.at(0x2000), &x, sizeof x);
-    EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_EXTRA, 1, 0x2000, sizeof x).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_EXTRA, 1, 0x2000, sizeof x).status,
+              GODWIT_HC_BAD_ARGUMENT);
     x.format = GODWIT_VCPU_EXTRA_FORMAT;
     x.lapic_bytes = GODWIT_STATE_BLOB_BYTES + 1;
     std::memcpy(h.at(0x2000), &x, sizeof x);
-    EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_EXTRA, 1, 0x2000, sizeof x).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_EXTRA, 1, 0x2000, sizeof x).status,
+              GODWIT_HC_BAD_ARGUMENT);
     EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_EXTRA, 1, 0x2000, sizeof x - 1).status,
               GODWIT_HC_BAD_LENGTH);
     x.lapic_bytes = 200;
@@ -323,10 +338,42 @@ TEST(Hypercall, SaveRestoreCallsAreValidatedBeforeTheHypervisorActs) {
     std::memcpy(&x, h.at(0x2000), sizeof x);
     EXPECT_EQ(x.guest_tsc, 1234u);
 
+    // FPU state (1.4): exact size, known format, reserved zero, area_bytes in range.
+    auto fpu = std::make_unique<godwit_hc_vcpu_fpu>();
+    std::memcpy(h.at(0x2000), fpu.get(), sizeof *fpu);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_FPU, 1, 0x2000, sizeof *fpu).status,
+              GODWIT_HC_BAD_ARGUMENT);
+    fpu->format = GODWIT_FPU_FORMAT;
+    fpu->area_bytes = GODWIT_FPU_AREA_BYTES + 1;
+    std::memcpy(h.at(0x2000), fpu.get(), sizeof *fpu);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_FPU, 1, 0x2000, sizeof *fpu).status,
+              GODWIT_HC_BAD_ARGUMENT);
+    fpu->area_bytes = 575;
+    std::memcpy(h.at(0x2000), fpu.get(), sizeof *fpu);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_FPU, 1, 0x2000, sizeof *fpu).status,
+              GODWIT_HC_BAD_ARGUMENT);
+    fpu->area_bytes = 832;
+    fpu->reserved[4] = 1;
+    std::memcpy(h.at(0x2000), fpu.get(), sizeof *fpu);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_FPU, 1, 0x2000, sizeof *fpu).status,
+              GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_FPU, 1, 0x2000, sizeof *fpu - 1).status,
+              GODWIT_HC_BAD_LENGTH);
+    fpu->reserved[4] = 0;
+    fpu->xcr0 = 7;
+    std::memcpy(h.at(0x2000), fpu.get(), sizeof *fpu);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_SET_FPU, 1 | (3ull << 32), 0x2000, sizeof *fpu).status,
+              GODWIT_HC_OK);
+    EXPECT_EQ(h.fpu_seen.xcr0, 7u);
+    EXPECT_EQ(call(h, GODWIT_HC_VCPU_GET_FPU, 1, 0x2000, sizeof *fpu).status, GODWIT_HC_OK);
+    std::memcpy(fpu.get(), h.at(0x2000), sizeof *fpu);
+    EXPECT_EQ(fpu->format, GODWIT_FPU_FORMAT);
+
     // IOAPIC state: a partition call (no vCPU in arg0), exact size, known format.
     godwit_hc_irqchip chip{};
     std::memcpy(h.at(0x2000), &chip, sizeof chip);
-    EXPECT_EQ(call(h, GODWIT_HC_IRQCHIP_SET, 1, 0x2000, sizeof chip).status, GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(call(h, GODWIT_HC_IRQCHIP_SET, 1, 0x2000, sizeof chip).status,
+              GODWIT_HC_BAD_ARGUMENT);
     EXPECT_EQ(call(h, GODWIT_HC_IRQCHIP_GET, 1 | (1ull << 32), 0x2000, sizeof chip).status,
               GODWIT_HC_BAD_ARGUMENT);
     EXPECT_EQ(call(h, GODWIT_HC_IRQCHIP_GET, 1, 0x2000, sizeof chip).status, GODWIT_HC_OK);

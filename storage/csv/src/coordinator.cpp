@@ -258,6 +258,8 @@ struct Coordinator::State {
         reply->set_size(fi.size);
         reply->set_directory(fi.type == InodeType::directory);
         reply->set_name(fi.name);
+        reply->set_mtime_unix_ns(fi.mtime_unix_ns);
+        reply->set_allocated_blocks(fi.allocated_blocks);
     }
 
     static const FileHandle& handle_of(Session& s, std::uint64_t id) {

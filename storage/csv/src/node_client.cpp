@@ -681,7 +681,8 @@ NodeClient::~NodeClient() {
 
 namespace {
 NodeEntry entry_of(const pb::FileReply& f) {
-    return NodeEntry{f.name(), f.inode(), f.size(), f.directory()};
+    return NodeEntry{f.name(),      f.inode(),         f.size(),
+                     f.directory(), f.mtime_unix_ns(), f.allocated_blocks()};
 }
 } // namespace
 

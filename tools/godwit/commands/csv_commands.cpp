@@ -1,6 +1,7 @@
-// `godwit csv format|check|ls|node|status|move`: create, verify and inspect cluster shared
-// volumes (docs/csv-format.md), run a cluster node and ask a cluster for its state or a
-// planned coordinator move (docs/csv-protocol.md).
+// `godwit csv format|check|ls|node|mount|status|move`: create, verify and inspect cluster
+// shared volumes (docs/csv-format.md), run a cluster node (mounted through FUSE with `mount`,
+// docs/csv-namespace.md) and ask a cluster for its state or a planned coordinator move
+// (docs/csv-protocol.md).
 #include "../cli.hpp"
 
 #include <cctype>
@@ -8,10 +9,12 @@
 #include <filesystem>
 #include <memory>
 #include <ostream>
+#include <thread>
 
 #include "csv_protocol.pb.h"
 #include "godwit/csv/checker.hpp"
 #include "godwit/csv/cluster_node.hpp"
+#include "godwit/csv/csv_fuse.hpp"
 #include "godwit/csv/volume.hpp"
 #include "godwit/logging.hpp"
 
@@ -235,9 +238,8 @@ void add_tls_options(po::options_description& options) {
         "plaintext", po::bool_switch(), "no TLS (only on a trusted, isolated network)");
 }
 
-// Runs one cluster node in the foreground until SIGINT/SIGTERM.
-int run_node(Invocation& inv) {
-    po::options_description options("Options");
+// The options `csv node` and `csv mount` share: the LUN, this node and the cluster.
+void add_node_options(po::options_description& options) {
     options.add_options()("device", po::value<std::string>()->required(),
                           "this node's path to the LUN")(
         "id", po::value<std::uint64_t>()->required(),
@@ -247,12 +249,9 @@ int run_node(Invocation& inv) {
         "lease-ms", po::value<std::uint32_t>()->default_value(10000), "coordinator lease")(
         "map-lease-ms", po::value<std::uint32_t>()->default_value(3000), "block-map lease");
     add_tls_options(options);
-    po::positional_options_description positional;
-    positional.add("device", 1);
-    po::variables_map vm;
-    if (!parse_options(inv, options, positional, vm)) {
-        return 0;
-    }
+}
+
+ClusterNodeOptions node_options_from(const po::variables_map& vm) {
     ClusterNodeOptions o;
     o.lun_path = vm["device"].as<std::string>();
     o.identity = {vm["id"].as<std::uint64_t>(),
@@ -267,17 +266,104 @@ int run_node(Invocation& inv) {
     o.coordinator = vm["coordinator"].as<bool>();
     o.lease_duration_ms = vm["lease-ms"].as<std::uint32_t>();
     o.map_lease = std::chrono::milliseconds(vm["map-lease-ms"].as<std::uint32_t>());
+    return o;
+}
+
+// SIGINT and SIGTERM blocked in this thread and every thread it starts afterwards (they
+// are taken with sigwait).
+sigset_t block_stop_signals() {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr); // the node's threads inherit the mask
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    return set;
+}
+
+// Runs one cluster node in the foreground until SIGINT/SIGTERM.
+int run_node(Invocation& inv) {
+    po::options_description options("Options");
+    add_node_options(options);
+    po::positional_options_description positional;
+    positional.add("device", 1);
+    po::variables_map vm;
+    if (!parse_options(inv, options, positional, vm)) {
+        return 0;
+    }
+    const ClusterNodeOptions o = node_options_from(vm);
+    sigset_t set = block_stop_signals(); // the node's threads inherit the mask
     ClusterNode node(o);
     node.join();
     *inv.out << "csv node " << o.identity.node_id << " running ("
              << (node.coordinating() ? "coordinator" : "standby") << ")" << std::endl;
     int signal = 0;
     sigwait(&set, &signal);
+    return 0;
+}
+
+// /ClusterStorage/<label> (a label that is no usable directory name becomes "Volume").
+std::string default_mountpoint(const std::string& label) {
+    const bool usable =
+        !label.empty() && label != "." && label != ".." && label.find('/') == std::string::npos;
+    return "/ClusterStorage/" + (usable ? label : std::string("Volume"));
+}
+
+// Runs a cluster node and shows its volume at a mountpoint through FUSE until SIGINT/SIGTERM
+// or an unmount (umount / fusermount3 -u).
+int run_mount(Invocation& inv) {
+    po::options_description options("Options");
+    add_node_options(options);
+    options.add_options()("mountpoint", po::value<std::string>(),
+                          "an existing directory (default /ClusterStorage/<volume label>, "
+                          "created when missing)")("allow-other", po::bool_switch(),
+                                                   "let other users use the mount")(
+        "fuse-debug", po::bool_switch(), "print libfuse's request trace on stderr");
+    po::positional_options_description positional;
+    positional.add("device", 1).add("mountpoint", 1);
+    po::variables_map vm;
+    if (!parse_options(inv, options, positional, vm)) {
+        return 0;
+    }
+    const ClusterNodeOptions o = node_options_from(vm);
+    require_fuse_device(); // before the node joins the cluster
+    FuseMountOptions m;
+    m.allow_other = vm["allow-other"].as<bool>();
+    m.debug = vm["fuse-debug"].as<bool>();
+    if (vm.count("mountpoint")) {
+        m.mountpoint = vm["mountpoint"].as<std::string>();
+        if (!std::filesystem::is_directory(m.mountpoint)) {
+            throw Error(std::filesystem::exists(m.mountpoint) ? ErrorCode::usage
+                                                              : ErrorCode::not_found,
+                        "mountpoint " + m.mountpoint +
+                            (std::filesystem::exists(m.mountpoint)
+                                 ? " is not a directory"
+                                 : " does not exist (create the directory first)"));
+        }
+    }
+    sigset_t set = block_stop_signals(); // the node's and FUSE's threads inherit the mask
+    ClusterNode node(o);
+    node.join();
+    m.volume_label = read_volume_space(node.data_path()).label;
+    if (m.mountpoint.empty()) {
+        m.mountpoint = default_mountpoint(m.volume_label);
+        std::filesystem::create_directories(m.mountpoint);
+    }
+    FuseMount mount(node.client(), node.data_path(), m);
+    *inv.out << "csv node " << o.identity.node_id << " running ("
+             << (node.coordinating() ? "coordinator" : "standby") << "), volume " << m.volume_label
+             << " mounted at " << m.mountpoint << std::endl;
+    // A signal unmounts; an unmount from outside ends run() and then wakes the waiter.
+    std::thread waiter([&] {
+        int signal = 0;
+        sigwait(&set, &signal);
+        mount.stop();
+    });
+    const int rc = mount.run();
+    pthread_kill(waiter.native_handle(), SIGTERM); // harmless when it already took one
+    waiter.join();
+    if (rc != 0) {
+        throw Error(ErrorCode::io, "the FUSE session at " + m.mountpoint + " ended with an error");
+    }
     return 0;
 }
 
@@ -401,6 +487,13 @@ const Registration node_registration{
     {"csv", "node",
      "DEVICE --id N --members ID=ADDR:PORT,... [--coordinator] (--ca --cert --key | --plaintext)",
      "run one node of a cluster shared volume (foreground)", run_node}};
+const Registration mount_registration{
+    {"csv", "mount",
+     "DEVICE [MOUNTPOINT] --id N --members ID=ADDR:PORT,... [--coordinator] "
+     "(--ca --cert --key | --plaintext)",
+     "run a node and mount its volume through FUSE (foreground; default "
+     "/ClusterStorage/<label>)",
+     run_mount}};
 const Registration status_registration{
     {"csv", "status", "--members ID=ADDR:PORT,... (--ca --cert --key | --plaintext)",
      "each node's role and I/O state (Direct/Redirected/Paused)", run_status}};

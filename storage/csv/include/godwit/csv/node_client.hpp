@@ -29,6 +29,8 @@ struct NodeEntry {
     std::uint64_t inode = 0;
     std::uint64_t size = 0;
     bool directory = false;
+    std::uint64_t mtime_unix_ns = 0;    // last metadata change (direct data writes do not set it)
+    std::uint64_t allocated_blocks = 0; // 4 KiB blocks owned
 };
 
 enum class IoState { direct, redirected, paused };

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# The CSV namespace through the kernel (docs/csv-namespace.md): a coordinator node and two
+# `godwit csv mount` nodes over mutual TLS on 127.0.0.1, each mounting the same volume with
+# FUSE in its own temp directory. Ordinary file I/O on mount A is read byte-exact on mount B,
+# renames and unlinks show on the other mount, errno values are the POSIX ones, a VHD created
+# on A with `godwit disk create` is written through B with the VHD library and read back on
+# A, and the volume checks clean after every node stopped.
+# Needs /dev/fuse: without it the test FAILS (it does not skip).
+# Usage: fuse_mount_test.sh VHD_TEST_TOOL
+set -euo pipefail
+godwit="$GODWIT_BUILD_DIR/bin/godwit"
+vhd_tool="$1"
+work="$(mktemp -d "$GODWIT_BUILD_DIR/csv-fuse.XXXXXX")"
+pids=()
+cleanup() {
+  for m in "$work"/mnt*; do mountpoint -q "$m" 2>/dev/null && umount -l "$m" 2>/dev/null; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; for f in "$work"/node*.log; do echo "== $f"; cat "$f"; done; exit 1; }
+
+[ -c /dev/fuse ] || fail "/dev/fuse is missing: FUSE cannot work here (load the fuse module, or run the container with --device /dev/fuse)"
+command -v openssl >/dev/null || fail "the openssl CLI is needed"
+[ -x "$vhd_tool" ] || fail "no VHD test tool at $vhd_tool"
+
+cd "$work"
+ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+openssl req -x509 $ec -keyout ca.key -out ca.crt -days 2 -subj /CN=ca 2>/dev/null
+for n in node1 node2 node3; do
+  openssl req $ec -keyout $n.key -out $n.csr -subj /CN=$n 2>/dev/null
+  openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $n.crt -days 2 2>/dev/null
+done
+"$godwit" csv format lun.img --size 256M --label Volume1 >/dev/null || fail "format"
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+members="1=127.0.0.1:$(port),2=127.0.0.1:$(port),3=127.0.0.1:$(port)"
+tls() { echo --ca ca.crt --cert node$1.crt --key node$1.key; }
+
+# Clear errors before anything runs.
+set +e
+out="$("$godwit" csv mount lun.img "$work/no-such-dir" --id 2 --members "$members" $(tls 2) 2>&1)"; rc=$?
+set -e
+[ "$rc" = 3 ] && grep -q "does not exist" <<<"$out" || fail "missing mountpoint: rc $rc, '$out'"
+"$godwit" csv mount --help | grep -q "MOUNTPOINT" || fail "csv mount --help"
+# No usable /dev/fuse (a regular file bound over it in a private mount namespace): exit 6.
+touch not-a-device; mkdir mnt-nofuse
+set +e
+out="$(unshare -m sh -c 'mount --bind not-a-device /dev/fuse && exec "$0" "$@"' "$godwit" \
+  csv mount lun.img mnt-nofuse --id 2 --members "$members" $(tls 2) 2>&1)"; rc=$?
+set -e
+[ "$rc" = 6 ] && grep -q "/dev/fuse is missing" <<<"$out" || fail "no /dev/fuse: rc $rc, '$out'"
+
+"$godwit" csv node lun.img --id 1 --members "$members" --coordinator --lease-ms 2000 $(tls 1) \
+  >node1.log 2>&1 & pids+=($!)
+for _ in $(seq 100); do grep -q running node1.log && break; sleep 0.1; done
+mkdir mntA mntB
+"$godwit" csv mount lun.img mntA --id 2 --members "$members" --lease-ms 2000 $(tls 2) \
+  >node2.log 2>&1 & pida=$!; pids+=($pida)
+"$godwit" csv mount lun.img mntB --id 3 --members "$members" --lease-ms 2000 $(tls 3) \
+  >node3.log 2>&1 & pidb=$!; pids+=($pidb)
+for m in A B; do
+  for _ in $(seq 150); do mountpoint -q mnt$m && break; sleep 0.1; done
+  mountpoint -q mnt$m || fail "mount $m did not appear"
+done
+grep -q "fuse.godwit-csv" <<<"$(grep "$work/mntA" /proc/mounts)" || fail "mntA is not a godwit-csv FUSE mount"
+
+# Ordinary file I/O: dd on A, byte-exact on B (5 MiB plus an unaligned tail).
+head -c $((5 * 1024 * 1024 + 12345)) /dev/urandom >data.bin
+mkdir mntA/dir
+dd if=data.bin of=mntA/dir/data.bin bs=64k status=none || fail "dd onto mount A"
+[ -d mntB/dir ] || fail "directory made on A not seen on B"
+cmp data.bin mntB/dir/data.bin || fail "data written on A differs when read on B"
+[ "$(stat -c %s mntB/dir/data.bin)" = "$(stat -c %s data.bin)" ] || fail "size on B"
+
+# Unaligned writes from python on B, read back on A; truncate, append, fsync.
+python3 - "$work" <<'EOF' || fail "python file I/O across the mounts"
+import os, sys, errno
+w = sys.argv[1]
+a, b = f"{w}/mntA/dir/data.bin", f"{w}/mntB/dir/data.bin"
+expected = bytearray(open(f"{w}/data.bin", "rb").read())
+with open(b, "r+b") as f:
+    for off, n in ((1, 10), (4095, 2), (70000, 9000), (len(expected) - 3, 40)):
+        chunk = os.urandom(n)
+        f.seek(off); f.write(chunk); f.flush(); os.fsync(f.fileno())
+        end = off + n
+        if end > len(expected):
+            expected.extend(b"\0" * (end - len(expected)))
+        expected[off:end] = chunk
+assert open(a, "rb").read() == expected, "unaligned writes on B not seen on A"
+os.truncate(a, 100000)
+assert os.stat(b).st_size == 100000, os.stat(b).st_size
+assert open(b, "rb").read() == bytes(expected[:100000]), "truncate"
+with open(b, "ab") as f:
+    f.write(b"tail")
+assert open(a, "rb").read()[-4:] == b"tail", "append on B"
+# errno values.
+def expect(code, fn, *args):
+    try:
+        fn(*args)
+    except OSError as e:
+        assert e.errno == code, f"{fn.__name__}{args}: {errno.errorcode[e.errno]}, want {errno.errorcode[code]}"
+        return
+    raise AssertionError(f"{fn.__name__}{args} succeeded, want {errno.errorcode[code]}")
+expect(errno.EEXIST, os.mkdir, f"{w}/mntA/dir")
+expect(errno.ENOTEMPTY, os.rmdir, f"{w}/mntB/dir")
+expect(errno.ENOTDIR, os.rmdir, a)
+expect(errno.EISDIR, os.unlink, f"{w}/mntB/dir")
+expect(errno.ENOENT, os.stat, f"{w}/mntA/none")
+expect(errno.ENAMETOOLONG, open, f"{w}/mntA/dir/{'x' * 256}", "w")
+expect(errno.EEXIST, os.open, a, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+st = os.statvfs(f"{w}/mntB")
+assert st.f_bsize == 4096 and 0 < st.f_bfree < st.f_blocks, st
+EOF
+
+# Rename and unlink on one mount show on the other; rename replaces an existing file.
+mv mntA/dir/data.bin mntA/dir/renamed.bin
+[ ! -e mntB/dir/data.bin ] && [ -f mntB/dir/renamed.bin ] || fail "rename on A not seen on B"
+echo small >mntB/dir/other.txt
+mv mntB/dir/other.txt mntB/dir/renamed.bin
+[ "$(cat mntA/dir/renamed.bin)" = small ] || fail "rename over an existing file (B) not seen on A"
+ls mntA/dir | grep -qx renamed.bin || fail "listing on A"
+rm mntB/dir/renamed.bin
+[ ! -e mntA/dir/renamed.bin ] || fail "unlink on B not seen on A"
+rmdir mntA/dir
+[ -z "$(ls -A mntB)" ] || fail "mount B not empty after rmdir on A: $(ls -A mntB)"
+
+# A VHD created on A by godwit disk create, written through B by the VHD library.
+mkdir mntA/vm
+"$godwit" disk create -t dynamic mntA/vm/disk.vhd 64M >/dev/null || fail "disk create on mount A"
+"$vhd_tool" write mntB/vm/disk.vhd 1048576 196608 171 || fail "VHD write through mount B"
+"$vhd_tool" write mntB/vm/disk.vhd 40000000 5000 7 || fail "VHD write through mount B"
+"$godwit" disk check mntA/vm/disk.vhd >/dev/null || fail "disk check on A after writes on B"
+python3 -c '
+import sys
+with open(sys.argv[1], "wb") as f:
+    f.truncate(64 << 20)
+    f.seek(1048576); f.write(bytes([171]) * 196608)
+    f.seek(40000000); f.write(bytes([7]) * 5000)
+' expected.raw
+"$godwit" disk compare expected.raw mntA/vm/disk.vhd >/dev/null || fail "VHD content read on A differs"
+
+# Unmount A from outside (its node exits 0), stop B with SIGTERM, then the coordinator.
+umount mntA
+wait "$pida" || fail "mount A did not exit cleanly after umount"
+kill -TERM "$pidb"; wait "$pidb" || fail "mount B did not stop cleanly on SIGTERM"
+mountpoint -q mntB && fail "mntB still mounted after its node stopped"
+kill -TERM "${pids[0]}"; wait "${pids[0]}" || fail "node 1 did not stop cleanly"; pids=()
+check="$("$godwit" csv check lun.img)" || fail "csv check: $check"
+grep -q ": clean" <<<"$check" || fail "volume not clean: $check"
+echo "PASS: csv fuse mount"

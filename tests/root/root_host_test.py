@@ -67,7 +67,7 @@ def main():
         hv = info.get("hypervisor", {})
         check(hv.get("build") == args.expect_build, "hypervisor build matches this build",
               f"got {hv.get('build')!r}, want {args.expect_build!r}")
-        check(hv.get("abi") == "1.3", "hypercall ABI 1.3", str(hv.get("abi")))
+        check(hv.get("abi") == "1.4", "hypercall ABI 1.4", str(hv.get("abi")))
         features = set(info.get("vmx", {}).get("features", []) if isinstance(info.get("vmx"), dict)
                        else info.get("vmx_features", []))
         if not features:
@@ -146,6 +146,15 @@ def main():
         out, clean, shown = run_vm("cpuid", "cpuid_msr.elf")
         check(clean and re.search(r"cpuid_msr: \d+ checks, 0 failed", out) is not None,
               "cpuid_msr guest passes on Godwit (godwit vm)", out[-900:] + shown[-300:])
+        # The guest's x87/SSE/AVX registers and XCR0 are its own across exits to the root.
+        out, clean, shown = run_vm("fpu", "fpu.elf")
+        check(clean and re.search(r"fpu: \d+ checks, 0 failed", out) is not None
+              and "PASS fpu.reset.xmm_zero" in out and "PASS fpu.sse.xmm0_7_survive_exits" in out,
+              "fpu guest: reset FPU state, SSE/x87 registers survive exits to the root (godwit vm)",
+              out[-900:] + shown[-300:])
+        check("PASS fpu.avx.ymm0_1_survive_exits" in out and "PASS fpu.xsetbv.invalid_values_gp" in out,
+              "fpu guest: XSETBV validated, YMM state survives exits (godwit vm)",
+              out[-900:] + shown[-300:])
         out, clean, shown = run_vm("timer", "apic_timer.elf")
         check(clean and "apic_timer: PASS" in out and "1 one-shot tick" in out,
               "apic_timer guest: periodic and one-shot LAPIC timer interrupts (godwit vm)",

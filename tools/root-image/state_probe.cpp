@@ -1,11 +1,13 @@
 // godwit-state-probe: checks, from the root partition, the hypervisor's save/restore and
-// migration primitives on a real guest (hypercall ABI 1.3):
+// migration primitives on a real guest (hypercall ABI 1.3 and 1.4):
 //  - dirty logging: the memory-dirtying guest runs a few passes with logging on; every page
 //    of its range must be logged, pages it never writes (below its image) must not be, and
 //    a second fetch must come back empty;
 //  - extra vCPU state: get → set → get returns the same, and a corrupted LAPIC blob is
 //    refused without changing the vCPU;
-//  - IOAPIC state: get → set round trip, and a corrupted blob is refused.
+//  - IOAPIC state: get → set round trip, and a corrupted blob is refused;
+//  - FPU state (1.4): the guest's XSAVE area reads back, a changed one round-trips, and
+//    reserved MXCSR / XSTATE_BV bits or an invalid XCR0 are refused without changing it.
 // Prints "PASS <check>" / "FAIL <check>: why" lines, then "state-probe: PASS" or exits 1.
 //   godwit-state-probe --kernel dirty.elf [--device /dev/godwit]
 #include <boost/program_options.hpp>
@@ -161,6 +163,59 @@ int main(int argc, char** argv) {
         }
         check(refused && backend.get_irqchip() == chip,
               "a corrupted IOAPIC state is refused and changes nothing");
+
+        vmm::VcpuState st = backend.get_state(0);
+        auto field = [](const std::vector<std::uint8_t>& area, std::size_t offset,
+                        std::size_t bytes) {
+            std::uint64_t v = 0;
+            if (area.size() >= offset + bytes)
+                std::memcpy(&v, area.data() + offset, bytes);
+            return v;
+        };
+        check(st.xsave_area.size() >= 576 && st.xsave_area.size() <= GODWIT_FPU_AREA_BYTES &&
+                  field(st.xsave_area, 0, 2) == 0x37F && field(st.xsave_area, 24, 4) == 0x1F80 &&
+                  st.xcr0 == 1,
+              "FPU state reads: the reset state of a guest that never used it (FCW 0x37F, "
+              "MXCSR 0x1F80, XCR0 1)",
+              std::to_string(st.xsave_area.size()) + " bytes, xcr0 " + std::to_string(st.xcr0));
+        vmm::VcpuState changed = st;
+        if (changed.xsave_area.size() >= 576) {
+            const std::uint16_t fcw = 0x27F;
+            std::memcpy(changed.xsave_area.data(), &fcw, 2);
+            for (std::size_t i = 0; i < 16; ++i)
+                changed.xsave_area[160 + i] = static_cast<std::uint8_t>(0x30 + i); // XMM0
+            const std::uint64_t bv = field(changed.xsave_area, 512, 8) | 3;
+            std::memcpy(changed.xsave_area.data() + 512, &bv, 8);
+        }
+        backend.set_state(0, changed);
+        vmm::VcpuState back = backend.get_state(0);
+        check(back.xsave_area.size() >= 576 &&
+                  std::memcmp(back.xsave_area.data(), changed.xsave_area.data(), 2) == 0 &&
+                  std::memcmp(back.xsave_area.data() + 160, changed.xsave_area.data() + 160, 16) ==
+                      0 &&
+                  field(back.xsave_area, 512, 8) == field(changed.xsave_area, 512, 8),
+              "FPU state: set then get returns it (FCW, XMM0, XSTATE_BV)");
+        auto refused_fpu = [&](vmm::VcpuState bad_state) {
+            try {
+                backend.set_state(0, bad_state);
+            } catch (const Error&) {
+                return backend.get_state(0).xsave_area == back.xsave_area;
+            }
+            return false;
+        };
+        vmm::VcpuState bad_fpu = changed;
+        const std::uint32_t bad_mxcsr = 0x1F80u | (1u << 31);
+        std::memcpy(bad_fpu.xsave_area.data() + 24, &bad_mxcsr, 4);
+        check(refused_fpu(bad_fpu), "a reserved MXCSR bit is refused and changes nothing");
+        bad_fpu = changed;
+        const std::uint64_t bad_bv = field(changed.xsave_area, 512, 8) | (1ull << 63);
+        std::memcpy(bad_fpu.xsave_area.data() + 512, &bad_bv, 8);
+        check(refused_fpu(bad_fpu), "a reserved XSTATE_BV bit is refused and changes nothing");
+        bad_fpu = changed;
+        bad_fpu.xcr0 = 5; // AVX without SSE
+        check(refused_fpu(bad_fpu), "an invalid XCR0 is refused and changes nothing");
+        backend.set_state(0, st);
+
         std::printf("state-probe: %s\n", failures == 0 ? "PASS" : "FAIL");
         return failures == 0 ? 0 : 1;
     } catch (const std::exception& e) {

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <thread>
 
 #include "abi/godwit_ioctl.h"
@@ -114,6 +115,42 @@ void GodwitBackend::set_state(unsigned vcpu, const VcpuState& s) {
     o.idtr_limit = s.idtr.limit;
     if (::ioctl(fd_, GODWIT_IOCTL_VCPU_SET_STATE, &req) != 0)
         throw system_error("GODWIT_IOCTL_VCPU_SET_STATE", errno);
+    set_fpu(vcpu, s);
+}
+
+// The x87/SSE/AVX state (ABI 1.4): VcpuState::xsave_area in the standard XSAVE format, empty
+// for the reset state (FCW 0x37F, MXCSR 0x1F80, every register zero).
+void GodwitBackend::set_fpu(unsigned vcpu, const VcpuState& s) {
+    auto x = std::make_unique<godwit_ioctl_vcpu_fpu>();
+    x->id = id_;
+    x->vcpu = vcpu;
+    x->fpu.format = GODWIT_FPU_FORMAT;
+    x->fpu.xcr0 = s.xcr0;
+    constexpr std::size_t minimum = GODWIT_FPU_LEGACY_BYTES + GODWIT_FPU_HEADER_BYTES;
+    if (s.xsave_area.empty()) {
+        x->fpu.area_bytes = minimum;
+        const std::uint16_t fcw = 0x37F;
+        const std::uint32_t mxcsr = 0x1F80;
+        std::memcpy(x->fpu.xsave, &fcw, sizeof fcw);
+        std::memcpy(x->fpu.xsave + 24, &mxcsr, sizeof mxcsr);
+    } else {
+        if (s.xsave_area.size() < minimum || s.xsave_area.size() > GODWIT_FPU_AREA_BYTES)
+            throw Error(ErrorCode::invalid_input,
+                        "vCPU " + std::to_string(vcpu) + ": an XSAVE area of " +
+                            std::to_string(s.xsave_area.size()) + " bytes (" +
+                            std::to_string(minimum) + " to " +
+                            std::to_string(GODWIT_FPU_AREA_BYTES) + ")");
+        x->fpu.area_bytes = static_cast<std::uint32_t>(s.xsave_area.size());
+        std::memcpy(x->fpu.xsave, s.xsave_area.data(), s.xsave_area.size());
+    }
+    if (::ioctl(fd_, GODWIT_IOCTL_VCPU_SET_FPU, x.get()) != 0) {
+        if (errno == EINVAL)
+            throw Error(ErrorCode::invalid_input,
+                        "vCPU " + std::to_string(vcpu) +
+                            ": the hypervisor refused its FPU state (XCR0, XSTATE_BV or MXCSR "
+                            "this CPU does not support)");
+        throw system_error("GODWIT_IOCTL_VCPU_SET_FPU", errno);
+    }
 }
 
 VcpuState GodwitBackend::get_state(unsigned vcpu) {
@@ -145,6 +182,14 @@ VcpuState GodwitBackend::get_state(unsigned vcpu) {
     }
     s.gdtr = DescriptorTable{o.gdtr_base, static_cast<std::uint16_t>(o.gdtr_limit)};
     s.idtr = DescriptorTable{o.idtr_base, static_cast<std::uint16_t>(o.idtr_limit)};
+    auto x = std::make_unique<godwit_ioctl_vcpu_fpu>();
+    x->id = id_;
+    x->vcpu = vcpu;
+    if (::ioctl(fd_, GODWIT_IOCTL_VCPU_GET_FPU, x.get()) != 0)
+        throw system_error("GODWIT_IOCTL_VCPU_GET_FPU", errno);
+    std::size_t bytes = std::min<std::size_t>(x->fpu.area_bytes, GODWIT_FPU_AREA_BYTES);
+    s.xcr0 = x->fpu.xcr0;
+    s.xsave_area.assign(x->fpu.xsave, x->fpu.xsave + bytes);
     return s;
 }
 

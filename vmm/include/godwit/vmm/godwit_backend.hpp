@@ -25,9 +25,12 @@ class GodwitBackend final : public VcpuBackend, public PartitionAccess {
     GodwitBackend(const GodwitBackend&) = delete;
     GodwitBackend& operator=(const GodwitBackend&) = delete;
 
+    // Registers, then the FPU state (xcr0, xsave_area; an empty area is the reset state).
+    // Throws godwit::Error (invalid_input) for an FPU state the hypervisor refuses.
     void set_state(unsigned vcpu, const VcpuState& state) override;
     // The architectural registers as the hypervisor holds them (the vCPU must not be
-    // running): general, RIP/RFLAGS, CR0/3/4, EFER, segments, GDTR/IDTR.
+    // running): general, RIP/RFLAGS, CR0/3/4, EFER, segments, GDTR/IDTR, and the x87/SSE/
+    // AVX state with XCR0 (xsave_area in the standard XSAVE format, ABI 1.4).
     VcpuState get_state(unsigned vcpu) override;
     VcpuExit run(unsigned vcpu, const IoAccess* completed) override;
     // Ends run() of `vcpu` with Kind::kicked: root interrupts end every hypervisor run
@@ -72,6 +75,7 @@ class GodwitBackend final : public VcpuBackend, public PartitionAccess {
     };
     Idle idle_[8];
     void wait_idle(unsigned vcpu, std::uint64_t wake_tsc);
+    void set_fpu(unsigned vcpu, const VcpuState& state);
     void wake_vcpus(std::uint32_t mask);
 };
 

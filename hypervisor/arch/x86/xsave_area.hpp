@@ -48,7 +48,9 @@ static_assert(sizeof(XsaveHeader) == GODWIT_FPU_HEADER_BYTES);
 inline constexpr u32 xsave_header_offset = GODWIT_FPU_LEGACY_BYTES;
 inline constexpr u32 xsave_min_bytes = GODWIT_FPU_LEGACY_BYTES + GODWIT_FPU_HEADER_BYTES;
 
-inline constexpr u16 fcw_reset = 0x037F;          // Vol. 1 8.1.5, Vol. 3A Table 10-1
+// FNINIT's FCW (Vol. 1 8.1.5): what firmware leaves before an OS runs, and what fresh
+// vCPUs get (as under KVM); the power-up value 0x40 is never seen by a guest OS.
+inline constexpr u16 fcw_reset = 0x037F;
 inline constexpr u32 mxcsr_reset = 0x1F80;        // Vol. 1 10.2.3
 inline constexpr u32 mxcsr_mask_default = 0xFFBF; // when FXSAVE stores a zero mask (11.6.6)
 

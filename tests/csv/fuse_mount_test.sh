@@ -4,7 +4,8 @@
 # FUSE in its own temp directory. Ordinary file I/O on mount A is read byte-exact on mount B,
 # renames and unlinks show on the other mount, errno values are the POSIX ones, a VHD created
 # on A with `godwit disk create` is written through B with the VHD library and read back on
-# A, and the volume checks clean after every node stopped.
+# A, the coordinator is SIGKILLed under a write on B (a mounted standby takes over and the
+# write completes), and the volume checks clean after every node stopped.
 # Needs /dev/fuse: without it the test FAILS (it does not skip).
 # Usage: fuse_mount_test.sh VHD_TEST_TOOL
 set -euo pipefail
@@ -140,12 +141,41 @@ with open(sys.argv[1], "wb") as f:
 ' expected.raw
 "$godwit" disk compare expected.raw mntA/vm/disk.vhd >/dev/null || fail "VHD content read on A differs"
 
-# Unmount A from outside (its node exits 0), stop B with SIGTERM, then the coordinator.
-umount mntA
-wait "$pida" || fail "mount A did not exit cleanly after umount"
-kill -TERM "$pidb"; wait "$pidb" || fail "mount B did not stop cleanly on SIGTERM"
+# The coordinator dies (SIGKILL) while B writes: FUSE requests pause, a standby (node 2 or 3)
+# takes the volume over, the write completes and A reads it byte-exact.
+head -c $((8 * 1024 * 1024)) /dev/urandom >failover.bin
+python3 - "$work" >failover.log 2>&1 <<'EOF' & writer=$!
+import os, sys, time
+w = sys.argv[1]
+data = open(f"{w}/failover.bin", "rb").read()
+with open(f"{w}/mntB/failover.bin", "wb") as f:
+    longest = 0.0
+    for off in range(0, len(data), 256 * 1024):
+        start = time.monotonic()
+        f.write(data[off:off + 256 * 1024]); f.flush()
+        longest = max(longest, time.monotonic() - start)
+        time.sleep(0.05)
+    os.fsync(f.fileno())
+print(f"longest write through B: {longest:.2f} s")
+EOF
+sleep 0.5
+kill -0 "$writer" 2>/dev/null || fail "the writer finished before the coordinator was killed"
+kill -KILL "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
+wait "$writer" || fail "write through B across the coordinator's death: $(cat failover.log)"
+cat failover.log
+cmp failover.bin mntA/failover.bin || fail "data written on B across the failover differs on A"
+json="$("$godwit" --json csv status --members "$members" $(tls 2))" || fail "status after the failover"
+coordinator="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["coordinator"])' "$json")"
+[ "$coordinator" = 2 ] || [ "$coordinator" = 3 ] || fail "no mounted node took over: $json"
+
+# Stop the non-coordinator first: A by an unmount from outside (its node exits 0), B by
+# SIGTERM; the coordinator last (it unmounts the volume cleanly).
+stop_a() { umount mntA; wait "$pida" || fail "mount A did not exit cleanly after umount"; }
+stop_b() { kill -TERM "$pidb"; wait "$pidb" || fail "mount B did not stop cleanly on SIGTERM"; }
+if [ "$coordinator" = 2 ]; then stop_b; stop_a; else stop_a; stop_b; fi
+pids=()
+mountpoint -q mntA && fail "mntA still mounted"
 mountpoint -q mntB && fail "mntB still mounted after its node stopped"
-kill -TERM "${pids[0]}"; wait "${pids[0]}" || fail "node 1 did not stop cleanly"; pids=()
 check="$("$godwit" csv check lun.img)" || fail "csv check: $check"
 grep -q ": clean" <<<"$check" || fail "volume not clean: $check"
 echo "PASS: csv fuse mount"

@@ -2,7 +2,9 @@
 # The CSV namespace through the kernel (docs/csv-namespace.md): a coordinator node and two
 # `godwit csv mount` nodes over mutual TLS on 127.0.0.1, each mounting the same volume with
 # FUSE in its own temp directory. Ordinary file I/O on mount A is read byte-exact on mount B,
-# renames and unlinks show on the other mount, errno values are the POSIX ones, a VHD created
+# renames and unlinks show on the other mount, errno values are the POSIX ones, random
+# operations on both mounts match a model, concurrent writers on both mounts to one file
+# leave every piece intact, a VHD created
 # on A with `godwit disk create` is written through B with the VHD library and read back on
 # A, the coordinator is SIGKILLed under a write on B (a mounted standby takes over and the
 # write completes), and the volume checks clean after every node stopped.
@@ -76,7 +78,7 @@ cmp data.bin mntB/dir/data.bin || fail "data written on A differs when read on B
 
 # Unaligned writes from python on B, read back on A; truncate, append, fsync.
 python3 - "$work" <<'EOF' || fail "python file I/O across the mounts"
-import os, sys, errno
+import os, sys, errno, time
 w = sys.argv[1]
 a, b = f"{w}/mntA/dir/data.bin", f"{w}/mntB/dir/data.bin"
 expected = bytearray(open(f"{w}/data.bin", "rb").read())
@@ -110,6 +112,20 @@ expect(errno.EISDIR, os.unlink, f"{w}/mntB/dir")
 expect(errno.ENOENT, os.stat, f"{w}/mntA/none")
 expect(errno.ENAMETOOLONG, open, f"{w}/mntA/dir/{'x' * 256}", "w")
 expect(errno.EEXIST, os.open, a, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+# unlink of an open file: refused when another node has it open; on the same mount libfuse
+# hides it (.fuse_hidden*) until the last close.
+f = open(f"{w}/mntA/open.bin", "w+b")
+f.write(b"x" * 5000); f.flush()
+expect(errno.EBUSY, os.unlink, f"{w}/mntB/open.bin")
+os.unlink(f"{w}/mntA/open.bin")
+assert not os.path.exists(f"{w}/mntB/open.bin")
+f.seek(0); assert f.read() == b"x" * 5000, "open file unreadable after unlink"
+f.close()
+for _ in range(100):  # FUSE's release (which removes the hidden file) is asynchronous
+    if os.listdir(f"{w}/mntB") == ["dir"]:
+        break
+    time.sleep(0.02)
+assert os.listdir(f"{w}/mntB") == ["dir"], os.listdir(f"{w}/mntB")
 st = os.statvfs(f"{w}/mntB")
 assert st.f_bsize == 4096 and 0 < st.f_bfree < st.f_blocks, st
 EOF
@@ -125,6 +141,11 @@ rm mntB/dir/renamed.bin
 [ ! -e mntA/dir/renamed.bin ] || fail "unlink on B not seen on A"
 rmdir mntA/dir
 [ -z "$(ls -A mntB)" ] || fail "mount B not empty after rmdir on A: $(ls -A mntB)"
+
+"$GODWIT_SOURCE_DIR/tests/csv/fuse_random_ops.py" mntA mntB 300 "$RANDOM" \
+  || fail "random operations across the mounts (the seed is in the output above)"
+rm -r mntB/random
+"$GODWIT_SOURCE_DIR/tests/csv/fuse_concurrent_writers.py" mntA mntB || fail "concurrent writers"
 
 # A VHD created on A by godwit disk create, written through B by the VHD library.
 mkdir mntA/vm

@@ -3,6 +3,7 @@
 
 #include <fuse.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -158,6 +159,23 @@ int guarded(const char* op, const char* path, int conflict_errno, Body&& body) {
     }
 }
 
+// Removes a file the volume may still count as open: the kernel sends FUSE's release
+// asynchronously after close() returned, so a file just closed on another node can be open
+// there for a moment longer. Retries `conflict` for up to 2 s, then lets it through (EBUSY).
+void remove_file(NodeClient& client, const char* path) {
+    for (int attempt = 0;; ++attempt) {
+        try {
+            client.remove(path);
+            return;
+        } catch (const godwit::Error& e) {
+            if (e.code() != ErrorCode::conflict || attempt >= 40) {
+                throw;
+            }
+        }
+        usleep(static_cast<useconds_t>(std::min(attempt + 1, 10) * 5000));
+    }
+}
+
 bool name_too_long(const char* path) {
     const std::string_view p(path);
     const auto slash = p.rfind('/');
@@ -224,7 +242,7 @@ int op_unlink(const char* path) {
         if (s.client.stat(path).directory) {
             return -EISDIR;
         }
-        s.client.remove(path); // conflict: open on some node
+        remove_file(s.client, path); // conflict: open on some node
         return 0;
     });
 }
@@ -275,7 +293,11 @@ int op_rename(const char* from, const char* to, unsigned int flags) {
             return -ENOTDIR;
         }
         try {
-            s.client.remove(to);
+            if (target.directory) {
+                s.client.remove(to);
+            } else {
+                remove_file(s.client, to);
+            }
         } catch (const godwit::Error& e) {
             if (e.code() == ErrorCode::conflict) {
                 return target.directory ? -ENOTEMPTY : -EBUSY;

@@ -40,7 +40,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 members="1=127.0.0.1:$(port),2=127.0.0.1:$(port),3=127.0.0.1:$(port)"
 tls() { echo --ca ca.crt --cert node$1.crt --key node$1.key; }
 
-# Clear errors before anything runs.
+# Clear errors before anything runs (a missing mountpoint, no /dev/fuse).
 set +e
 out="$("$godwit" csv mount lun.img "$work/no-such-dir" --id 2 --members "$members" $(tls 2) 2>&1)"; rc=$?
 set -e
@@ -67,6 +67,21 @@ for m in A B; do
   mountpoint -q mnt$m || fail "mount $m did not appear"
 done
 grep -q "fuse.godwit-csv" <<<"$(grep "$work/mntA" /proc/mounts)" || fail "mntA is not a godwit-csv FUSE mount"
+
+# A mount node killed with SIGKILL leaves a dead mount: mounting again there is refused with
+# the fix in the message (exit 7); after umount the node mounts again and sees the volume.
+echo before >mntA/before.txt
+kill -KILL "$pida"; wait "$pida" 2>/dev/null || true
+set +e
+out="$("$godwit" csv mount lun.img mntA --id 2 --members "$members" $(tls 2) 2>&1)"; rc=$?
+set -e
+[ "$rc" = 7 ] && grep -q "dead FUSE mount" <<<"$out" || fail "remount on a dead mount: rc $rc, '$out'"
+umount mntA
+"$godwit" csv mount lun.img mntA --id 2 --members "$members" --lease-ms 2000 $(tls 2) \
+  >node2.log 2>&1 & pida=$!; pids+=($pida)
+for _ in $(seq 150); do mountpoint -q mntA && break; sleep 0.1; done
+[ "$(cat mntA/before.txt)" = before ] || fail "file written before the kill not readable after the remount"
+rm mntB/before.txt
 
 # Ordinary file I/O: dd on A, byte-exact on B (5 MiB plus an unaligned tail).
 head -c $((5 * 1024 * 1024 + 12345)) /dev/urandom >data.bin

@@ -55,6 +55,28 @@ void require_fuse_device() {
     }
 }
 
+void require_mountpoint(const std::string& path) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+        const int err = errno;
+        if (err == ENOENT) {
+            throw Error(ErrorCode::not_found,
+                        "mountpoint " + path + " does not exist (create the directory first)");
+        }
+        if (err == ENOTCONN) {
+            throw Error(ErrorCode::conflict,
+                        "mountpoint " + path +
+                            " is a dead FUSE mount (its node was killed): unmount it first "
+                            "(umount " +
+                            path + " or fusermount3 -u " + path + ")");
+        }
+        throw system_error("mountpoint " + path, err);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        throw Error(ErrorCode::usage, "mountpoint " + path + " is not a directory");
+    }
+}
+
 int errno_for(const godwit::Error& error, int conflict_errno) {
     const std::string_view message = error.what();
     switch (error.code()) {
@@ -483,14 +505,7 @@ FuseMount::FuseMount(NodeClient& client, BlockDevice& lun, FuseMountOptions opti
     : state_(std::make_unique<State>(client, lun, std::move(options))) {
     State& s = *state_;
     require_fuse_device();
-    struct stat st;
-    if (::stat(s.options.mountpoint.c_str(), &st) != 0) {
-        throw Error(ErrorCode::not_found, "mountpoint " + s.options.mountpoint +
-                                              " does not exist (create the directory)");
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        throw Error(ErrorCode::usage, "mountpoint " + s.options.mountpoint + " is not a directory");
-    }
+    require_mountpoint(s.options.mountpoint);
     std::vector<std::string> args{"godwit-csv", "-o",
                                   "fsname=csv:" + s.options.volume_label + ",subtype=godwit-csv"};
     if (s.options.allow_other) {

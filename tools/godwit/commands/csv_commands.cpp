@@ -331,14 +331,7 @@ int run_mount(Invocation& inv) {
     m.debug = vm["fuse-debug"].as<bool>();
     if (vm.count("mountpoint")) {
         m.mountpoint = vm["mountpoint"].as<std::string>();
-        if (!std::filesystem::is_directory(m.mountpoint)) {
-            throw Error(std::filesystem::exists(m.mountpoint) ? ErrorCode::usage
-                                                              : ErrorCode::not_found,
-                        "mountpoint " + m.mountpoint +
-                            (std::filesystem::exists(m.mountpoint)
-                                 ? " is not a directory"
-                                 : " does not exist (create the directory first)"));
-        }
+        require_mountpoint(m.mountpoint); // before the node joins the cluster
     }
     sigset_t set = block_stop_signals(); // the node's and FUSE's threads inherit the mask
     ClusterNode node(o);
@@ -346,7 +339,9 @@ int run_mount(Invocation& inv) {
     m.volume_label = read_volume_space(node.data_path()).label;
     if (m.mountpoint.empty()) {
         m.mountpoint = default_mountpoint(m.volume_label);
-        std::filesystem::create_directories(m.mountpoint);
+        std::error_code ignored; // require_mountpoint below says what is wrong
+        std::filesystem::create_directories(m.mountpoint, ignored);
+        require_mountpoint(m.mountpoint);
     }
     FuseMount mount(node.client(), node.data_path(), m);
     *inv.out << "csv node " << o.identity.node_id << " running ("

@@ -42,6 +42,10 @@ VolumeSpace read_volume_space(BlockDevice& lun);
 // Throws Error(unsupported) naming the fix when /dev/fuse is missing or unusable.
 void require_fuse_device();
 
+// Throws Error(not_found) when `path` does not exist, Error(usage) when it is no directory,
+// Error(conflict) when it is a dead FUSE mount (a killed node's) that must be unmounted first.
+void require_mountpoint(const std::string& path);
+
 // The errno a FUSE operation returns for a godwit::Error from the volume. `conflict_errno`
 // says what ErrorCode::conflict means for the operation (EEXIST, ENOTEMPTY, EBUSY, ...).
 int errno_for(const godwit::Error& error, int conflict_errno);

@@ -207,8 +207,17 @@ coordinator="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["coord
 # Stop the non-coordinator first: A by an unmount from outside (its node exits 0), B by
 # SIGTERM; the coordinator last (it unmounts the volume cleanly).
 stop_a() { umount mntA; wait "$pida" || fail "mount A did not exit cleanly after umount"; }
-stop_b() { kill -TERM "$pidb"; wait "$pidb" || fail "mount B did not stop cleanly on SIGTERM"; }
+# B stops while this shell still holds a file open on it: the node must not wait for it.
+stop_b() {
+  kill -TERM "$pidb"
+  for _ in $(seq 100); do kill -0 "$pidb" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pidb" 2>/dev/null && fail "mount B still running 10 s after SIGTERM (a file held open)"
+  wait "$pidb" || fail "mount B did not stop cleanly on SIGTERM"
+}
+echo held >mntB/held.txt
+exec 3<mntB/held.txt
 if [ "$coordinator" = 2 ]; then stop_b; stop_a; else stop_a; stop_b; fi
+exec 3<&- 2>/dev/null || true
 pids=()
 mountpoint -q mntA && fail "mntA still mounted"
 mountpoint -q mntB && fail "mntB still mounted after its node stopped"

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -554,8 +555,18 @@ int FuseMount::run() {
 void FuseMount::stop() {
     State& s = *state_;
     std::call_once(s.stopped, [&] {
+        // libfuse's workers notice the exit flag only after their next request, and a lazy
+        // unmount of a busy mount sends none: keep the root open across the unmount and
+        // ask for its attributes once the flag is set, so one worker wakes and the loop
+        // ends even while other processes still hold files.
+        const int root = ::open(s.options.mountpoint.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         fuse_exit(s.fuse);
         fuse_unmount(s.fuse);
+        if (root >= 0) {
+            struct stat st;
+            (void)::fstat(root, &st);
+            ::close(root);
+        }
     });
 }
 

@@ -486,8 +486,7 @@ const Registration mount_registration{
     {"csv", "mount",
      "DEVICE [MOUNTPOINT] --id N --members ID=ADDR:PORT,... [--coordinator] "
      "(--ca --cert --key | --plaintext)",
-     "run a node and mount its volume through FUSE (foreground; default "
-     "/ClusterStorage/<label>)",
+     "run a node with its volume mounted through FUSE (foreground, until SIGTERM or umount)",
      run_mount}};
 const Registration status_registration{
     {"csv", "status", "--members ID=ADDR:PORT,... (--ca --cert --key | --plaintext)",

@@ -16,9 +16,12 @@ vhd_tool="$1"
 work="$(mktemp -d "$GODWIT_BUILD_DIR/csv-fuse.XXXXXX")"
 pids=()
 cleanup() {
-  for m in "$work"/mnt*; do mountpoint -q "$m" 2>/dev/null && umount -l "$m" 2>/dev/null; done
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done # SIGTERM: they unmount
   wait 2>/dev/null || true
+  # Whatever is still mounted below $work (a killed node's dead mount included).
+  for m in $(awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/mounts); do
+    umount -l "$m" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT

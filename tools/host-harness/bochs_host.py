@@ -81,7 +81,12 @@ magic_break: enabled=1
 {self.extra_config}""")
         # At a magic breakpoint (the hypervisor ending the run) the debugger reads `quit`.
         with open(os.path.join(self.workdir, "dbg.rc"), "w") as f:
-            f.write("c\nquit\n")
+            # Debugging a hung host: GODWIT_BOCHS_SAMPLES=N makes each of the first N SIGINTs
+            # to Bochs print the CPU state (GODWIT_BOCHS_SAMPLE_CMDS: debugger commands
+            # separated by ';') to bochs.out, and the run goes on.
+            samples = int(os.environ.get("GODWIT_BOCHS_SAMPLES", "0"))
+            sample = os.environ.get("GODWIT_BOCHS_SAMPLE_CMDS", "r;sreg;creg;print-stack 24")
+            f.write("c\n" + (sample.replace(";", "\n") + "\nc\n") * samples + "quit\n")
         self.log = open(os.path.join(self.workdir, "com1.txt"), "wb")
         self.proc = subprocess.Popen(
             ["bochs-bin", "-q", "-f", "bochsrc", "-rc", "dbg.rc"], cwd=self.workdir,

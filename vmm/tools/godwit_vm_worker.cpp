@@ -291,6 +291,11 @@ int run_vm(const po::variables_map& vm, WorkerFiles& files) {
                              : "running")
               << " in partition " << backend->partition() << " (" << def.vcpus << " vCPU, "
               << def.memory_mib << " MiB)" << std::endl;
+    // Where guest-physical 0 is in this process: for inspecting a VM from outside through
+    // /proc/PID/mem (the end-to-end tests check guest memory across a migration that way).
+    std::cerr << "godwit-vm-worker: guest RAM at host address 0x" << std::hex
+              << reinterpret_cast<std::uintptr_t>(platform->memory().host_span(0, 1).data())
+              << std::dec << " in pid " << ::getpid() << std::endl;
     vmm::VmStop stop = runner.run();
     ::pthread_kill(waiter.native_handle(), SIGUSR1);
     waiter.join();

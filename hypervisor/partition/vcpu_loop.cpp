@@ -23,10 +23,6 @@ enum class Next : u8 { enter, idle };
 // exits outrank it (a zero VMX-preemption timer and interrupt-window exits, Vol. 3C 26.7.4
 // and 25.2): a guest that keeps producing those would otherwise hold the CPU for good.
 constexpr u32 run_exit_budget = 4096;
-// The longest a guest runs before the root gets its CPU back, whatever the guest does
-// (about 8 ms at 2 GHz): root interrupts end a guest's run anyway, this bounds it even if
-// none comes (the root's scheduler tick then preempts the vCPU thread as usual).
-constexpr u64 guest_slice_tsc = u64{1} << 24;
 
 // What the vCPU does next, from its APIC's state (caller holds nothing; takes irq_lock).
 Next prepare_entry(Partition& p, Vcpu& v, godwit_hc_vcpu_run& out) {
@@ -80,11 +76,12 @@ Next prepare_entry(Partition& p, Vcpu& v, godwit_hc_vcpu_run& out) {
         }
         v.halted = false;
     }
-    // The LAPIC timer fires while the guest runs through the VMX-preemption timer, which also
-    // ends the guest's time slice.
+    // The LAPIC timer fires while the guest runs through the VMX-preemption timer. It is armed
+    // only for that: root interrupts end a guest's run through external-interrupt exiting, and
+    // under Bochs 2.7 an armed preemption timer holds back the root's own LAPIC timer until
+    // it expires (measured: the root's tick came once per preemption period, not every 4 ms).
     u64 deadline = v.lapic.timer_deadline();
-    u64 until = deadline == 0 ? guest_slice_tsc : deadline > now ? deadline - now : 0;
-    g.set_preemption_timer(true, until < guest_slice_tsc ? until : guest_slice_tsc);
+    g.set_preemption_timer(deadline != 0, deadline > now ? deadline - now : 0);
     return Next::enter;
 }
 
@@ -117,14 +114,8 @@ bool handle(Partition& p, Vcpu& v, u32 index, const VmExit& e, godwit_hc_vcpu_ru
         out.exit_reason = GODWIT_EXIT_INTERRUPTED; // the root takes it when it resumes
         return true;
     case ExitReason::interrupt_window:
+    case ExitReason::preemption_timer:
         return false; // prepare_entry delivers what is now due
-    case ExitReason::preemption_timer: {
-        u64 deadline = v.lapic.timer_deadline();
-        if (deadline != 0 && guest_tsc(v) >= deadline)
-            return false;                          // the LAPIC timer: prepare_entry delivers it
-        out.exit_reason = GODWIT_EXIT_INTERRUPTED; // the slice is over: back to the root
-        return true;
-    }
     case ExitReason::io_instruction: {
         vmx::IoAccess io = vmx::decode_io(e.qualification);
         if (io.string) { // INS/OUTS: not emulated; the guest cannot continue

@@ -14,7 +14,8 @@ two_host_test.py after the link checks on the same pair of booted hosts:
     A holds nothing, the CLI says why;
   - the link cut in mid-migration (B -> A): the same;
   - a 2-vCPU guest migrated B -> A;
-  - a guest that dirties faster than the link (4 MiB, no idling) B -> A: it converges
+  - a guest that dirties faster than the link (8 MiB per pass, idling only 2M TSC cycles
+    between passes so that the emulated root keeps its timer ticks) B -> A: it converges
     through throttling, or fails with a clear error and keeps running on B.
 Returns a dict of measured figures for the report; `check(condition, what, detail)` records
 each check (as in two_host_test.py)."""
@@ -165,7 +166,7 @@ def run_migration_checks(pair, workdir, check):
         mh.run(a, "godwit vm stop smp2")
 
     # -- a guest that dirties faster than the link ----------------------------------------
-    mh.start_dirty(b, "hot", "dirty_mb=4")
+    mh.start_dirty(b, "hot", "dirty_mb=8 idle_mcycles=2", memory_mib=32)
     mh.wait_pass(b, "hot", 1)
     status, doc, out = mh.migrate(b, "hot", a, "--live")
     figures["fast_dirtying"] = _summary(doc)

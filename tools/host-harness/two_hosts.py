@@ -35,6 +35,7 @@ LINK_MASK_BITS = 16
 TRANSFER_PORT = 5001
 # The e1000 is what the root initramfs drives (tools/root-image/make-initramfs loads e1000).
 NIC_DRIVER = "e1000"
+SHA256 = r"\b[0-9a-f]{64}\b"
 
 
 CLONE_NEWNET = 0x40000000
@@ -316,7 +317,9 @@ class TwoHosts:
         size = mib * 1024 * 1024
         self.run_checked(src, f"dd if=/dev/urandom of=/tmp/tx bs=65536 count={mib * 16} "
                               f"2>/dev/null && sha256sum /tmp/tx > /tmp/tx.sum", timeout=300)
-        sent_sum = self.run_checked(src, "cat /tmp/tx.sum").split()[0]
+        # Parsed by shape: a console line can carry a leftover prompt ("/ # ") before it.
+        sent = re.search(SHA256, self.run_checked(src, "cat /tmp/tx.sum"))
+        sent_sum = sent.group(0) if sent else None
         # The receiver's stdin must stay open: busybox nc half-closes the connection when its
         # stdin ends, and the sender quits when it sees that. `sleep` holds it open.
         # (The outer subshell: run() appends `; echo marker`, and `&;` is a syntax error. The
@@ -333,19 +336,20 @@ class TwoHosts:
         wall = time.monotonic() - started
         self.run_checked(dst, "(i=0; until [ -f /tmp/rx.done ]; do i=$((i+1)); "
                               "[ $i -gt 600 ] && exit 1; sleep 0.1; done)", timeout=300)
-        received = self.run_checked(dst, "cat /tmp/rx.done; stat -c %s /tmp/rx; "
-                                         "sha256sum /tmp/rx").split()
+        received_out = self.run_checked(dst, "echo RX $(cat /tmp/rx.done) $(stat -c %s /tmp/rx) "
+                                             "$(sha256sum /tmp/rx)")
+        rx = re.search(r"RX (\d+) (\d+) (" + SHA256 + ")", received_out)
         uptime = re.search(r"UPTIME ([\d.]+) ([\d.]+)", out)
         emulated = float(uptime.group(2)) - float(uptime.group(1)) if uptime else None
         result = {
             "from": src.name, "to": dst.name, "bytes": size,
-            "received_bytes": int(received[1]) if len(received) > 1 else None,
-            "sha256_sent": sent_sum, "sha256_received": received[2] if len(received) > 2 else None,
+            "received_bytes": int(rx.group(2)) if rx else None,
+            "sha256_sent": sent_sum, "sha256_received": rx.group(3) if rx else None,
             "wall_s": round(wall, 2), "wall_kib_per_s": round(size / 1024 / wall, 1),
             "emulated_s": round(emulated, 2) if emulated else None,
             "emulated_kib_per_s": round(size / 1024 / emulated, 1) if emulated else None,
         }
-        result["intact"] = (result["received_bytes"] == size and
+        result["intact"] = (sent_sum is not None and result["received_bytes"] == size and
                             result["sha256_received"] == sent_sum)
         self.run_checked(dst, "rm -f /tmp/rx")
         self.run_checked(src, "rm -f /tmp/tx")

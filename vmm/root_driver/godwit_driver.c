@@ -190,6 +190,33 @@ static long godwit_call_struct(u64 call, u64 arg0, void *kbuf, size_t size)
 	return godwit_errno(r.status);
 }
 
+/* The vCPU ioctls share one shape, { u32 id; u32 vcpu; the hypercall's struct }: copy it in,
+ * check the caller owns the partition, make the call on the struct (kmalloc memory is
+ * physically contiguous) and copy it back when `out`. */
+static_assert(offsetof(struct godwit_ioctl_vcpu_state, state) == 8);
+static_assert(offsetof(struct godwit_ioctl_vcpu_run, run) == 8);
+static_assert(offsetof(struct godwit_ioctl_vcpu_extra, extra) == 8);
+static_assert(offsetof(struct godwit_ioctl_vcpu_fpu, fpu) == 8);
+
+static long godwit_vcpu_ioctl(struct godwit_file *f, void __user *uarg, size_t size, u64 call,
+			      bool out)
+{
+	u32 *buf = kmalloc(size, GFP_KERNEL);
+	long err;
+
+	if (!buf)
+		return -ENOMEM;
+	err = copy_from_user(buf, uarg, size) ? -EFAULT : 0;
+	if (!err && (buf[0] >= GODWIT_MAX_PARTITIONS || !f->owns[buf[0]]))
+		err = -EINVAL;
+	if (!err)
+		err = godwit_call_struct(call, buf[0] | ((u64)buf[1] << 32), buf + 2, size - 8);
+	if (!err && out && copy_to_user(uarg, buf, size))
+		err = -EFAULT;
+	kfree(buf);
+	return err;
+}
+
 /* Dirty logging: enable/disable, or fetch `pages` bits through a bounce buffer. */
 static long godwit_dirty_log(struct godwit_file *f, void __user *uarg)
 {
@@ -257,80 +284,28 @@ static long godwit_partition_ioctl(struct godwit_file *f, unsigned int cmd, void
 		return godwit_partition_map(f, &m);
 	}
 	case GODWIT_IOCTL_VCPU_SET_STATE:
-	case GODWIT_IOCTL_VCPU_GET_STATE: {
-		struct godwit_ioctl_vcpu_state *s = kmalloc(sizeof(*s), GFP_KERNEL);
-		bool get = cmd == GODWIT_IOCTL_VCPU_GET_STATE;
-
-		if (!s)
-			return -ENOMEM;
-		err = copy_from_user(s, uarg, sizeof(*s)) ? -EFAULT : 0;
-		if (!err && (s->id >= GODWIT_MAX_PARTITIONS || !f->owns[s->id]))
-			err = -EINVAL;
-		if (!err)
-			err = godwit_call_struct(get ? GODWIT_HC_VCPU_GET_STATE : GODWIT_HC_VCPU_SET_STATE,
-						 s->id | ((u64)s->vcpu << 32), &s->state,
-						 sizeof(s->state));
-		if (!err && get && copy_to_user(uarg, s, sizeof(*s)))
-			err = -EFAULT;
-		kfree(s);
-		return err;
-	}
-	case GODWIT_IOCTL_VCPU_RUN: {
-		struct godwit_ioctl_vcpu_run *run = kmalloc(sizeof(*run), GFP_KERNEL);
-
-		if (!run)
-			return -ENOMEM;
-		err = copy_from_user(run, uarg, sizeof(*run)) ? -EFAULT : 0;
-		if (!err && (run->id >= GODWIT_MAX_PARTITIONS || !f->owns[run->id]))
-			err = -EINVAL;
-		if (!err)
-			err = godwit_call_struct(GODWIT_HC_VCPU_RUN, run->id | ((u64)run->vcpu << 32),
-						 &run->run, sizeof(run->run));
-		if (!err && copy_to_user(uarg, run, sizeof(*run)))
-			err = -EFAULT;
-		kfree(run);
-		return err;
-	}
+	case GODWIT_IOCTL_VCPU_GET_STATE:
+		return godwit_vcpu_ioctl(f, uarg, sizeof(struct godwit_ioctl_vcpu_state),
+					 cmd == GODWIT_IOCTL_VCPU_GET_STATE ? GODWIT_HC_VCPU_GET_STATE
+										 : GODWIT_HC_VCPU_SET_STATE,
+					 cmd == GODWIT_IOCTL_VCPU_GET_STATE);
+	case GODWIT_IOCTL_VCPU_RUN:
+		return godwit_vcpu_ioctl(f, uarg, sizeof(struct godwit_ioctl_vcpu_run),
+					 GODWIT_HC_VCPU_RUN, true);
 	case GODWIT_IOCTL_DIRTY_LOG:
 		return godwit_dirty_log(f, uarg);
 	case GODWIT_IOCTL_VCPU_GET_EXTRA:
-	case GODWIT_IOCTL_VCPU_SET_EXTRA: {
-		struct godwit_ioctl_vcpu_extra *x = kmalloc(sizeof(*x), GFP_KERNEL);
-		bool get = cmd == GODWIT_IOCTL_VCPU_GET_EXTRA;
-
-		if (!x)
-			return -ENOMEM;
-		err = copy_from_user(x, uarg, sizeof(*x)) ? -EFAULT : 0;
-		if (!err && (x->id >= GODWIT_MAX_PARTITIONS || !f->owns[x->id]))
-			err = -EINVAL;
-		if (!err)
-			err = godwit_call_struct(get ? GODWIT_HC_VCPU_GET_EXTRA : GODWIT_HC_VCPU_SET_EXTRA,
-						 x->id | ((u64)x->vcpu << 32), &x->extra,
-						 sizeof(x->extra));
-		if (!err && get && copy_to_user(uarg, x, sizeof(*x)))
-			err = -EFAULT;
-		kfree(x);
-		return err;
-	}
+	case GODWIT_IOCTL_VCPU_SET_EXTRA:
+		return godwit_vcpu_ioctl(f, uarg, sizeof(struct godwit_ioctl_vcpu_extra),
+					 cmd == GODWIT_IOCTL_VCPU_GET_EXTRA ? GODWIT_HC_VCPU_GET_EXTRA
+										 : GODWIT_HC_VCPU_SET_EXTRA,
+					 cmd == GODWIT_IOCTL_VCPU_GET_EXTRA);
 	case GODWIT_IOCTL_VCPU_GET_FPU:
-	case GODWIT_IOCTL_VCPU_SET_FPU: {
-		struct godwit_ioctl_vcpu_fpu *x = kmalloc(sizeof(*x), GFP_KERNEL);
-		bool get = cmd == GODWIT_IOCTL_VCPU_GET_FPU;
-
-		if (!x)
-			return -ENOMEM;
-		err = copy_from_user(x, uarg, sizeof(*x)) ? -EFAULT : 0;
-		if (!err && (x->id >= GODWIT_MAX_PARTITIONS || !f->owns[x->id]))
-			err = -EINVAL;
-		if (!err)
-			err = godwit_call_struct(get ? GODWIT_HC_VCPU_GET_FPU : GODWIT_HC_VCPU_SET_FPU,
-						 x->id | ((u64)x->vcpu << 32), &x->fpu,
-						 sizeof(x->fpu));
-		if (!err && get && copy_to_user(uarg, x, sizeof(*x)))
-			err = -EFAULT;
-		kfree(x);
-		return err;
-	}
+	case GODWIT_IOCTL_VCPU_SET_FPU:
+		return godwit_vcpu_ioctl(f, uarg, sizeof(struct godwit_ioctl_vcpu_fpu),
+					 cmd == GODWIT_IOCTL_VCPU_GET_FPU ? GODWIT_HC_VCPU_GET_FPU
+									      : GODWIT_HC_VCPU_SET_FPU,
+					 cmd == GODWIT_IOCTL_VCPU_GET_FPU);
 	case GODWIT_IOCTL_IRQCHIP_GET:
 	case GODWIT_IOCTL_IRQCHIP_SET: {
 		struct godwit_ioctl_irqchip *c = kmalloc(sizeof(*c), GFP_KERNEL);

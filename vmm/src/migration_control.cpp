@@ -130,15 +130,35 @@ MigrationStatus migration_status_from_json(const nlohmann::json& doc) {
     try {
         MigrationStatus s;
         s.state = doc.at("state").get<std::string>();
+        if (s.state != "none" && s.state != "starting" && s.state != "running" &&
+            s.state != "completed" && s.state != "failed" && s.state != "cancelled") {
+            throw Error(ErrorCode::invalid_input, "bad migration status: unknown state");
+        }
         s.destination = doc.value("destination", std::string());
         s.live = doc.value("live", true);
         s.progress = doc.value("progress", nlohmann::ordered_json());
         s.report = doc.value("report", nlohmann::ordered_json());
+        if (!(s.progress.is_null() || s.progress.is_object()) ||
+            !(s.report.is_null() || s.report.is_object())) {
+            throw Error(ErrorCode::invalid_input,
+                        "bad migration status: progress and report must be objects");
+        }
         s.error = doc.value("error", std::string());
         return s;
     } catch (const nlohmann::json::exception& e) {
         throw Error(ErrorCode::invalid_input, std::string("bad migration status: ") + e.what());
     }
+}
+
+MigrationStatus parse_migration_status(std::string_view text, const std::string& source) {
+    if (text.size() > max_migration_status_bytes) {
+        throw Error(ErrorCode::invalid_input, source + " is too large for a migration status");
+    }
+    auto doc = nlohmann::json::parse(text, nullptr, false);
+    if (!doc.is_object()) {
+        throw Error(ErrorCode::invalid_input, source + " is not a migration status");
+    }
+    return migration_status_from_json(doc);
 }
 
 void write_migration_status(const fs::path& file, const MigrationStatus& status) {
@@ -160,15 +180,15 @@ void write_migration_status(const fs::path& file, const MigrationStatus& status)
 }
 
 MigrationStatus read_migration_status(const fs::path& file) {
-    std::ifstream in(file);
+    std::ifstream in(file, std::ios::binary);
     if (!in) {
         return {};
     }
-    auto doc = nlohmann::json::parse(in, nullptr, false);
-    if (!doc.is_object()) {
-        throw Error(ErrorCode::invalid_input, file.string() + " is not a migration status");
-    }
-    return migration_status_from_json(doc);
+    // The worker that writes it runs beside the guest: read no more than a status can be.
+    std::string text(max_migration_status_bytes + 1, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<std::size_t>(in.gcount()));
+    return parse_migration_status(text, file.string());
 }
 
 } // namespace godwit::vmm

@@ -4,9 +4,11 @@
 // is, and the host's TLS credentials.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -53,7 +55,10 @@ struct MigrationStatus {
 };
 nlohmann::ordered_json progress_to_json(const migration::Progress& progress);
 nlohmann::ordered_json to_json(const MigrationStatus& status);
-MigrationStatus migration_status_from_json(const nlohmann::json& doc);
+MigrationStatus migration_status_from_json(const nlohmann::json& doc); // Error(invalid_input)
+// A status document as text (the worker's file), at most max_migration_status_bytes.
+inline constexpr std::size_t max_migration_status_bytes = 1 << 20;
+MigrationStatus parse_migration_status(std::string_view text, const std::string& source);
 // Written to a temporary file and renamed, so a reader never sees half a document.
 void write_migration_status(const std::filesystem::path& file, const MigrationStatus& status);
 // State "none" when the file does not exist; Error(invalid_input) when it is not a status.

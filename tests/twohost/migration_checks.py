@@ -81,30 +81,16 @@ def run_migration_checks(pair, workdir, check):
           "untrusted destination: refused, the VM keeps running on A, B holds nothing",
           out[-400:])
 
-    # -- live A -> B ----------------------------------------------------------------------
-    status, doc, out = mh.migrate(a, name, b, "--live")
-    ok = check(status == 0 and doc.get("state") == "completed",
-               "live migration A -> B completes", out[-600:])
-    figures["live_a_to_b"] = _summary(doc)
-    print(f"live A -> B: {figures['live_a_to_b']}", flush=True)
-    if ok:
-        _arrived(check, pair, name, a, b, "live A -> B")
-
-    # -- live B -> A ----------------------------------------------------------------------
-    status, doc, out = mh.migrate(b, name, a, "--live")
-    ok = check(status == 0 and doc.get("state") == "completed",
-               "live migration back B -> A completes", out[-600:])
-    figures["live_b_to_a"] = _summary(doc)
-    if ok:
-        _arrived(check, pair, name, b, a, "live B -> A")
-
-    # -- quick A -> B ---------------------------------------------------------------------
-    status, doc, out = mh.migrate(a, name, b, "--quick")
-    ok = check(status == 0 and doc.get("state") == "completed",
-               "quick migration A -> B completes", out[-600:])
-    figures["quick_a_to_b"] = _summary(doc)
-    if ok:
-        _arrived(check, pair, name, a, b, "quick A -> B")
+    # -- live A -> B, live back B -> A, quick A -> B ------------------------------------
+    for src, dst, kind in ((a, b, "live"), (b, a, "live"), (a, b, "quick")):
+        what = f"{kind} {src.name} -> {dst.name}"
+        status, doc, out = mh.migrate(src, name, dst, f"--{kind}")
+        ok = check(status == 0 and doc.get("state") == "completed",
+                   f"{kind} migration {src.name} -> {dst.name} completes", out[-600:])
+        figures[what] = _summary(doc)
+        print(f"{what}: {figures[what]}", flush=True)
+        if ok:
+            _arrived(check, pair, name, src, dst, what)
 
     # -- faults: the destination's godwitd dies, the link goes down ----------------------
     for fault in ("godwitd", "link"):

@@ -18,7 +18,26 @@ struct CpuidValues {
 // boot (emulators: Bochs reports MCE/MCA but has no MCG_* MSRs, and Linux panics on them).
 struct CpuidQuirks {
     bool hide_machine_check = false; // leaf 1 EDX.MCE (bit 7) and EDX.MCA (bit 14) cleared
+    // Nonzero: the TSC frequency measured at boot, which leaves 0x15 and 0x16 then report
+    // instead of the CPU's (emulators: Bochs advertises 3.5 GHz while its TSC counts one per
+    // emulated instruction, so Linux's clock ran 70x slow; see tsc_frequency_disagrees).
+    u64 tsc_hz = 0;
 };
+
+// The TSC frequency a kernel takes from CPUID without calibrating (Intel SDM Vol. 3B 18.7.3,
+// as Linux's native_calibrate_tsc reads it): leaf 0x15 crystal x EBX/EAX, the crystal from
+// leaf 0x16's base frequency when ECX is 0; else leaf 0x16's base frequency (Linux's early
+// value until it refines it). 0 when CPUID says nothing (the kernel then calibrates).
+u64 advertised_tsc_hz(u32 max_basic_leaf, CpuidValues leaf15, CpuidValues leaf16);
+
+// True when a measured frequency is usable and differs from the advertised one by more than
+// 2 % (a PIT measurement over 20 ms is good to about 0.1 %).
+bool tsc_frequency_disagrees(u64 advertised_hz, u64 measured_hz);
+
+// Leaves 0x15 and 0x16 describing `tsc_hz` (TSC = crystal x 1/1, base = max = tsc_hz in MHz;
+// 0x16 ECX, the bus frequency, stays the CPU's).
+CpuidValues tsc_leaf15(u64 tsc_hz);
+CpuidValues tsc_leaf16(u64 tsc_hz, CpuidValues host);
 
 // `host` holds what the CPU returned for (leaf, subleaf); returns what the guest sees.
 CpuidValues guest_cpuid(u32 leaf, u32 subleaf, CpuidValues host, u64 guest_cr4,

@@ -317,8 +317,7 @@ void VmxVcpu::requeue_interrupted_event() {
         return;
     write(VmcsField::entry_interruption_info, info & ~u64{1u << 12}); // bit 12 is undefined
     if (info & (1u << 11))
-        write(VmcsField::entry_exception_error_code,
-              read(VmcsField::idt_vectoring_error_code));
+        write(VmcsField::entry_exception_error_code, read(VmcsField::idt_vectoring_error_code));
     // Software interrupts/exceptions need the instruction length (Vol. 3C 26.6.1.3).
     write(VmcsField::entry_instruction_length, read(VmcsField::exit_instruction_length));
 }
@@ -430,6 +429,14 @@ void VmxVcpu::skip_instruction(u32 length) {
     x86::vmptrld(vmcs_.value);
     x86::vmwrite(static_cast<u64>(VmcsField::guest_rip),
                  vmx::vmcs_read(VmcsField::guest_rip) + length);
+    // The emulated instruction has completed, so the STI / MOV-SS shadow it sat in is over
+    // (Vol. 3C 25.4.2, 27.3.3). Left set, `sti; hlt` would keep interrupts blocked after the
+    // HLT: the timer that should wake the vCPU could never be injected.
+    constexpr u64 sti_or_mov_ss_blocking = 3;
+    u64 blocking = vmx::vmcs_read(VmcsField::guest_interruptibility);
+    if ((blocking & sti_or_mov_ss_blocking) != 0)
+        x86::vmwrite(static_cast<u64>(VmcsField::guest_interruptibility),
+                     blocking & ~sti_or_mov_ss_blocking);
 }
 
 void VmxVcpu::reset_to_wait_for_sipi() {

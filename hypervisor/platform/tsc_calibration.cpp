@@ -1,0 +1,40 @@
+#include "platform/tsc_calibration.hpp"
+
+#include "arch/x86/intrinsics.hpp"
+#include "platform/pit.hpp"
+
+namespace godwit::hv {
+namespace {
+
+constexpr u32 run_ms = 20;
+constexpr u16 run_ticks = static_cast<u16>(pit_hz * run_ms / 1000); // 23863
+
+// One run: TSC cycles while channel 2 counts `run_ticks`; 0 when OUT2 misbehaves.
+u64 one_run() {
+    pit_channel2_start(run_ticks);
+    if (pit_channel2_done())
+        return 0; // OUT2 must be low while counting: no PIT there
+    u64 start = x86::rdtsc();
+    for (u64 spins = 0; !pit_channel2_done(); ++spins) {
+        if (spins > 100000000)
+            return 0;
+    }
+    return x86::rdtsc() - start;
+}
+
+} // namespace
+
+u64 measure_tsc_hz() {
+    u64 runs[3];
+    for (u64& r : runs) {
+        r = one_run();
+        if (r == 0)
+            return 0;
+    }
+    // Median of three: one run stretched by an SMI does not count.
+    u64 a = runs[0], b = runs[1], c = runs[2];
+    u64 median = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
+    return median * 1000 / run_ms;
+}
+
+} // namespace godwit::hv

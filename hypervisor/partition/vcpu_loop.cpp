@@ -77,9 +77,7 @@ Next prepare_entry(Partition& p, Vcpu& v, godwit_hc_vcpu_run& out) {
         v.halted = false;
     }
     // The LAPIC timer fires while the guest runs through the VMX-preemption timer. It is armed
-    // only for that: root interrupts end a guest's run through external-interrupt exiting, and
-    // under Bochs 2.7 an armed preemption timer holds back the root's own LAPIC timer until
-    // it expires (measured: the root's tick came once per preemption period, not every 4 ms).
+    // only for that: root interrupts end a guest's run through external-interrupt exiting.
     u64 deadline = v.lapic.timer_deadline();
     g.set_preemption_timer(deadline != 0, deadline > now ? deadline - now : 0);
     return Next::enter;

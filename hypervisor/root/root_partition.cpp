@@ -131,6 +131,18 @@ u64 probe_tsc_frequency() {
     return measured;
 }
 
+// ADOX's known answers (Vol. 2A ADOX: OF is the unsigned carry): ~0 + 1 carries out, and
+// 0x7fff... + 1 (a signed overflow) does not. Only when CPUID offers ADX.
+bool adox_is_broken() {
+    if (x86::cpuid(0).eax < 7 || ((x86::cpuid(7, 0).ebx >> 19) & 1) == 0)
+        return false;
+    u64 a = ~0ull, b = 0x7FFFFFFFFFFFFFFFull, c = 5;
+    bool carry_a = x86::adox(a, 1, false);
+    bool carry_b = x86::adox(b, 1, false);
+    bool carry_c = x86::adox(c, 2, true);
+    return !(a == 0 && carry_a && b == 0x8000000000000000ull && !carry_b && c == 8 && !carry_c);
+}
+
 void probe_msrs(u8* msr_bitmap) {
     constexpr u32 msr_misc_enable = 0x1A0, msr_mcg_cap = 0x179, msr_mcg_status = 0x17A,
                   msr_bios_sign_id = 0x8B;
@@ -150,6 +162,10 @@ void probe_msrs(u8* msr_bitmap) {
         log(LogLevel::warn, "root: CPUID reports machine-check architecture but MCG_CAP/"
                             "MCG_STATUS are missing: MCE/MCA hidden from the root");
     }
+    quirks.hide_adx = adox_is_broken();
+    if (quirks.hide_adx)
+        log(LogLevel::warn, "root: ADOX sets OF from the signed overflow, not the carry: ADX "
+                            "hidden from the root and guests (code using it computes wrong sums)");
     quirks.tsc_hz = probe_tsc_frequency();
     set_cpuid_quirks(quirks);
 }

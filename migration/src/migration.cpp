@@ -280,7 +280,7 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
         bool switch_over = !o.live;
         for (unsigned iteration = 0; !switch_over; ++iteration) {
             auto t0 = clock_type::now();
-            std::uint64_t bytes0 = channel.bytes_written;
+            std::uint64_t bytes0 = channel.bytes_written, zero0 = report.pages_zero;
             progress.iteration = iteration;
             sender.set_first_pass(iteration == 0);
             for (std::uint64_t w = 0; w < to_send.size(); ++w) {
@@ -307,9 +307,14 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
             progress.bandwidth_bytes_per_s =
                 static_cast<double>(channel.bytes_written - bytes0) / seconds;
             progress.dirty_rate_pages_per_s = static_cast<double>(dirty_pages) / seconds;
+            // What one dirty page costs on the wire: the pass's bytes over the pages that
+            // carried data. Zero pages cost a few bytes per run, and a first pass over a
+            // mostly empty guest would otherwise promise a downtime ten times too short.
+            std::uint64_t zero_pages = report.pages_zero - zero0;
+            std::uint64_t data_pages = remaining > zero_pages ? remaining - zero_pages : 0;
             double bytes_per_page =
-                remaining ? static_cast<double>(channel.bytes_written - bytes0) / remaining
-                          : page_size;
+                data_pages ? static_cast<double>(channel.bytes_written - bytes0) / data_pages
+                           : page_size;
             progress.expected_downtime_ms =
                 progress.bandwidth_bytes_per_s > 0
                     ? dirty_pages * bytes_per_page / progress.bandwidth_bytes_per_s * 1000.0

@@ -10,6 +10,7 @@ and their installation into a root partition over its serial console.
 import base64
 import os
 import subprocess
+import time
 
 EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
@@ -58,3 +59,13 @@ def install(host, files, directory):
                                f"&& wc -c < {target}")
         if status != 0 or out.strip().split()[-1:] != [str(len(data))]:
             raise RuntimeError(f"copying {name} into the root failed: {out[-200:]}")
+    set_clock(host)
+
+
+def set_clock(host):
+    """Sets the root's clock to the build host's, as NTP would on a real server: Bochs
+    starts its RTC at a fixed time0 (1999), before which every certificate is not yet
+    valid. Called after the credentials are made, so their notBefore has passed."""
+    status, out = host.run(f"date -u -s @{int(time.time())} >/dev/null && date -u +%s")
+    if status != 0:
+        raise RuntimeError(f"cannot set the root's clock: {out[-200:]}")

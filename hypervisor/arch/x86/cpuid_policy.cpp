@@ -16,6 +16,8 @@ CpuidValues guest_cpuid(u32 leaf, u32 subleaf, CpuidValues host, u64 guest_cr4,
             r.edx &= ~((1u << 7) | (1u << 14));
     } else if (leaf == 7 && subleaf == 0) {
         r.ecx = (r.ecx & ~(1u << 4)) | ((guest_cr4 & cr4_pke) ? 1u << 4 : 0);
+        if (quirks.hide_adx)
+            r.ebx &= ~(1u << 19);
     } else if (leaf == 0x15 && quirks.tsc_hz != 0) {
         r = tsc_leaf15(quirks.tsc_hz);
     } else if (leaf == 0x16 && quirks.tsc_hz != 0) {

@@ -18,6 +18,10 @@ struct CpuidValues {
 // boot (emulators: Bochs reports MCE/MCA but has no MCG_* MSRs, and Linux panics on them).
 struct CpuidQuirks {
     bool hide_machine_check = false; // leaf 1 EDX.MCE (bit 7) and EDX.MCA (bit 14) cleared
+    // Leaf 7.0 EBX.ADX (bit 19) cleared: the CPU's ADOX computes OF wrongly (Bochs 2.7 sets
+    // it from the signed overflow, not the carry), and code that trusts CPUID, OpenSSL's
+    // X25519 and P-256 among it, computes wrong results (TLS handshakes fail "bad record mac").
+    bool hide_adx = false;
     // Nonzero: the TSC frequency measured at boot, which leaves 0x15 and 0x16 then report
     // instead of the CPU's (emulators: Bochs advertises 3.5 GHz while its TSC counts one per
     // emulated instruction, so Linux's clock ran 70x slow; see tsc_frequency_disagrees).

@@ -36,6 +36,23 @@ inline void wrmsr(u32 msr, u64 value) {
                  : "memory");
 }
 
+// ADOX (Vol. 2A): dst += src + OF, OF = the unsigned carry out. Returns that OF; only on a
+// CPU with CPUID.7.0:EBX.ADX (else #UD).
+inline bool adox(u64& dst, u64 src, bool carry_in) {
+    u8 carry_out = 0;
+    asm volatile("test %[in], %[in]\n\t" // OF = 0
+                 "jz 1f\n\t"
+                 "mov $0x7fffffffffffffff, %%rcx\n\t"
+                 "add $1, %%rcx\n" // signed overflow: OF = 1
+                 "1:\n\t"
+                 "adox %[src], %[dst]\n\t"
+                 "seto %[out]"
+                 : [dst] "+r"(dst), [out] "=q"(carry_out)
+                 : [src] "r"(src), [in] "r"(u64{carry_in})
+                 : "rcx", "cc");
+    return carry_out != 0;
+}
+
 inline u64 rdtsc() {
     u32 lo, hi;
     asm volatile("rdtsc" : "=a"(lo), "=d"(hi));

@@ -89,5 +89,12 @@ TEST(CpuidPolicy, MeasuredTscFrequencyReplacesLeaves15And16) {
     EXPECT_EQ(tsc_leaf16(400000, host16).eax, 1u); // under 1 MHz: 1, never 0
 }
 
+TEST(CpuidPolicy, QuirkHidesAdxOnlyWhenAsked) {
+    CpuidValues host{0, (1u << 19) | (1u << 8), 0, 0}; // ADX, BMI2
+    EXPECT_EQ(guest_cpuid(7, 0, host, 0, CpuidQuirks{.hide_adx = true}).ebx, 1u << 8);
+    EXPECT_EQ(guest_cpuid(7, 0, host, 0).ebx, host.ebx);
+    EXPECT_EQ(guest_cpuid(7, 1, host, 0, CpuidQuirks{.hide_adx = true}).ebx, host.ebx);
+}
+
 } // namespace
 } // namespace godwit::hv

@@ -17,10 +17,10 @@ function(godwit_add_gtest)
   set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
 endfunction()
 
-# godwit_add_script_test(NAME <name> LABELS <label>... COMMAND <cmd>... [TIMEOUT s])
+# godwit_add_script_test(NAME <name> LABELS <label>... COMMAND <cmd>... [TIMEOUT s] [COST n])
 # A test driven by a script (emulator boots, interop with qemu-img, two-process runs).
 function(godwit_add_script_test)
-  cmake_parse_arguments(T "" "NAME;TIMEOUT" "LABELS;COMMAND" ${ARGN})
+  cmake_parse_arguments(T "" "NAME;TIMEOUT;COST" "LABELS;COMMAND" ${ARGN})
   if(NOT T_LABELS)
     message(FATAL_ERROR "godwit_add_script_test(${T_NAME}): LABELS is required")
   endif()
@@ -30,6 +30,11 @@ function(godwit_add_script_test)
   endif()
   set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
     ENVIRONMENT "GODWIT_BUILD_DIR=${PROJECT_BINARY_DIR};GODWIT_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+  # COST: ctest -j starts costly tests first (a clean clone has no timing data), so the
+  # long emulated-host tests overlap the short ones instead of running last.
+  if(T_COST)
+    set_tests_properties(${T_NAME} PROPERTIES COST ${T_COST})
+  endif()
 endfunction()
 
 # godwit_add_fuzzer(NAME <name> SOURCES <src>... [LIBS ...] [CORPUS dir] [SECONDS n])

@@ -157,7 +157,8 @@ class TlsChannel final : public StreamChannel<asio::ssl::stream<tcp::socket>> {
         if (ec) {
             throw Error(ErrorCode::protocol,
                         "TLS handshake with " + peer() + " failed: " + ec.message() +
-                            " (both hosts need certificates signed by the configured CA)");
+                            " (both hosts need certificates signed by the configured CA, "
+                            "valid by both hosts' clocks)");
         }
     }
 

@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import migration_hosts as mh  # noqa: E402
 
 # The handshake refused for the certificate, not for any other TLS failure.
-UNTRUSTED = re.compile(r"TLS handshake .* failed: .*(certificate verify failed|unknown ca|bad certificate)")
+UNTRUSTED = re.compile(r"TLS handshake .* failed: .*"
+                       r"(certificate verify failed|unknown ca|bad certificate)")
 MARKER_GPA = 12 * 1024 * 1024 + 0x123  # above the 1 MiB the guest dirties: never written
 MARKER = b"godwit-e2e-marker-7f3a"
 ROGUE = "GODWIT_SOCKET=/tmp/rogue/godwitd.sock"
@@ -42,8 +43,10 @@ def _summary(doc):
                                        "max_throttle_percent")}
 
 
-def _arrived(check, pair, name, src, dst, what):
-    """The checks after a completed migration of the dirty guest `name` from src to dst."""
+def _arrived(check, pair, name, src, dst, what, dirty_range):
+    """The checks after a completed migration of the dirty guest `name` from src to dst;
+    `dirty_range` is (start gpa, pages) from its first console line on the host it started
+    on (a migrated VM's console starts empty)."""
     status, _ = mh.show(src, name)
     check(status == 3, f"{what}: the VM is gone from {src.name}", f"vm show exit {status}")
     check(mh.guest_memory_in_hypervisor(src) == 0,
@@ -59,7 +62,7 @@ def _arrived(check, pair, name, src, dst, what):
     marker = mh.read_guest(dst, name, MARKER_GPA, len(MARKER))
     check(marker == MARKER, f"{what}: the marker written into guest memory on host A is there",
           repr(marker))
-    start, pages = mh.dirty_range(dst, name)
+    start, pages = dirty_range
     problem = mh.consistency(mh.page_counters(dst, name, start, pages))
     check(problem is None, f"{what}: every page counter is consistent ({pages} pages)",
           str(problem))
@@ -74,6 +77,7 @@ def run_migration_checks(pair, workdir, check):
     mh.start_dirty(a, name, "dirty_mb=1 idle_mcycles=20")
     mh.write_guest(a, name, MARKER_GPA, MARKER)
     beat, failed = mh.wait_pass(a, name, 1)
+    web_range = mh.dirty_range(a, name)
     check(beat >= 2 and not failed, "A: the dirty guest runs and beats", f"pass {beat}")
 
     # -- an untrusted destination -------------------------------------------------------
@@ -93,7 +97,7 @@ def run_migration_checks(pair, workdir, check):
         figures[what] = _summary(doc)
         print(f"{what}: {figures[what]}", flush=True)
         if ok:
-            _arrived(check, pair, name, src, dst, what)
+            _arrived(check, pair, name, src, dst, what, web_range)
 
     # -- faults: the destination's godwitd dies, the link goes down ----------------------
     for fault in ("godwitd", "link"):

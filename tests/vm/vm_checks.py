@@ -168,7 +168,8 @@ def _checks(host, ok):
 # The dirtying guest for save/restore and migration: it idles (HLT, woken by its LAPIC
 # timer) between passes, so its dirty rate is paced and the emulated host is not kept busy.
 # The handshake refused for the certificate, not for any other TLS failure.
-UNTRUSTED = re.compile(r"TLS handshake .* failed: .*(certificate verify failed|unknown ca|bad certificate)")
+UNTRUSTED = re.compile(r"TLS handshake .* failed: .*"
+                       r"(certificate verify failed|unknown ca|bad certificate)")
 
 
 PACED_DIRTY = "dirty_mb=2 idle_mcycles=10"

@@ -39,7 +39,8 @@ class BochsHost:
         # Further bochsrc lines (devices such as a NIC on a bxhub port; two_hosts.py).
         self.extra_config = extra_config
         # `none`: emulated time follows instructions (repeatable, idle time skipped). Hosts
-        # that talk to each other need `realtime`, or an idle host's timeouts pass in an instant.
+        # that talk to each other need `slowdown` (emulated time never runs ahead of the wall
+        # clock), or an idle host's timeouts pass in an instant (docs/two-host-harness.md).
         self.clock_sync = clock_sync
         self.workdir = os.path.abspath(workdir)
         self.cpus, self.megs, self.cpu_model, self.ips, self.name = cpus, megs, cpu_model, ips, name

@@ -83,6 +83,7 @@ def main():
         mh.start_dirty(a, VM, "dirty_mb=1 idle_mcycles=20")
         mh.write_guest(a, VM, MARKER_GPA, MARKER)
         mh.wait_pass(a, VM, 2)
+        start, pages = mh.dirty_range(a, VM)
         shown(a, "godwit vm list")
         shown(a, f"godwit vm console {VM} | tail -2")
         print(f"    (and '{MARKER.decode()}' written into its RAM at guest-physical "
@@ -101,7 +102,6 @@ def main():
         shown(b, "godwit vm list")
         shown(b, f"godwit vm console {VM} | tail -2")
         marker = mh.read_guest(b, VM, MARKER_GPA, len(MARKER))
-        start, pages = mh.dirty_range(b, VM)
         problem = mh.consistency(mh.page_counters(b, VM, start, pages))
         status_a, _ = shown(a, f"godwit vm show {VM}")
         left_a = mh.guest_memory_in_hypervisor(a)

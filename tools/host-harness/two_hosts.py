@@ -183,7 +183,7 @@ def output_tail(text, limit=600):
 
 class TwoHosts:
     def __init__(self, iso, workdir, hub_base=None, cpus=1, megs=512, private_netns=True,
-                 clock_sync="realtime", hub_kind="relay"):
+                 clock_sync="slowdown", hub_kind="relay"):
         self.workdir = os.path.abspath(workdir)
         if private_netns:
             enter_private_network_namespace()

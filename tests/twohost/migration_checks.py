@@ -113,7 +113,7 @@ def run_migration_checks(pair, workdir, check):
             mh.run(b, "sleep 0.5")
         check(running, f"{what}: the migration B -> A is under way", st[-300:])
         if fault == "godwitd":
-            mh.run(a, "kill -9 $(pidof godwitd)")
+            mh.run(a, "p=$(pidof godwitd); [ -n \"$p\" ] && kill -9 $p")
         else:
             mh.run(b, f"ip link set {b.interface} down")
         state = ""

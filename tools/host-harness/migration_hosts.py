@@ -54,7 +54,9 @@ def restart_godwitd(host, listen, tls_dir=TLS_DIR, base=None):
     `tls_dir`); without, the root's own godwitd is restarted with the listener (it holds no
     VM yet: its workers would die with it)."""
     if base is None:
-        status, out = run(host, "kill $(pidof godwitd) 2>/dev/null; "
+        # Never `kill` with no PID: busybox ash's builtin then exits the shell, which is
+        # init (the kernel panics "Attempted to kill init!").
+        status, out = run(host, "p=$(pidof godwitd); [ -n \"$p\" ] && kill $p; "
                                 "i=0; while pidof godwitd >/dev/null && [ $i -lt 200 ]; do "
                                 "i=$((i+1)); sleep 0.1; done; "
                                 f"godwitd --daemon --log-file /var/log/godwitd.log "

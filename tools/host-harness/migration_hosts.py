@@ -32,8 +32,14 @@ class MigrationError(RuntimeError):
     pass
 
 
+# A hypervisor log line on the shared serial console ("[cpu0] info: ..."), which can land in
+# the middle of a command's output line.
+HYPERVISOR_LOG_LINE = re.compile(r"\[cpu\d+\] \w+: [^\n]*\n?")
+
+
 def _json(out):
     """The last JSON document in a command's output (the console may hold log lines)."""
+    out = HYPERVISOR_LOG_LINE.sub("", out)
     start = out.find("{")
     end = out.rfind("}")
     if start < 0 or end < start:

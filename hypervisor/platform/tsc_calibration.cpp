@@ -32,9 +32,17 @@ u64 measure_tsc_hz() {
             return 0;
     }
     // Median of three: one run stretched by an SMI does not count.
-    u64 a = runs[0], b = runs[1], c = runs[2];
-    u64 median = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
-    return median * 1000 / run_ms;
+    auto order = [](u64& x, u64& y) {
+        if (x > y) {
+            u64 t = x;
+            x = y;
+            y = t;
+        }
+    };
+    order(runs[0], runs[1]);
+    order(runs[1], runs[2]);
+    order(runs[0], runs[1]);
+    return runs[1] * pit_hz / run_ticks; // cycles per run_ticks PIT ticks, in Hz
 }
 
 } // namespace godwit::hv

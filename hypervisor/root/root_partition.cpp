@@ -144,8 +144,7 @@ bool adox_is_broken() {
 }
 
 void probe_msrs(u8* msr_bitmap) {
-    constexpr u32 msr_misc_enable = 0x1A0, msr_mcg_cap = 0x179, msr_mcg_status = 0x17A,
-                  msr_bios_sign_id = 0x8B;
+    constexpr u32 msr_misc_enable = 0x1A0, msr_bios_sign_id = 0x8B;
     u64 value = 0;
     if (!x86::rdmsr_safe(msr_misc_enable, value)) {
         intercept_msr(msr_bitmap, msr_misc_enable);
@@ -155,6 +154,13 @@ void probe_msrs(u8* msr_bitmap) {
         intercept_msr(msr_bitmap, msr_bios_sign_id); // microcode revision: reads 0
         log(LogLevel::info, "root: CPU lacks IA32_BIOS_SIGN_ID: the root reads revision 0");
     }
+}
+
+// Where CPUID promises more than the CPU does (or says something untrue), what the root and
+// the guests see instead (cpuid_policy.hpp).
+void probe_cpuid_quirks() {
+    constexpr u32 msr_mcg_cap = 0x179, msr_mcg_status = 0x17A;
+    u64 value = 0;
     CpuidQuirks quirks{};
     bool mca = (x86::cpuid(1).edx >> 14) & 1;
     if (mca && (!x86::rdmsr_safe(msr_mcg_cap, value) || !x86::rdmsr_safe(msr_mcg_status, value))) {
@@ -317,6 +323,7 @@ const char* launch_root_partition(const Multiboot2Info& mb2, u64 rsdp, const Ran
     if (msr_bitmap.value == 0)
         return "no memory for the MSR bitmap";
     probe_msrs(static_cast<u8*>(phys_to_virt(msr_bitmap)));
+    probe_cpuid_quirks();
     root_state.msr_bitmap = msr_bitmap.value;
     root_state.code_start = bz.load_address + linux_boot::entry64_offset;
     log(LogLevel::info,

@@ -21,16 +21,12 @@ Returns a dict of measured figures for the report; `check(condition, what, detai
 each check (as in two_host_test.py)."""
 
 import os
-import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                 "host-harness"))
 import migration_hosts as mh  # noqa: E402
 
-# The handshake refused for the certificate, not for any other TLS failure.
-UNTRUSTED = re.compile(r"TLS handshake .* failed: .*"
-                       r"(certificate verify failed|unknown ca|bad certificate)")
 MARKER_GPA = 12 * 1024 * 1024 + 0x123  # above the 1 MiB the guest dirties: never written
 MARKER = b"godwit-e2e-marker-7f3a"
 ROGUE = "GODWIT_SOCKET=/tmp/rogue/godwitd.sock"
@@ -83,7 +79,7 @@ def run_migration_checks(pair, workdir, check):
     # -- an untrusted destination -------------------------------------------------------
     status, doc, out = mh.migrate(a, name, b, port=mh.ROGUE_PORT)
     _, shown = mh.show(a, name)
-    check(status == 1 and UNTRUSTED.search(out) is not None and shown.get("state") == "running" and
+    check(status == 1 and mh.UNTRUSTED_PEER.search(out) is not None and shown.get("state") == "running" and
           not mh.listed(b, ROGUE),
           "untrusted destination: refused, the VM keeps running on A, B holds nothing",
           out[-400:])
@@ -107,7 +103,7 @@ def run_migration_checks(pair, workdir, check):
         running = False
         for _ in range(120):
             _, st = mh.run(b, f"godwit --json vm migrate-status {name}")
-            if mh._json(st).get("state") == "running":
+            if mh.parse_json(st).get("state") == "running":
                 running = True
                 break
             mh.run(b, "sleep 0.5")
@@ -119,7 +115,7 @@ def run_migration_checks(pair, workdir, check):
         state = ""
         for _ in range(240):
             _, st = mh.run(b, f"godwit --json vm migrate-status {name}")
-            doc = mh._json(st)
+            doc = mh.parse_json(st)
             state = doc.get("state", "")
             if state not in ("starting", "running"):
                 break

@@ -23,16 +23,11 @@ import inspect
 import json
 import re
 
+# tools/host-harness is on sys.path (root_host_test.py and vm_host_test.py put it there).
+from migration_hosts import UNTRUSTED_PEER, parse_json
+
 GUESTS = "/usr/share/godwit/guests"
 VM_TIMEOUT = 300  # seconds for one command that waits on a VM in Bochs
-
-
-def _json(out):
-    """The JSON document in a command's output (prompt debris may surround it)."""
-    try:
-        return json.loads(out[out.index("{"):out.rindex("}") + 1])
-    except ValueError:
-        return {}
 
 
 def _recorder(check):
@@ -69,7 +64,7 @@ def run_vm_checks(host, check):
 def _vms(host):
     """{name: VM document} from `godwit --json vm list`."""
     status, out = host.run("godwit --json vm list", VM_TIMEOUT)
-    return {vm.get("name"): vm for vm in _json(out).get("vms", [])}
+    return {vm.get("name"): vm for vm in parse_json(out).get("vms", [])}
 
 
 def _result(vm):
@@ -133,19 +128,19 @@ def _checks(host, ok):
 
     # -- graceful stop: SIGTERM -> the worker's VmRunner::request_stop --------------------------
     status, out = host.run("godwit --json vm stop dirty", VM_TIMEOUT)
-    doc = _json(out)
+    doc = parse_json(out)
     ok(status == 0 and doc.get("state") == "stopped" and _result(doc).get("kind") == "stopped",
        "vm: godwit vm stop dirty: the worker stops the VM on SIGTERM (result stopped)",
        out[-400:])
 
     # -- kill -----------------------------------------------------------------------------
     status, out = host.run("godwit --json vm start dirty", VM_TIMEOUT)
-    doc = _json(out)
+    doc = parse_json(out)
     ok(status == 0 and doc.get("state") == "running", "vm: a stopped VM starts again",
        out[-400:])
     dirty_pid = doc.get("pid")
     status, out = host.run("godwit --json vm kill dirty", VM_TIMEOUT)
-    doc = _json(out)
+    doc = parse_json(out)
     ok(status == 0 and doc.get("state") == "stopped" and _result(doc).get("kind") == "killed",
        "vm: godwit vm kill dirty: stopped, result killed", out[-400:])
     if dirty_pid:
@@ -167,11 +162,6 @@ def _checks(host, ok):
 
 # The dirtying guest for save/restore and migration: it idles (HLT, woken by its LAPIC
 # timer) between passes, so its dirty rate is paced and the emulated host is not kept busy.
-# The handshake refused for the certificate, not for any other TLS failure.
-UNTRUSTED = re.compile(r"TLS handshake .* failed: .*"
-                       r"(certificate verify failed|unknown ca|bad certificate)")
-
-
 PACED_DIRTY = "dirty_mb=2 idle_mcycles=10"
 
 
@@ -211,7 +201,7 @@ def run_vm_save_restore_checks(host, check):
         before = _last_pass(console)
         ok(before >= 2, "save: dsave counts passes before the save", console[-300:])
         status, out = host.run(f"godwit --json vm save dsave {saved}", VM_TIMEOUT)
-        doc = _json(out)
+        doc = parse_json(out)
         ok(status == 0 and doc.get("state") == "stopped" and
            _result(doc).get("message") == f"saved to {saved}",
            "save: godwit vm save stops the VM with 'saved to FILE'", out[-500:])
@@ -219,7 +209,7 @@ def run_vm_save_restore_checks(host, check):
         ok(status == 7 and "not running" in out, "save: a stopped VM cannot be saved",
            out[-300:])
         status, out = host.run(f"godwit --json vm restore {saved} --name drestored", VM_TIMEOUT)
-        doc = _json(out)
+        doc = parse_json(out)
         ok(status == 0 and doc.get("state") == "running",
            "save: godwit vm restore FILE --name drestored runs the VM", out[-500:])
         status, console = host.run(wait_beat.format(vm="drestored", n=2), VM_TIMEOUT)
@@ -306,8 +296,9 @@ def run_vm_migration_checks(host, check, credentials):
         status, out = host.run("godwit vm migrate mig 127.0.0.1:6602", VM_TIMEOUT)
         _, shown = host.run("godwit --json vm show mig", VM_TIMEOUT)
         _, listed = host.run(f"{on_r} godwit --json vm list", VM_TIMEOUT)
-        ok(status == 1 and UNTRUSTED.search(out) is not None and _json(shown).get("state") == "running" and
-           not _json(listed).get("vms"),
+        ok(status == 1 and UNTRUSTED_PEER.search(out) is not None and
+           parse_json(shown).get("state") == "running" and
+           not parse_json(listed).get("vms"),
            "migrate: a destination that does not trust our CA refuses; the VM keeps running "
            "here and nothing is left there", f"{out[-400:]} | {shown[-200:]} | {listed[-200:]}")
         status, out = host.run("godwit vm migrate mig 127.0.0.1:6609", VM_TIMEOUT)
@@ -325,13 +316,13 @@ def run_vm_migration_checks(host, check, credentials):
         status, out = host.run("godwit vm show mig", VM_TIMEOUT)
         ok(status == 3, "migrate: the source no longer has the VM", out[-300:])
         status, out = host.run("godwit --json vm migrate-status mig", VM_TIMEOUT)
-        doc = _json(out)
+        doc = parse_json(out)
         report = doc.get("report") or {}
         summary.update(report)
         ok(doc.get("state") == "completed" and report.get("ok") is True,
            "migrate: the source keeps the completed migration's report", out[-600:])
         status, out = host.run(f"{on_b} godwit --json vm show mig", VM_TIMEOUT)
-        ok(status == 0 and _json(out).get("state") == "running",
+        ok(status == 0 and parse_json(out).get("state") == "running",
            "migrate: the VM runs on the destination", out[-400:])
         console = _wait_pass(host, "mig", before + 1, on_b)
         ok(_last_pass(console) > before and "FAIL" not in console,

@@ -92,7 +92,7 @@ def main():
         step(f"4/5 Live migration A -> B while it runs")
         status, _ = shown(a, f"godwit vm migrate {VM} {b.address} --live")
         _, out = a.run(f"godwit --json vm migrate-status {VM}", mh.VM_TIMEOUT)
-        report = mh._json(out).get("report") or {}
+        report = mh.parse_json(out).get("report") or {}
         if status != 0:
             raise mh.MigrationError(f"godwit vm migrate exited {status}")
 

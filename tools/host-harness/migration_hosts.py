@@ -32,12 +32,16 @@ class MigrationError(RuntimeError):
     pass
 
 
+# A TLS handshake refused for the peer's certificate (not for any other TLS failure).
+UNTRUSTED_PEER = re.compile(r"TLS handshake .* failed: .*"
+                            r"(certificate verify failed|unknown ca|bad certificate)")
+
 # A hypervisor log line on the shared serial console ("[cpu0] info: ..."), which can land in
 # the middle of a command's output line.
 HYPERVISOR_LOG_LINE = re.compile(r"\[cpu\d+\] \w+: [^\n]*\n?")
 
 
-def _json(out):
+def parse_json(out):
     """The last JSON document in a command's output (the console may hold log lines)."""
     out = HYPERVISOR_LOG_LINE.sub("", out)
     start = out.find("{")
@@ -60,8 +64,7 @@ def restart_godwitd(host, listen, tls_dir=TLS_DIR, base=None):
     `tls_dir`); without, the root's own godwitd is restarted with the listener (it holds no
     VM yet: its workers would die with it)."""
     if base is None:
-        # Never `kill` with no PID: busybox ash's builtin then exits the shell, which is
-        # init (the kernel panics "Attempted to kill init!").
+        # (Only when there is one: `kill` without a PID just prints its usage.)
         status, out = run(host, "p=$(pidof godwitd); [ -n \"$p\" ] && kill $p; "
                                 "i=0; while pidof godwitd >/dev/null && [ $i -lt 200 ]; do "
                                 "i=$((i+1)); sleep 0.1; done; "
@@ -197,20 +200,20 @@ def migrate(src, name, dst, options="--live", port=MIGRATION_PORT, timeout=VM_TI
     document, output)."""
     status, out = src.run(f"godwit --json vm migrate {name} {dst.address}:{port} {options}",
                           timeout)
-    return status, _json(out), out
+    return status, parse_json(out), out
 
 
 def show(host, name, env=""):
     status, out = run(host, f"{env} godwit --json vm show {name}")
-    return status, _json(out)
+    return status, parse_json(out)
 
 
 def listed(host, env=""):
     _, out = run(host, f"{env} godwit --json vm list")
-    return [vm.get("name") for vm in _json(out).get("vms", [])]
+    return [vm.get("name") for vm in parse_json(out).get("vms", [])]
 
 
 def guest_memory_in_hypervisor(host):
     """Bytes of RAM the hypervisor has given to guest partitions on `host`."""
     _, out = run(host, "godwit --json host info")
-    return _json(out).get("memory", {}).get("guest_bytes")
+    return parse_json(out).get("memory", {}).get("guest_bytes")

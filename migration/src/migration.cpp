@@ -231,6 +231,11 @@ nlohmann::ordered_json Report::to_json() const {
             {"total_time_ms", total_time_ms},
             {"setup_time_ms", setup_time_ms},
             {"downtime_ms", downtime_ms},
+            {"downtime_parts_ms",
+             {{"pause", downtime.pause_ms},
+              {"pages", downtime.pages_ms},
+              {"state", downtime.state_ms},
+              {"ack", downtime.ack_ms}}},
             {"bytes_on_wire", bytes_on_wire},
             {"guest_bytes", guest_bytes},
             {"pages", {{"raw", pages_raw}, {"zero", pages_zero}, {"xbzrle", pages_xbzrle}}},
@@ -348,6 +353,8 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
             vm.pause();
             paused = true;
         }
+        report.downtime.pause_ms = ms_since(stop);
+        auto mark = clock_type::now();
         publish(Phase::stop_and_copy);
         sender.set_first_pass(!o.live);
         sender.set_final_pass(true);
@@ -367,6 +374,8 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
                 sender.send(pfn);
         }
         sender.flush();
+        report.downtime.pages_ms = ms_since(mark);
+        mark = clock_type::now();
         for (const StateBlob& b : state.save_state()) {
             wire::StateBlob s;
             s.set_kind(b.kind);
@@ -383,6 +392,8 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
             eos.set_memory_digest(d.data(), d.size());
         }
         writer.write(RecordType::end, serialize(eos));
+        report.downtime.state_ms = ms_since(mark);
+        mark = clock_type::now();
         // The destination acknowledges once it holds a complete, verified VM. A saved state
         // (file) is complete once written and synced.
         if (channel.has_peer()) {
@@ -400,6 +411,7 @@ Report migrate_out(Channel& channel, GuestMemory& memory, DirtyLog& dirty, VmCon
         } else {
             channel.close(); // fsync
         }
+        report.downtime.ack_ms = ms_since(mark);
         report.downtime_ms = ms_since(stop);
         dirty.disable();
         vm.set_throttle(0);
@@ -552,7 +564,9 @@ IncomingResult migrate_in(Channel& channel, IncomingVm& vm, const std::atomic<bo
                              std::memcmp(e.memory_digest().data(), d.data(), d.size()) == 0,
                          "memory digest mismatch: the VM received differs from the VM sent");
                 }
+                auto restore_start = clock_type::now();
                 vm.restore(state);
+                result.restore_ms = ms_since(restore_start);
                 stage = Stage::done;
                 break;
             }

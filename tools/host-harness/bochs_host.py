@@ -7,6 +7,8 @@ partition. Used by the `root` tests and later by the two-host harness.
         status, output = host.run("godwit host info --json")
 """
 
+import base64
+import hashlib
 import os
 import pty
 import re
@@ -16,6 +18,12 @@ import time
 import tty
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# A command the root has not acknowledged (gwrun's START or BAD) within this long is typed
+# again; a busy emulated root answers within seconds.
+COMMAND_ACCEPT_TIMEOUT = 60
+COMMAND_ATTEMPTS = 4
+# Linux's canonical-mode line buffer is 4096 bytes (N_TTY_BUF_SIZE), newline included.
+MAX_CONSOLE_LINE = 4095
 BOCHS_BIOS = "/usr/share/bochs/BIOS-bochs-latest"
 VGA_BIOS = "/usr/share/bochs/VGABIOS-lgpl-latest"
 
@@ -150,6 +158,14 @@ magic_break: enabled=1
 
     def wait_for(self, pattern, timeout):
         """Waits until `pattern` (a regex) appears in console output not consumed yet."""
+        match = self.poll_for(pattern, timeout)
+        if match is None:
+            raise HostError(f"{self.name}: '{pattern}' did not appear within {timeout}s; "
+                            f"console tail:\n{self.text()[-2000:]}")
+        return match
+
+    def poll_for(self, pattern, timeout):
+        """Like wait_for, but returns None when `timeout` passes (Bochs exiting is an error)."""
         regex = re.compile(pattern.encode() if isinstance(pattern, str) else pattern)
         deadline = time.monotonic() + timeout
         while True:
@@ -166,8 +182,7 @@ magic_break: enabled=1
                 raise HostError(f"{self.name}: Bochs exited (status {self.proc.poll()}) before "
                                 f"'{pattern}' appeared; console tail:\n{self.text()[-2000:]}")
             if time.monotonic() > deadline:
-                raise HostError(f"{self.name}: '{pattern}' did not appear within {timeout}s; "
-                                f"console tail:\n{self.text()[-2000:]}")
+                return None
             self._pump(0.5)
 
     def type(self, text):
@@ -185,16 +200,44 @@ magic_break: enabled=1
         self.run("true")
 
     def run(self, command, timeout=120):
-        """Runs a shell command in the root partition; returns (exit status, output)."""
+        """Runs a shell command in the root partition; returns (exit status, output).
+
+        The command goes through the root's `gwrun` (tools/root-image/console.rc): typed as
+        base64 with a checksum, so a byte the emulated UART drops makes the root refuse the
+        line (@@GWBAD) instead of running a damaged command or waiting on an open quote, and
+        the harness types it again. A line whose newline was lost gets no answer at all: it
+        is erased (^U) and typed again; a tag runs at most once, so that is safe even when
+        the first copy was only slow. `timeout` counts from the command's start."""
         self.sequence += 1
         tag = f"{self.sequence:04d}"
-        start = len(self.console)
-        # The marker is assembled by the shell, so an echoed command line never matches it.
-        self.type(f"{command}; echo \"@@GW\"\"END {tag} $?@@\"\n")
+        encoded = base64.b64encode(command.encode()).decode()
+        line = f"gwrun {tag} {hashlib.md5(encoded.encode()).hexdigest()[:8]} {encoded}\n"
+        if len(line) > MAX_CONSOLE_LINE:
+            raise HostError(f"{self.name}: command {tag} is {len(line)} characters encoded; "
+                            f"the root's tty takes lines of at most {MAX_CONSOLE_LINE}")
+        started = None
+        for attempt in range(1, COMMAND_ATTEMPTS + 1):
+            self.type(line)
+            answer = self.poll_for(rf"@@GW(START|BAD|DUP) {tag}@@", COMMAND_ACCEPT_TIMEOUT)
+            if answer is not None and answer.group(1) != b"BAD":
+                started = answer
+                break
+            why = "arrived damaged" if answer is not None else \
+                f"got no answer within {COMMAND_ACCEPT_TIMEOUT}s"
+            print(f"{self.name}: console command {tag} {why} (attempt {attempt}); "
+                  "typing it again", flush=True)
+            self.type("\x15")  # VKILL: drop whatever part of the line the shell holds
+        if started is None:
+            raise HostError(f"{self.name}: the root shell did not accept command {tag} "
+                            f"({command[:80]!r}) after {COMMAND_ATTEMPTS} attempts; console "
+                            f"tail:\n{self.text()[-2000:]}")
+        if started.group(1) == b"DUP":
+            raise HostError(f"{self.name}: command {tag} ran before its start was seen")
+        start = started.end()
         match = self.wait_for(rf"@@GWEND {tag} (\d+)@@", timeout)
         text = self.console[start:match.start()].replace(b"\r", b"").decode(errors="replace")
         text = ANSI_ESCAPE.sub("", text)
-        # Drop shell prompts that arrived after the previous command's marker.
+        # Shell prompts (a shell restarted by /init) are not output.
         lines = [line for line in text.split("\n") if line.strip() not in ("/ #", "#")]
         output = "\n".join(line[4:] if line.startswith("/ # ") else line for line in lines)
         return int(match.group(1)), output.lstrip("\n")

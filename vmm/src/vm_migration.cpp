@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <map>
 
@@ -215,24 +216,36 @@ void VmReceiver::restore(const std::vector<migration::StateBlob>& state) {
                                        by_key.begin()->first.first, by_key.begin()->first.second));
     }
 
+    using clock = std::chrono::steady_clock;
+    auto mark = clock::now();
+    auto lap = [&mark] {
+        auto now = clock::now();
+        double ms = std::chrono::duration<double, std::milli>(now - mark).count();
+        mark = now;
+        return ms;
+    };
     VmPlatform::Options popts = options_.platform;
     if (options_.check) {
         options_.check(definition_, popts); // may refuse, or place the console elsewhere
     }
+    timings_.check_ms = lap();
     popts.restoring = true;
     platform_ = std::make_unique<VmPlatform>(definition_, popts);
     platform_->restore_device_state(devices);
+    timings_.devices_ms = lap();
     for (const RamRange& r : platform_->memory().ranges()) {
         auto span = platform_->memory().host_span(r.guest_base, r.size);
         std::memcpy(span.data(), staging_->at(r.guest_base / page_size), r.size);
     }
     staging_.reset(); // pages in holes are not kept (MigrationMemory sends them as zeros)
+    timings_.memory_ms = lap();
     PartitionAccess& partition = options_.make_partition(*platform_, definition_);
     for (unsigned v = 0; v < definition_.vcpus; ++v) {
         partition.set_state(v, vcpus[v]); // registers first: the extra blob builds on them
         partition.set_vcpu_extra(v, extras[v]);
     }
     partition.set_irqchip(irqchip);
+    timings_.partition_ms = lap();
 }
 
 void VmReceiver::discard() {

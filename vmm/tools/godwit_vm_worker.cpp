@@ -37,6 +37,7 @@
 #include <thread>
 
 #include <boost/program_options.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "control.pb.h"
@@ -215,6 +216,13 @@ int run_vm(const po::variables_map& vm, WorkerFiles& files) {
         }
         def = receiver->definition();
         platform = &receiver->platform();
+        const auto& t = receiver->restore_timings();
+        std::cerr << fmt::format("godwit-vm-worker: VM '{}' rebuilt in {:.0f} ms ({}{:.0f} ms, "
+                                 "devices {:.0f} ms, memory {:.0f} ms, partition {:.0f} ms)",
+                                 def.name, in.restore_ms,
+                                 incoming ? "adoption by godwitd " : "checks ", t.check_ms,
+                                 t.devices_ms, t.memory_ms, t.partition_ms)
+                  << std::endl;
     } else {
         if (!vm.count("definition")) {
             throw Error(ErrorCode::usage,

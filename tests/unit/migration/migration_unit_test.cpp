@@ -123,7 +123,7 @@ TEST(Migration, InProcessLiveMigrationWithDirtying) {
     ASSERT_TRUE(r.ok) << r.error;
     ASSERT_TRUE(in.ok) << in.error;
     EXPECT_TRUE(incoming.started_);
-    EXPECT_GT(r.pages_zero, 200u);  // ~614 zero pages at start; writers dirty some first
+    EXPECT_GT(r.pages_zero, 200u); // ~614 zero pages at start; writers dirty some first
     EXPECT_EQ(incoming.guest()->restored_.size(), 2u);
     // Same memory: the engine's digest check passed; verify independently too.
     std::vector<std::uint8_t> x(page_size), y(page_size);
@@ -134,6 +134,17 @@ TEST(Migration, InProcessLiveMigrationWithDirtying) {
     }
     EXPECT_TRUE(std::is_sorted(percents.begin(), percents.end())) << "progress went backwards";
     EXPECT_EQ(percents.back(), 100.0);
+    // The downtime's parts follow one another: together they are the downtime.
+    const auto& d = r.downtime;
+    for (double part : {d.pause_ms, d.pages_ms, d.state_ms, d.ack_ms})
+        EXPECT_GE(part, 0.0);
+    EXPECT_NEAR(d.pause_ms + d.pages_ms + d.state_ms + d.ack_ms, r.downtime_ms, 1.0);
+    // The destination rebuilt the VM after END and before its ACK.
+    EXPECT_GE(in.restore_ms, 0.0);
+    EXPECT_LE(in.restore_ms, d.ack_ms);
+    auto json = r.to_json();
+    ASSERT_TRUE(json.contains("downtime_parts_ms"));
+    EXPECT_EQ(json["downtime_parts_ms"]["ack"].get<double>(), d.ack_ms);
     guest.stop_writers();
 }
 

@@ -135,8 +135,14 @@ std::string summary(const control::VmMigration& m) {
     const double total_ms = r.value("total_time_ms", 0.0);
     const auto wire = r.value("bytes_on_wire", std::uint64_t{0});
     out << " in " << fixed(total_ms / 1000.0, 2) << " s\n"
-        << "  downtime " << fixed(r.value("downtime_ms", 0.0), 1) << " ms, "
-        << r.value("iterations", 0u) << " pass(es)"
+        << "  downtime " << fixed(r.value("downtime_ms", 0.0), 1) << " ms";
+    if (r.contains("downtime_parts_ms") && r["downtime_parts_ms"].is_object()) {
+        const Json& d = r["downtime_parts_ms"];
+        out << " (pause " << fixed(d.value("pause", 0.0), 0) << ", last pages "
+            << fixed(d.value("pages", 0.0), 0) << ", state " << fixed(d.value("state", 0.0), 0)
+            << ", destination " << fixed(d.value("ack", 0.0), 0) << ")";
+    }
+    out << ", " << r.value("iterations", 0u) << " pass(es)"
         << (m.live() ? (r.value("converged", false) ? " (converged)" : " (did not converge)") : "")
         << ", max throttle " << r.value("max_throttle_percent", 0u) << "%\n"
         << "  " << format_bytes(wire) << " on the wire for "

@@ -38,6 +38,11 @@ struct Report {
     Phase phase = Phase::failed;
     std::string error;
     double total_time_ms = 0, setup_time_ms = 0, downtime_ms = 0;
+    // Where the downtime went: pausing the vCPUs, the last dirty pages, the device and vCPU
+    // state, and END until the destination's ACK (it builds and adopts the VM in between).
+    struct Downtime {
+        double pause_ms = 0, pages_ms = 0, state_ms = 0, ack_ms = 0;
+    } downtime;
     std::uint64_t bytes_on_wire = 0;
     std::uint64_t guest_bytes = 0;
     std::uint64_t pages_raw = 0, pages_zero = 0, pages_xbzrle = 0;
@@ -85,6 +90,9 @@ struct IncomingResult {
     std::string vm_name;
     std::uint64_t pages = 0;
     std::uint64_t bytes_received = 0;
+    // END received until the VM was rebuilt (IncomingVm::restore): the destination's part of
+    // the downtime, before its ACK.
+    double restore_ms = 0;
 };
 
 // Receives one VM from `channel`, validating every record; on any error the partial VM is

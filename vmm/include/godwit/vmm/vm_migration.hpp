@@ -114,9 +114,18 @@ class VmReceiver final : public migration::IncomingVm {
     VmPlatform& platform() { return *platform_; }
     // The restored vCPU states (the worker's runner needs nothing else: they are set).
     unsigned vcpus() const { return definition_.vcpus; }
+    // How long restore() spent on each step (the destination's share of the downtime).
+    struct RestoreTimings {
+        double check_ms = 0;     // Options::check: godwitd's adoption, for a migration
+        double devices_ms = 0;   // the platform: guest memory mapping and device state
+        double memory_ms = 0;    // staged pages copied into guest memory
+        double partition_ms = 0; // the hypervisor partition and its vCPU/irqchip state
+    };
+    const RestoreTimings& restore_timings() const { return timings_; }
 
   private:
     class Staging;
+    RestoreTimings timings_;
     Options options_;
     std::unique_ptr<Staging> staging_;
     VmDefinition definition_;

@@ -39,10 +39,7 @@ u64 DirtyBitmap::count() const {
 }
 
 u32 harvest_pml(const u64* buffer, u16 pml_index, DirtyBitmap& bitmap) {
-    u32 first = pml_index >= pml_entries ? 0 : u32{pml_index} + 1;
-    for (u32 i = first; i < pml_entries; ++i)
-        bitmap.mark(buffer[i] & ~(page_size - 1));
-    return pml_entries - first;
+    return for_each_pml_entry(buffer, pml_index, [&bitmap](u64 gpa) { bitmap.mark(gpa); });
 }
 
 } // namespace godwit::hv::dirty_log

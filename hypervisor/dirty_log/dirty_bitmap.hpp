@@ -34,4 +34,13 @@ inline constexpr u32 pml_entries = 512;
 // 2.7 logs addresses that are not 4 KiB aligned: the low 12 bits are masked.
 u32 harvest_pml(const u64* buffer, u16 pml_index, DirtyBitmap& bitmap);
 
+// The same walk for any sink: calls mark(gpa) (4 KiB aligned) for every logged entry.
+template <class Mark>
+u32 for_each_pml_entry(const u64* buffer, u16 pml_index, Mark&& mark) {
+    u32 first = pml_index >= pml_entries ? 0 : u32{pml_index} + 1;
+    for (u32 i = first; i < pml_entries; ++i)
+        mark(buffer[i] & ~(page_size - 1));
+    return pml_entries - first;
+}
+
 } // namespace godwit::hv::dirty_log

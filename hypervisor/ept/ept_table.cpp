@@ -181,6 +181,25 @@ Status EptTable::protect(u64 gpa, u64 length, u8 access) {
     return Status::ok;
 }
 
+Status EptTable::clear_dirty(u64 gpa, u64 length) {
+    if (gpa + length < gpa || gpa + length > max_gpa)
+        return Status::out_of_range;
+    u64 end = align_up(gpa + length, page_size);
+    for (u64 a = align_down(gpa, page_size); a < end; a += page_size) {
+        u64 hpa;
+        u8 access;
+        PageSize size;
+        if (!translate(a, hpa, access, size))
+            continue;
+        Status status;
+        u64* e = walk_to(a, 1, true, status); // splits a large leaf into 4 KiB ones
+        if (e == nullptr)
+            return status;
+        *e &= ~bits::dirty;
+    }
+    return Status::ok;
+}
+
 bool EptTable::translate(u64 gpa, u64& hpa, u8& access, PageSize& size) const {
     if (gpa >= max_gpa || root_ == 0)
         return false;

@@ -74,6 +74,11 @@ class EptTable {
     // Sets the access rights of every mapped 4 KiB page in [gpa, gpa+length), splitting large
     // pages that straddle the range. Unmapped parts are skipped.
     Status protect(u64 gpa, u64 length, u8 access);
+    // Clears the dirty flag (EPT A/D, 29.3.5) of every mapped page in [gpa, gpa+length), as
+    // 4 KiB leaves: a large page in the range is split first, since one dirty flag for all its
+    // 4 KiB pages would let PML log only the first write to any of them. Unmapped parts are
+    // skipped. The caller flushes cached translations (INVEPT) before the guest runs again.
+    Status clear_dirty(u64 gpa, u64 length);
     // Translation of gpa: host-physical address, rights, leaf size. False when unmapped.
     bool translate(u64 gpa, u64& hpa, u8& access, PageSize& size) const;
     // The leaf entry mapping gpa (for accessed/dirty flags), or nullptr.

@@ -37,6 +37,9 @@ struct Vcpu {
     u8* guest_fpu;
     u8* root_fpu;
     u64 xcr0;
+    // The page-modification log (Partition::pml): a 4 KiB frame of 512 guest-physical
+    // addresses the CPU fills, harvested into the dirty bitmap (partition_dirty_log.cpp).
+    u64* pml_log;
 };
 
 struct Partition {
@@ -49,6 +52,10 @@ struct Partition {
     SpinLock irq_lock; // every vCPU's LAPIC and the IOAPIC
     SpinLock ept_lock; // EPT entries (map, dirty logging)
     // Dirty logging (partition_dirty_log.cpp): one bit per RAM page in 4 KiB pool frames.
+    // With `pml` (the CPU has PML and EPT A/D flags, Vol. 3C 29.3.5-6) the CPU logs the first
+    // write to each page whose EPT dirty flag is clear; otherwise RAM is write-protected and
+    // each first write faults (EPT violation).
+    bool pml;
     bool dirty_logging;
     u64* dirty_chunks[32];
     u64 flush_cpus; // CPUs that must INVEPT this partition before their next entry
@@ -61,6 +68,11 @@ struct Partition {
 inline constexpr u64 ioapic_base = 0xFEC00000;
 // The APIC bus clock the guest's LAPIC timer counts: one tick per this many TSC cycles.
 inline constexpr u32 tsc_per_bus_tick = 1;
+
+// The partition's EPT pointer (VMCS field and INVEPT context): A/D flags on when it uses PML.
+inline u64 eptp_of(const Partition& p) {
+    return p.ept.eptp(p.pml);
+}
 
 // The partition `id`, or nullptr. Its owner's calls are serialized by the root driver, so
 // it stays valid for a call that is not a vCPU run (those use claim).
@@ -105,6 +117,10 @@ void set_irq(Partition& p, u32 pin, bool level, u32& wake);
 bool log_dirty_write(Partition& p, u64 gpa);
 void flush_ept_if_needed(Partition& p); // before a VM entry on this CPU
 void free_dirty_log(Partition& p);
+// Moves the addresses in v's page-modification log into the dirty bitmap (dropped while
+// logging is off) and empties the log. On a PML-full exit and before every return to the
+// root, with v's VMCS current.
+void harvest_pml(Partition& p, Vcpu& v);
 
 // Guest FPU state (partition_fpu.cpp). fpu_probe reads the CPU's XSAVE layout once (before
 // the first vCPU); fpu_create gives a vCPU its areas in the reset state (false: no memory).

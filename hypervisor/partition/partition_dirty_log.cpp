@@ -1,11 +1,19 @@
-// Dirty-page logging of a guest partition by EPT write protection (works on every VT-x CPU
-// with EPT; PML would batch the faults, later). ENABLE write-protects every RAM page; the
-// first write to a page exits, sets the page's bit and makes the page writable again; FETCH
-// hands out the bits, clears them and write-protects those pages again. Permission
-// decreases are flushed from every CPU's EPT TLB before its next entry of this partition.
+// Dirty-page logging of a guest partition. Two mechanisms behind one bitmap:
+// - PML (Vol. 3C 29.3.6), when the CPU has it and EPT A/D flags: ENABLE clears the EPT dirty
+//   flag of every RAM page (as 4 KiB leaves); the CPU logs the address of the first write to
+//   each clean page into the vCPU's 512-entry log and exits when it is full; the log is
+//   harvested into the bitmap then and before every return to the root. FETCH hands out the
+//   bits and clears those pages' dirty flags again. No exit per page.
+// - EPT write protection (every VT-x CPU with EPT): ENABLE write-protects every RAM page;
+//   the first write to a page exits, sets the page's bit and makes the page writable again;
+//   FETCH write-protects the pages it hands out again.
+// Dirty-flag clears and permission decreases are flushed from every CPU's EPT TLB before its
+// next entry of this partition (a cached dirty translation would not log again).
 #include "arch/x86/intrinsics.hpp"
+#include "arch/x86/vmx/vmcs_fields.hpp"
 #include "arch/x86/vmx/vmx_capabilities.hpp"
 #include "arch/x86/vmx/vmx_state.hpp"
+#include "dirty_log/dirty_bitmap.hpp"
 #include "kernel/console.hpp"
 #include "kernel/percpu.hpp"
 #include "memory/frame_allocator.hpp"
@@ -25,7 +33,7 @@ u64 ram_pages(const Partition& p) {
 
 void invept_here(Partition& p) {
     const vmx::Features& f = vmx_features();
-    x86::invept(f.invept_single ? 1 : 2, x86::InveptDescriptor{p.ept.eptp(false), 0});
+    x86::invept(f.invept_single ? 1 : 2, x86::InveptDescriptor{eptp_of(p), 0});
 }
 
 // Every CPU drops this partition's cached translations before it next runs one of its vCPUs.
@@ -35,6 +43,11 @@ void flush_everywhere(Partition& p) {
 
 u64* word_of(Partition& p, u64 page) {
     return &p.dirty_chunks[page / pages_per_chunk][(page % pages_per_chunk) / 64];
+}
+
+// Starts logging the pages in [gpa, gpa+length) afresh: their next write is logged.
+ept::Status rearm(Partition& p, u64 gpa, u64 length) {
+    return p.pml ? p.ept.clear_dirty(gpa, length) : p.ept.protect(gpa, length, access_rx);
 }
 
 } // namespace
@@ -54,6 +67,27 @@ void flush_ept_if_needed(Partition& p) {
         return;
     __atomic_fetch_and(&p.flush_cpus, ~bit, __ATOMIC_ACQ_REL);
     invept_here(p);
+}
+
+void harvest_pml(Partition& p, Vcpu& v) {
+    if (!p.pml || v.pml_log == nullptr)
+        return;
+    VmxVcpu& g = v.vmx;
+    u16 index = static_cast<u16>(g.read(vmx::VmcsField::guest_pml_index));
+    if (index == dirty_log::pml_entries - 1)
+        return; // empty
+    {
+        SpinLockGuard guard(p.ept_lock);
+        if (p.dirty_logging) {
+            dirty_log::for_each_pml_entry(v.pml_log, index, [&p](u64 gpa) {
+                if (gpa < p.ram_bytes) {
+                    u64 page = gpa / page_size;
+                    __atomic_fetch_or(word_of(p, page), 1ull << (page % 64), __ATOMIC_RELAXED);
+                }
+            });
+        }
+    }
+    g.write(vmx::VmcsField::guest_pml_index, dirty_log::pml_entries - 1);
 }
 
 bool log_dirty_write(Partition& p, u64 gpa) {
@@ -80,13 +114,13 @@ u64 dirty_log(u32 id, u32 op) {
         return GODWIT_HC_BAD_ARGUMENT;
     SpinLockGuard guard(p->ept_lock);
     if (op == GODWIT_DIRTY_DISABLE) {
-        if (p->dirty_logging)
+        if (p->dirty_logging && !p->pml)
             p->ept.protect(0, p->ram_bytes, ept::access_rwx);
         free_dirty_log(*p);
         flush_everywhere(*p);
         return GODWIT_HC_OK;
     }
-    // Enable (again): a clean log and every RAM page write-protected.
+    // Enable (again): a clean log and every RAM page armed.
     u64 chunks = (ram_pages(*p) + pages_per_chunk - 1) / pages_per_chunk;
     for (u64 i = 0; i < chunks; ++i) {
         if (p->dirty_chunks[i] == nullptr) {
@@ -100,14 +134,16 @@ u64 dirty_log(u32 id, u32 op) {
         for (u64 w = 0; w < words_per_chunk; ++w)
             p->dirty_chunks[i][w] = 0;
     }
-    if (p->ept.protect(0, p->ram_bytes, access_rx) != ept::Status::ok) {
-        p->ept.protect(0, p->ram_bytes, ept::access_rwx);
+    if (rearm(*p, 0, p->ram_bytes) != ept::Status::ok) {
+        if (!p->pml)
+            p->ept.protect(0, p->ram_bytes, ept::access_rwx);
         free_dirty_log(*p);
         return GODWIT_HC_NO_MEMORY;
     }
     p->dirty_logging = true;
     flush_everywhere(*p);
-    log(LogLevel::info, "partition %u: dirty logging on (%lu pages)", id, ram_pages(*p));
+    log(LogLevel::info, "partition %u: dirty logging on (%lu pages, %s)", id, ram_pages(*p),
+        p->pml ? "PML" : "EPT write protection");
     return GODWIT_HC_OK;
 }
 
@@ -118,7 +154,7 @@ u64 dirty_fetch(u32 id, u64 first_page, u32 pages, DirtyWordSink sink, void* con
     SpinLockGuard guard(p->ept_lock);
     if (!p->dirty_logging)
         return GODWIT_HC_BAD_ARGUMENT; // enable first
-    bool protected_any = false;
+    bool rearmed_any = false;
     for (u64 w = 0; w < pages / 64; ++w) {
         u64 page = first_page + w * 64;
         u64 bits = 0;
@@ -127,11 +163,11 @@ u64 dirty_fetch(u32 id, u64 first_page, u32 pages, DirtyWordSink sink, void* con
         sink(context, w, bits);
         for (u64 rest = bits; rest != 0; rest &= rest - 1) {
             u64 gpa = (page + static_cast<u64>(__builtin_ctzll(rest))) * page_size;
-            p->ept.protect(gpa, page_size, access_rx);
-            protected_any = true;
+            rearm(*p, gpa, page_size);
+            rearmed_any = true;
         }
     }
-    if (protected_any) {
+    if (rearmed_any) {
         flush_everywhere(*p);
         flush_ept_if_needed(*p);
     }

@@ -36,11 +36,18 @@ u16 vpid_of(u32 id, u32 vcpu) {
 
 void invalidate(Partition& p) {
     const vmx::Features& f = vmx_features();
-    x86::invept(f.invept_single ? 1 : 2, x86::InveptDescriptor{p.ept.eptp(false), 0});
+    x86::invept(f.invept_single ? 1 : 2, x86::InveptDescriptor{eptp_of(p), 0});
 }
 
 Partition* lookup(u32 id) {
     return id < GODWIT_MAX_PARTITIONS && table[id].used ? &table[id] : nullptr;
+}
+
+void release_vcpu_memory(Vcpu& v) {
+    fpu_destroy(v);
+    if (v.pml_log != nullptr)
+        free_frame(PhysAddr{reinterpret_cast<u64>(v.pml_log)});
+    v.pml_log = nullptr;
 }
 
 bool ensure_vcpu(Partition& p, u32 index) {
@@ -51,13 +58,23 @@ bool ensure_vcpu(Partition& p, u32 index) {
         return false;
     VcpuConfig c{};
     c.mode = GuestMode::real_mode;
-    c.eptp = p.ept.eptp(false);
+    c.eptp = eptp_of(p);
     c.vpid = vpid_of(p.id, index);
     c.exit_on_interrupts = true;
+    if (p.pml) {
+        PhysAddr log_frame = alloc_frame();
+        if (log_frame.value == 0) {
+            fpu_destroy(v);
+            return false;
+        }
+        v.pml_log = static_cast<u64*>(phys_to_virt(log_frame));
+        c.pml = true;
+        c.pml_buffer = log_frame.value;
+    }
     const char* error = nullptr;
     if (!v.vmx.create(c, &error)) {
         log(LogLevel::error, "partition %u: vCPU %u: %s", p.id, index, error);
-        fpu_destroy(v);
+        release_vcpu_memory(v);
         return false;
     }
     v.created = true;
@@ -111,6 +128,8 @@ u64 create(u64 ram_bytes, u32 vcpus, u32& id) {
         p.mapped_bytes = 0;
         p.vcpu_count = vcpus;
         p.exit_storm_logged = false;
+        const vmx::Features& f = vmx_features();
+        p.pml = f.pml && f.ept_accessed_dirty;
         p.ioapic.reset(vcpus); // IOAPIC id after the LAPIC ids, as the VMM's MADT says
         for (u32 n = 0; n < GODWIT_MAX_VCPUS; ++n) {
             Vcpu& v = p.vcpus[n];
@@ -137,7 +156,7 @@ u64 destroy(u32 id) {
     for (Vcpu& v : p->vcpus) {
         if (v.created)
             v.vmx.destroy(); // VMCLEAR and free the VMCS
-        fpu_destroy(v);
+        release_vcpu_memory(v);
         v = Vcpu{};
     }
     free_dirty_log(*p);

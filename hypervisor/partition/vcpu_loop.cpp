@@ -114,6 +114,9 @@ bool handle(Partition& p, Vcpu& v, u32 index, const VmExit& e, godwit_hc_vcpu_ru
     case ExitReason::interrupt_window:
     case ExitReason::preemption_timer:
         return false; // prepare_entry delivers what is now due
+    case ExitReason::pml_full:
+        harvest_pml(p, v); // the write that found the log full is retried (Vol. 3C 29.3.6)
+        return false;
     case ExitReason::io_instruction: {
         vmx::IoAccess io = vmx::decode_io(e.qualification);
         if (io.string) { // INS/OUTS: not emulated; the guest cannot continue
@@ -265,6 +268,9 @@ u64 run(u32 id, u32 index, godwit_hc_vcpu_run& out) {
         out.exit_reason = GODWIT_EXIT_INTERRUPTED;
     if (!v.stopped && (flags & GODWIT_RUN_NO_ENTRY) == 0)
         run_loop(*p, v, index, out, wake, run_exit_budget);
+    // Before the root runs (and may fetch the dirty log, or pause the VM for the last pass):
+    // every write this vCPU logged is in the bitmap.
+    harvest_pml(*p, v);
     if (v.stopped && out.exit_reason == 0)
         out.exit_reason = GODWIT_EXIT_SHUTDOWN;
     out.wake_mask = wake & ~(1u << index);

@@ -1,7 +1,9 @@
 #include "godwit/migration/channel.hpp"
 
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -119,6 +121,15 @@ class StreamChannel : public Channel {
         boost::system::error_code ec;
         stream_.lowest_layer().shutdown(tcp::socket::shutdown_both, ec);
         stream_.lowest_layer().close(ec);
+    }
+    std::uint64_t unsent_bytes() const override {
+        // SIOCOUTQ: the TCP send queue, sent or not, that the peer has not acknowledged.
+        int queued = 0;
+        auto& socket = const_cast<Stream&>(stream_).lowest_layer();
+        if (::ioctl(socket.native_handle(), SIOCOUTQ, &queued) != 0 || queued < 0) {
+            return 0;
+        }
+        return static_cast<std::uint64_t>(queued);
     }
     std::string peer() const override {
         boost::system::error_code ec;

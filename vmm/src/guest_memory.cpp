@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -65,6 +66,20 @@ std::span<std::byte> GuestMemory::host_span(std::uint64_t gpa, std::uint64_t len
 std::span<const std::byte> GuestMemory::host_span(std::uint64_t gpa, std::uint64_t length) const {
     const RamRange& r = range_for(gpa, length);
     return {host_ + r.host_offset + (gpa - r.guest_base), length};
+}
+
+void GuestMemory::adopt(std::uint64_t gpa, void* source, std::uint64_t length) {
+    auto target = host_span(gpa, length);
+    if (length == 0) {
+        return;
+    }
+    if (reinterpret_cast<std::uintptr_t>(source) % page_size == 0 && length % page_size == 0 &&
+        gpa % page_size == 0 &&
+        ::mremap(source, length, length, MREMAP_MAYMOVE | MREMAP_FIXED, target.data()) !=
+            MAP_FAILED) {
+        return;
+    }
+    std::memcpy(target.data(), source, length);
 }
 
 void GuestMemory::read(std::uint64_t gpa, std::span<std::byte> out) const {

@@ -234,8 +234,7 @@ void VmReceiver::restore(const std::vector<migration::StateBlob>& state) {
     platform_->restore_device_state(devices);
     timings_.devices_ms = lap();
     for (const RamRange& r : platform_->memory().ranges()) {
-        auto span = platform_->memory().host_span(r.guest_base, r.size);
-        std::memcpy(span.data(), staging_->at(r.guest_base / page_size), r.size);
+        platform_->memory().adopt(r.guest_base, staging_->at(r.guest_base / page_size), r.size);
     }
     staging_.reset(); // pages in holes are not kept (MigrationMemory sends them as zeros)
     timings_.memory_ms = lap();

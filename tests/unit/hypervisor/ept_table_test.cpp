@@ -107,6 +107,32 @@ TEST(EptTable, ProtectRangeSplitsOnlyAtEdges) {
     EXPECT_FALSE(tr(t, 0x1000).mapped);
 }
 
+TEST(EptTable, ClearDirtyWorksOn4KiBLeaves) {
+    FakeTableMemory mem;
+    EptTable t(mem);
+    ASSERT_EQ(t.init(), Status::ok);
+    ASSERT_EQ(t.map(0, 0x10000000, PageSize::size_2m, access_rwx, memory_type_wb), Status::ok);
+    ASSERT_EQ(t.map(0x200000, 0x20000000, PageSize::size_4k, access_rwx, memory_type_wb),
+              Status::ok);
+    // The CPU set the dirty flags (a write to each page).
+    *t.leaf_entry(0) |= bits::accessed | bits::dirty;
+    *t.leaf_entry(0x200000) |= bits::accessed | bits::dirty;
+    // A range over the 2 MiB page, the 4 KiB page and an unmapped page after it.
+    ASSERT_EQ(t.clear_dirty(0x1000, 0x201000), Status::ok);
+    // The large page became 4 KiB leaves, each with its own (clear) dirty flag.
+    EXPECT_EQ(tr(t, 0x1000).size, PageSize::size_4k);
+    EXPECT_EQ(tr(t, 0x1FF000).hpa, 0x101FF000u);
+    EXPECT_EQ(tr(t, 0x1FF000).access, access_rwx);
+    for (u64 gpa : {0x1000ull, 0x2000ull, 0x1FF000ull, 0x200000ull}) {
+        ASSERT_NE(t.leaf_entry(gpa), nullptr) << gpa;
+        EXPECT_EQ(*t.leaf_entry(gpa) & bits::dirty, 0u) << gpa;
+        EXPECT_NE(*t.leaf_entry(gpa) & bits::accessed, 0u) << gpa; // only the dirty flag
+    }
+    // Outside the range: untouched (page 0 kept the flags the split copied).
+    EXPECT_NE(*t.leaf_entry(0) & bits::dirty, 0u);
+    EXPECT_EQ(t.clear_dirty(~0ull - 0x1000, 0x2000), Status::out_of_range);
+}
+
 TEST(EptTable, DestroyFreesEveryTableAndOutOfMemoryIsReported) {
     FakeTableMemory mem;
     {

@@ -2,6 +2,7 @@
 // in-process pipe (the two-process tests do the same over real TCP/TLS).
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -146,6 +147,67 @@ TEST(Migration, InProcessLiveMigrationWithDirtying) {
     ASSERT_TRUE(json.contains("downtime_parts_ms"));
     EXPECT_EQ(json["downtime_parts_ms"]["ack"].get<double>(), d.ack_ms);
     guest.stop_writers();
+}
+
+// A pipe behind a slow link: everything written is accepted at once (a big socket buffer),
+// but the peer acknowledges only `rate` bytes per second; the rest shows as unsent.
+class SlowLinkEnd final : public Channel {
+  public:
+    SlowLinkEnd(PipeEnd& pipe, double rate) : pipe_(pipe), rate_(rate) {}
+    void write_all(const void* data, std::size_t n) override {
+        if (!started_) {
+            started_ = true;
+            start_ = std::chrono::steady_clock::now();
+        }
+        pipe_.write_all(data, n);
+        bytes_written += n;
+    }
+    void read_exact(void* data, std::size_t n) override {
+        pipe_.read_exact(data, n);
+        bytes_read += n;
+    }
+    void close() override { pipe_.close(); }
+    std::string peer() const override { return "slow link"; }
+    std::uint64_t unsent_bytes() const override {
+        if (!started_)
+            return 0;
+        double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+        auto acknowledged = static_cast<std::uint64_t>(seconds * rate_);
+        return bytes_written > acknowledged ? bytes_written - acknowledged : 0;
+    }
+
+  private:
+    PipeEnd& pipe_;
+    double rate_;
+    bool started_ = false;
+    std::chrono::steady_clock::time_point start_;
+};
+
+TEST(Migration, PassesGoAtTheLinksPaceNotTheSocketBuffers) {
+    auto a = std::make_shared<PipeEnd::Queue>(), b = std::make_shared<PipeEnd::Queue>();
+    PipeEnd src_pipe(a, b), dst(b, a);
+    constexpr double rate = 8 << 20; // 8 MiB/s
+    SlowLinkEnd src(src_pipe, rate);
+    testing::SyntheticGuest guest(2048, 0.3, 9); // 8 MiB, ~5.6 MiB of data
+    testing::SyntheticIncomingVm incoming;
+    IncomingResult in;
+    std::thread receiver([&] { in = migrate_in(dst, incoming); });
+    SourceOptions o;
+    double bandwidth = 0;
+    o.on_progress = [&](const Progress& p) {
+        if (p.bandwidth_bytes_per_s > 0)
+            bandwidth = p.bandwidth_bytes_per_s;
+    };
+    Report r = migrate_out(src, guest, guest, guest, guest, o);
+    receiver.join();
+    ASSERT_TRUE(r.ok) << r.error;
+    ASSERT_TRUE(in.ok) << in.error;
+    // The first pass waited for the link (~0.7 s at 8 MiB/s) instead of ending when the
+    // buffer took its bytes, and the rate reported is the link's.
+    EXPECT_GE(r.total_time_ms, 400.0);
+    EXPECT_GT(bandwidth, 0.3 * rate);
+    EXPECT_LT(bandwidth, 1.5 * rate);
 }
 
 TEST(Migration, DestinationRefusalRollsBackTheSource) {

@@ -1,5 +1,10 @@
 #include "godwit/vmm/guest_memory.hpp"
 
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <vector>
+
 #include <array>
 
 #include "test_support.hpp"
@@ -53,4 +58,28 @@ TEST(GuestMemory, ReadWriteFillAndBounds) {
 TEST(GuestMemory, RejectsSizesThatAreNotWholePages) {
     expect_error(ErrorCode::invalid_input, "multiple of 4 KiB", [] { GuestMemory m(0); });
     expect_error(ErrorCode::invalid_input, "multiple of 4 KiB", [] { GuestMemory m(4097); });
+}
+
+TEST(GuestMemory, AdoptMovesPagesWithoutCopying) {
+    constexpr std::uint64_t size = 64 * page_size;
+    GuestMemory m(size);
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(p, MAP_FAILED);
+    auto* bytes = static_cast<std::uint8_t*>(p);
+    for (std::uint64_t i = 0; i < size; i += page_size)
+        bytes[i] = static_cast<std::uint8_t>(i / page_size + 1);
+    m.adopt(0, p, size);
+    for (std::uint64_t i = 0; i < size; i += page_size)
+        EXPECT_EQ(m.read_value<std::uint8_t>(i), i / page_size + 1) << i;
+    // Moved, not copied: the source range is no longer mapped.
+    unsigned char residency = 0;
+    EXPECT_EQ(::mincore(p, page_size, &residency), -1);
+    EXPECT_EQ(errno, ENOMEM);
+    ::munmap(p, size);
+    // A misaligned source is copied instead; outside RAM is refused.
+    std::vector<std::uint8_t> unaligned(page_size + 1, 0x5A);
+    m.adopt(page_size, unaligned.data() + 1, page_size);
+    EXPECT_EQ(m.read_value<std::uint8_t>(page_size), 0x5A);
+    EXPECT_EQ(unaligned[1], 0x5A); // still there
+    EXPECT_THROW(m.adopt(size, unaligned.data(), page_size), godwit::Error);
 }

@@ -26,6 +26,10 @@ class Channel {
     virtual std::string peer() const = 0;
     // False for a file (quick migration's saved state): nobody answers, so no ACK.
     virtual bool has_peer() const { return true; }
+    // Bytes write_all accepted that the peer has not acknowledged yet (queued in this host's
+    // socket): the engine measures what the link delivered, not what the kernel buffered.
+    // 0 where nothing is queued or it is unknown (files, in-process pipes).
+    virtual std::uint64_t unsent_bytes() const { return 0; }
     std::uint64_t bytes_written = 0;
     std::uint64_t bytes_read = 0;
 };

@@ -118,7 +118,7 @@ class VmReceiver final : public migration::IncomingVm {
     struct RestoreTimings {
         double check_ms = 0;     // Options::check: godwitd's adoption, for a migration
         double devices_ms = 0;   // the platform: guest memory mapping and device state
-        double memory_ms = 0;    // staged pages copied into guest memory
+        double memory_ms = 0;    // staged pages moved into guest memory
         double partition_ms = 0; // the hypervisor partition and its vCPU/irqchip state
     };
     const RestoreTimings& restore_timings() const { return timings_; }

@@ -47,7 +47,7 @@ typedef int64_t godwit_s64;
 #endif
 
 #define GODWIT_HC_ABI_MAJOR 1u
-#define GODWIT_HC_ABI_MINOR 4u
+#define GODWIT_HC_ABI_MINOR 5u
 #define GODWIT_HC_ABI_VERSION ((GODWIT_HC_ABI_MAJOR << 16) | GODWIT_HC_ABI_MINOR)
 
 #define GODWIT_CPUID_LEAF_SIGNATURE 0x40000000u
@@ -255,13 +255,16 @@ GODWIT_STATIC_ASSERT(sizeof(struct godwit_hc_vcpu_run) == 72, "vcpu run size");
 GODWIT_STATIC_ASSERT(GODWIT_OFFSETOF(struct godwit_hc_vcpu_run, exit_reason) == 16, "offset");
 GODWIT_STATIC_ASSERT(GODWIT_OFFSETOF(struct godwit_hc_vcpu_run, wake_tsc) == 56, "offset");
 
-/* 1.3: GODWIT_HC_DIRTY_LOG. Logging write-protects the partition's RAM in its EPT; the
- * first write to a page after ENABLE or the FETCH that reported it sets its bit. */
+/* 1.3: GODWIT_HC_DIRTY_LOG. The first write to a page after ENABLE or the FETCH that
+ * reported it sets its bit: logged by PML where the CPU has it (EPT dirty flags cleared),
+ * by EPT write protection otherwise. */
 enum godwit_dirty_op {
     GODWIT_DIRTY_DISABLE = 0,
-    GODWIT_DIRTY_ENABLE = 1, /* clears the log, write-protects every RAM page */
+    GODWIT_DIRTY_ENABLE = 1, /* clears the log and arms every RAM page */
     GODWIT_DIRTY_FETCH = 2,  /* copies [first_page, +pages) of the log out and clears it
-                                (those pages are write-protected again) */
+                                (those pages are armed again) */
+    GODWIT_DIRTY_ENABLE_WRITE_PROTECT = 3, /* 1.5: ENABLE by EPT write protection even where
+                                              the CPU has PML (tests, comparisons) */
 };
 #define GODWIT_DIRTY_FETCH_MAX_PAGES 262144u /* 1 GiB of guest RAM per call */
 struct godwit_hc_dirty_fetch {

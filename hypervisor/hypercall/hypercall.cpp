@@ -162,7 +162,8 @@ Result dirty_log(const Call& c, HypercallHost& host) {
     if (c.arg0 >= GODWIT_MAX_PARTITIONS)
         return status(GODWIT_HC_BAD_ARGUMENT);
     u32 id = static_cast<u32>(c.arg0);
-    if (c.arg1 == GODWIT_DIRTY_ENABLE || c.arg1 == GODWIT_DIRTY_DISABLE) {
+    if (c.arg1 == GODWIT_DIRTY_ENABLE || c.arg1 == GODWIT_DIRTY_DISABLE ||
+        c.arg1 == GODWIT_DIRTY_ENABLE_WRITE_PROTECT) {
         if (c.arg2 != 0)
             return status(GODWIT_HC_BAD_ARGUMENT);
         return status(host.dirty_log(id, static_cast<u32>(c.arg1)));

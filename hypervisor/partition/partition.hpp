@@ -57,6 +57,7 @@ struct Partition {
     // each first write faults (EPT violation).
     bool pml;
     bool dirty_logging;
+    bool dirty_by_pml; // while logging: PML (else write protection, also asked for by the VMM)
     u64* dirty_chunks[32];
     u64 flush_cpus; // CPUs that must INVEPT this partition before their next entry
     VirtualIoapic ioapic;

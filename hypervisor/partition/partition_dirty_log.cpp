@@ -47,7 +47,7 @@ u64* word_of(Partition& p, u64 page) {
 
 // Starts logging the pages in [gpa, gpa+length) afresh: their next write is logged.
 ept::Status rearm(Partition& p, u64 gpa, u64 length) {
-    return p.pml ? p.ept.clear_dirty(gpa, length) : p.ept.protect(gpa, length, access_rx);
+    return p.dirty_by_pml ? p.ept.clear_dirty(gpa, length) : p.ept.protect(gpa, length, access_rx);
 }
 
 } // namespace
@@ -78,7 +78,7 @@ void harvest_pml(Partition& p, Vcpu& v) {
         return; // empty
     {
         SpinLockGuard guard(p.ept_lock);
-        if (p.dirty_logging) {
+        if (p.dirty_logging && p.dirty_by_pml) {
             dirty_log::for_each_pml_entry(v.pml_log, index, [&p](u64 gpa) {
                 if (gpa < p.ram_bytes) {
                     u64 page = gpa / page_size;
@@ -114,13 +114,18 @@ u64 dirty_log(u32 id, u32 op) {
         return GODWIT_HC_BAD_ARGUMENT;
     SpinLockGuard guard(p->ept_lock);
     if (op == GODWIT_DIRTY_DISABLE) {
-        if (p->dirty_logging && !p->pml)
+        if (p->dirty_logging && !p->dirty_by_pml)
             p->ept.protect(0, p->ram_bytes, ept::access_rwx);
         free_dirty_log(*p);
         flush_everywhere(*p);
         return GODWIT_HC_OK;
     }
-    // Enable (again): a clean log and every RAM page armed.
+    // Enable (again): a clean log and every RAM page armed. Switching mechanisms first
+    // undoes the old one's write protection (PML's clear dirty flags need nothing).
+    bool by_pml = p->pml && op != GODWIT_DIRTY_ENABLE_WRITE_PROTECT;
+    if (p->dirty_logging && !p->dirty_by_pml && by_pml)
+        p->ept.protect(0, p->ram_bytes, ept::access_rwx);
+    p->dirty_by_pml = by_pml;
     u64 chunks = (ram_pages(*p) + pages_per_chunk - 1) / pages_per_chunk;
     for (u64 i = 0; i < chunks; ++i) {
         if (p->dirty_chunks[i] == nullptr) {
@@ -135,7 +140,7 @@ u64 dirty_log(u32 id, u32 op) {
             p->dirty_chunks[i][w] = 0;
     }
     if (rearm(*p, 0, p->ram_bytes) != ept::Status::ok) {
-        if (!p->pml)
+        if (!p->dirty_by_pml)
             p->ept.protect(0, p->ram_bytes, ept::access_rwx);
         free_dirty_log(*p);
         return GODWIT_HC_NO_MEMORY;
@@ -143,7 +148,7 @@ u64 dirty_log(u32 id, u32 op) {
     p->dirty_logging = true;
     flush_everywhere(*p);
     log(LogLevel::info, "partition %u: dirty logging on (%lu pages, %s)", id, ram_pages(*p),
-        p->pml ? "PML" : "EPT write protection");
+        p->dirty_by_pml ? "PML" : "EPT write protection");
     return GODWIT_HC_OK;
 }
 

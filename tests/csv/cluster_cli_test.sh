@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# godwit csv node|status|move: two node processes over mutual TLS (certificates from the
-# openssl CLI) on 127.0.0.1; status shows node 1 coordinating, move hands the volume to
-# node 2, status shows it, both nodes stop on SIGTERM and the volume checks clean.
+# godwit csv add|list|remove|node|status|move: two node processes over mutual TLS
+# (certificates from the openssl CLI) on 127.0.0.1, node 1 started by the name it was
+# registered under; status shows node 1 coordinating, move hands the volume to node 2, status
+# shows it, both nodes stop on SIGTERM and the volume checks clean.
 set -euo pipefail
 godwit="$GODWIT_BUILD_DIR/bin/godwit"
 work="$(mktemp -d "$GODWIT_BUILD_DIR/csv-cluster-cli.XXXXXX")"
@@ -23,8 +24,23 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 members="1=127.0.0.1:$(port),2=127.0.0.1:$(port)"
 admin=(--members "$members" --ca ca.crt --cert admin.crt --key admin.key)
 
-"$godwit" csv node lun.img --id 1 --members "$members" --coordinator --lease-ms 1000 \
-  --ca ca.crt --cert node1.crt --key node1.key >node1.log 2>&1 & pids+=($!)
+# The registry: node 1's host registers the volume under its label, then names it.
+reg=(--registry "$work/reg1")
+"$godwit" csv add lun.img --id 3 --members "$members" --ca ca.crt --cert node1.crt --key node1.key "${reg[@]}" >/dev/null 2>&1 \
+  && fail "add with an id that is not a member"
+"$godwit" csv add lun.img --id 1 --members "$members" --ca ca.crt --cert node1.crt --key missing.key "${reg[@]}" >/dev/null 2>&1 \
+  && fail "add with a missing key file"
+"$godwit" csv add lun.img --id 1 --members "$members" --lease-ms 1000 --ca ca.crt --cert node1.crt --key node1.key \
+  --mountpoint "$work/mnt" "${reg[@]}" | grep -q "added volume Volume1" || fail "add"
+rc=0; "$godwit" csv add lun.img --id 1 --members "$members" --plaintext "${reg[@]}" >/dev/null 2>&1 || rc=$?
+[[ $rc -eq 7 ]] || fail "a second add of Volume1 exited $rc, not 7 (conflict)"
+json="$("$godwit" --json csv list "${reg[@]}")" || fail "list"
+python3 -c 'import json,sys; d=json.loads(sys.argv[1]); v=d["volumes"]; assert len(v)==1 and v[0]["name"]=="Volume1" and v[0]["node_id"]==1 and v[0]["tls"] and v[0]["device_present"], d' "$json" \
+  || fail "list: $json"
+rc=0; "$godwit" csv node Volume9 "${reg[@]}" >/dev/null 2>&1 || rc=$?
+[[ $rc -eq 3 ]] || fail "node of an unregistered name exited $rc, not 3 (not found)"
+
+"$godwit" csv node Volume1 --coordinator "${reg[@]}" >node1.log 2>&1 & pids+=($!)
 for _ in $(seq 100); do grep -q running node1.log && break; sleep 0.1; done
 "$godwit" csv node lun.img --id 2 --members "$members" --lease-ms 1000 \
   --ca ca.crt --cert node2.crt --key node2.key >node2.log 2>&1 & pids+=($!)
@@ -34,11 +50,18 @@ json="$("$godwit" --json csv status "${admin[@]}")" || fail "status"
 python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["coordinator"]==1 and d["volume"]=="Volume1", d; assert all(n["reachable"] and n["state"]=="Direct" for n in d["nodes"]), d' "$json" \
   || fail "status before the move: $json"
 "$godwit" csv status --members "$members" --plaintext >/dev/null 2>&1 && fail "plaintext status accepted by TLS nodes"
+json="$("$godwit" --json csv status "${reg[@]}")" || fail "status of the registered volume"
+python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["coordinator"]==1 and d["volume"]=="Volume1", d' "$json" \
+  || fail "status by name: $json"
 "$godwit" csv move Volume2 2 "${admin[@]}" >/dev/null 2>&1 && fail "move of a volume the cluster does not serve"
-grep -q "from node 1 to node 2" <<<"$("$godwit" csv move Volume1 2 "${admin[@]}")" || fail "move"
+grep -q "from node 1 to node 2" <<<"$("$godwit" csv move Volume1 2 "${reg[@]}")" || fail "move by name"
 json="$("$godwit" --json csv status "${admin[@]}")" || fail "status after the move"
 python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["coordinator"]==2, d' "$json" || fail "after the move: $json"
 
 kill -TERM "${pids[@]}"; wait "${pids[@]}" || fail "a node did not stop cleanly"; pids=()
 grep -q ": clean" <<<"$("$godwit" csv check lun.img)" || fail "volume not clean after the nodes stopped"
+"$godwit" csv remove Volume1 "${reg[@]}" | grep -q "removed volume Volume1" || fail "remove"
+grep -q "no volumes registered" <<<"$("$godwit" csv list "${reg[@]}")" || fail "list after remove"
+rc=0; "$godwit" csv remove Volume1 "${reg[@]}" >/dev/null 2>&1 || rc=$?
+[[ $rc -eq 3 ]] || fail "a second remove exited $rc, not 3"
 echo "PASS: csv cluster cli"

@@ -16,9 +16,11 @@
 
 #include "godwit/csv/checker.hpp"
 #include "godwit/csv/coordinator.hpp"
+#include "godwit/csv/csv_file_store.hpp"
 #include "godwit/csv/node_client.hpp"
 #include "godwit/csv/volume.hpp"
 #include "godwit/error.hpp"
+#include "godwit/vhd/vhd_image.hpp"
 #include "volume_model.hpp"
 
 using namespace godwit::csv;
@@ -366,21 +368,53 @@ TEST(CsvCluster, CoordinatorKilledDuringMetadataWork) {
     std::filesystem::remove(image);
 }
 
+// A formatted image file with an in-process coordinator on 127.0.0.1.
+struct CoordinatorOnImage {
+    static std::string make_image(const std::string& name, std::uint64_t bytes) {
+        std::string path = (std::filesystem::path(GODWIT_CSV_TEST_DIR) /
+                            (name + "-" + std::to_string(::getpid()) + ".img"))
+                               .string();
+        PosixBlockDevice::create_image(path, bytes);
+        return path;
+    }
+    CoordinatorOnImage(const std::string& name, std::uint64_t bytes)
+        : image(make_image(name, bytes)), lun(image, PosixBlockDevice::Access::read_write, true) {
+        format_volume(lun, FormatOptions{"Volume1", 0, 0, 0});
+        MountOptions o;
+        o.identity = {1, "coordinator"};
+        volume = Volume::mount(lun, o);
+        coordinator = std::make_unique<Coordinator>(*volume, "127.0.0.1", 0);
+        server = std::thread([this] { coordinator->run(); });
+    }
+    ~CoordinatorOnImage() {
+        if (server.joinable()) {
+            stop_and_check();
+        }
+    }
+    std::uint16_t port() const { return coordinator->port(); }
+    // Stops the coordinator and unmounts; true when the volume then checks clean.
+    bool stop_and_check() {
+        coordinator->stop();
+        server.join();
+        coordinator.reset();
+        volume.reset();
+        const bool clean = check_volume(lun).clean();
+        std::filesystem::remove(image);
+        return clean;
+    }
+
+    std::string image;
+    PosixBlockDevice lun;
+    std::unique_ptr<Volume> volume;
+    std::unique_ptr<Coordinator> coordinator;
+    std::thread server;
+};
+
 TEST(CsvCluster, NodeNamespaceOperationsGoThroughTheCoordinator) {
-    const std::string image =
-        (std::filesystem::path(GODWIT_CSV_TEST_DIR) / ("ns-" + std::to_string(::getpid()) + ".img"))
-            .string();
-    PosixBlockDevice::create_image(image, 32ull << 20);
-    PosixBlockDevice lun(image, PosixBlockDevice::Access::read_write, true);
-    format_volume(lun, FormatOptions{"Volume1", 0, 0, 0});
-    MountOptions o;
-    o.identity = {1, "coordinator"};
-    auto volume = Volume::mount(lun, o);
-    Coordinator coordinator(*volume, "127.0.0.1", 0);
-    std::thread server([&] { coordinator.run(); });
+    CoordinatorOnImage cluster("ns", 32ull << 20);
     {
-        PosixBlockDevice node_lun(image, PosixBlockDevice::Access::read_write, true);
-        NodeClient node("127.0.0.1", coordinator.port(), node_lun, 2, "node2");
+        PosixBlockDevice node_lun(cluster.image, PosixBlockDevice::Access::read_write, true);
+        NodeClient node("127.0.0.1", cluster.port(), node_lun, 2, "node2");
         node.make_directory("/vms");
         node.create("/vms/a.vhd", 8192);
         node.rename("/vms/a.vhd", "/b.vhd");
@@ -409,9 +443,73 @@ TEST(CsvCluster, NodeNamespaceOperationsGoThroughTheCoordinator) {
         }
         EXPECT_EQ(node.list("/").size(), 1u);
     }
-    coordinator.stop();
-    server.join();
-    volume.reset();
-    EXPECT_TRUE(check_volume(lun).clean());
-    std::filesystem::remove(image);
+    EXPECT_TRUE(cluster.stop_and_check());
+}
+
+// The direct API (CsvFileStore): the VHD library creates, writes and reads disks on the
+// volume through node clients, without FUSE. A dynamic disk made on node 2 is written there
+// and read back on node 3; a differencing child made on node 3 finds its parent on the
+// volume through its relative locator; the volume checker passes at the end.
+TEST(CsvCluster, VhdDisksThroughTheDirectApi) {
+    CoordinatorOnImage cluster("vhd", 64ull << 20);
+    {
+        PosixBlockDevice lun2(cluster.image, PosixBlockDevice::Access::read_write, true);
+        PosixBlockDevice lun3(cluster.image, PosixBlockDevice::Access::read_write, true);
+        NodeClient node2("127.0.0.1", cluster.port(), lun2, 2, "node2");
+        NodeClient node3("127.0.0.1", cluster.port(), lun3, 3, "node3");
+        CsvFileStore store2(node2), store3(node3);
+        node2.make_directory("/vms");
+
+        godwit::vhd::CreateOptions create;
+        create.size = 16 << 20;
+        create.block_size = 1 << 20;
+        godwit::vhd::VhdImage::create("/vms/base.vhd", create, store2);
+        EXPECT_THROW(godwit::vhd::VhdImage::create("/vms/base.vhd", create, store3),
+                     godwit::Error); // exists
+        std::vector<std::byte> model(create.size);
+        {
+            auto disk = godwit::vhd::VhdImage::open("/vms/base.vhd", true, store2);
+            for (std::uint32_t i = 0; i < 12; ++i) {
+                const std::uint64_t offset = (i * 1369ull * 1024 + i * 512) % (create.size - 70000);
+                auto data = model::pattern(100 + i, 65536 + i * 7);
+                disk->write(offset, data.data(), data.size());
+                std::copy(data.begin(), data.end(),
+                          model.begin() + static_cast<std::ptrdiff_t>(offset));
+            }
+            disk->flush();
+        }
+        EXPECT_GT(node2.maps_fetched(), 0u); // the data went by block map, not via FUSE
+        {
+            auto disk = godwit::vhd::VhdImage::open("/vms/base.vhd", false, store3);
+            ASSERT_EQ(disk->size(), create.size);
+            std::vector<std::byte> back(create.size);
+            disk->read(0, back.data(), back.size());
+            EXPECT_TRUE(back == model) << "node 3 reads what node 2 wrote";
+        }
+        // A differencing child on node 3: parent found on the volume, reads fall through.
+        godwit::vhd::CreateOptions child;
+        child.type = godwit::vhd::DiskType::differencing;
+        child.parent = "/vms/base.vhd";
+        node3.make_directory("/vms/children");
+        godwit::vhd::VhdImage::create("/vms/children/c.vhd", child, store3);
+        {
+            auto disk = godwit::vhd::VhdImage::open("/vms/children/c.vhd", true, store3);
+            ASSERT_NE(disk->parent(), nullptr);
+            EXPECT_EQ(CsvFileStore::normalize(disk->parent_path()), "/vms/base.vhd");
+            auto data = model::pattern(999, 4096);
+            disk->write(8192, data.data(), data.size());
+            disk->flush();
+            std::copy(data.begin(), data.end(), model.begin() + 8192);
+            std::vector<std::byte> back(create.size);
+            disk->read(0, back.data(), back.size());
+            EXPECT_TRUE(back == model) << "child over parent";
+        }
+        // A truncated disk is refused with a reason, not read past its end.
+        {
+            auto raw = store2.open("/vms/base.vhd", godwit::vhd::OpenMode::read_write);
+            raw->truncate(1000); // the footer copy survives, the header does not
+        }
+        EXPECT_THROW(godwit::vhd::VhdImage::open("/vms/base.vhd", false, store2), godwit::Error);
+    }
+    EXPECT_TRUE(cluster.stop_and_check());
 }

@@ -101,6 +101,9 @@ void workload(NodeClient& c, int id, std::uint32_t ops, int events, Files& files
             c.write(h, 1000 + i, more);
             put(content, 1000 + i, more);
         }
+        if (i % 2 == 0) {
+            c.flush(); // durable: by the node's own LUN path, or by the coordinator when Redirected
+        }
         c.close(h);
         files[path] = content;
         std::string name = path;

@@ -67,7 +67,7 @@ def main():
         hv = info.get("hypervisor", {})
         check(hv.get("build") == args.expect_build, "hypervisor build matches this build",
               f"got {hv.get('build')!r}, want {args.expect_build!r}")
-        check(hv.get("abi") == "1.4", "hypercall ABI 1.4", str(hv.get("abi")))
+        check(hv.get("abi") == "1.5", "hypercall ABI 1.5", str(hv.get("abi")))
         features = set(info.get("vmx", {}).get("features", []) if isinstance(info.get("vmx"), dict)
                        else info.get("vmx_features", []))
         if not features:
@@ -168,11 +168,19 @@ def main():
             f"--cmdline 'passes=3 dirty_mb=8'", 300)
         check(status == 0 and "dirty: pass 3 done" in out and "dirty: PASS" in out,
               "dirty guest completes 3 passes over 8 MiB", out[-900:])
-        # Save/restore and migration primitives on a real guest: dirty logging by EPT write
-        # protection, extra vCPU state and IOAPIC state round trips, corrupted state refused.
-        status, out = host.run(f"godwit-state-probe --kernel {guests}/dirty.elf", 300)
-        check(status == 0 and "state-probe: PASS" in out,
-              "dirty log, vCPU extra state and IOAPIC state on a real guest", out[-1500:])
+        # Save/restore and migration primitives on a real guest: dirty logging (PML where the
+        # CPU has it, and EPT write protection asked for explicitly), extra vCPU state and
+        # IOAPIC state round trips, corrupted state refused.
+        has_pml = {"pml", "ept_accessed_dirty"} <= features
+        for flag, mechanism in (("", "PML" if has_pml else "EPT write protection"),
+                                (" --write-protect", "EPT write protection")):
+            status, out = host.run(f"godwit-state-probe --kernel {guests}/dirty.elf{flag}", 300)
+            check(status == 0 and "state-probe: PASS" in out,
+                  f"dirty log ({mechanism}), vCPU extra state and IOAPIC state on a real guest",
+                  out[-1500:])
+            _, log = host.run("godwit host log | grep 'dirty logging on' | tail -1", 180)
+            check(f"pages, {mechanism})" in log,
+                  f"the hypervisor logged dirty pages by {mechanism}", log[-300:])
         # VM management through godwitd and `godwit vm` (tests/vm/vm_checks.py): two VMs at
         # once, one stopped for touching memory outside its RAM, stop/kill/delete.
         run_vm_checks(host, check)

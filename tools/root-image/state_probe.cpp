@@ -9,7 +9,8 @@
 //  - FPU state (1.4): the guest's XSAVE area reads back, a changed one round-trips, and
 //    reserved MXCSR / XSTATE_BV bits or an invalid XCR0 are refused without changing it.
 // Prints "PASS <check>" / "FAIL <check>: why" lines, then "state-probe: PASS" or exits 1.
-//   godwit-state-probe --kernel dirty.elf [--device /dev/godwit]
+//   godwit-state-probe --kernel dirty.elf [--device /dev/godwit] [--write-protect]
+// (--write-protect: dirty logging by EPT write protection even where the CPU has PML.)
 #include <boost/program_options.hpp>
 
 #include <cstdio>
@@ -55,7 +56,8 @@ int main(int argc, char** argv) {
     po::options_description options("godwit-state-probe options");
     options.add_options()("help,h", "this help")("kernel", po::value<std::string>()->required(),
                                                  "the dirty.elf test guest")(
-        "device", po::value<std::string>()->default_value("/dev/godwit"), "the root driver");
+        "device", po::value<std::string>()->default_value("/dev/godwit"), "the root driver")(
+        "write-protect", "log dirty pages by EPT write protection even where the CPU has PML");
     try {
         po::variables_map vm;
         po::store(po::parse_command_line(argc, argv, options), vm);
@@ -80,7 +82,10 @@ int main(int argc, char** argv) {
         vmm::GodwitBackend backend(platform.memory(), def.vcpus, vm["device"].as<std::string>());
         backend.set_state(0, platform.initial_vcpu_states()[0]);
 
-        backend.dirty_log_enable();
+        if (vm.count("write-protect"))
+            backend.dirty_log_enable_write_protect();
+        else
+            backend.dirty_log_enable();
         vmm::VmRunner runner(platform, backend, def.vcpus);
         vmm::VmStop stop = runner.run();
         std::fputs(console.c_str(), stdout);

@@ -292,6 +292,14 @@ void GodwitBackend::dirty_log_enable() {
         throw system_error("GODWIT_IOCTL_DIRTY_LOG (enable)", errno);
 }
 
+void GodwitBackend::dirty_log_enable_write_protect() {
+    godwit_ioctl_dirty d{};
+    d.id = id_;
+    d.op = GODWIT_DIRTY_ENABLE_WRITE_PROTECT;
+    if (::ioctl(fd_, GODWIT_IOCTL_DIRTY_LOG, &d) != 0)
+        throw system_error("GODWIT_IOCTL_DIRTY_LOG (enable by write protection)", errno);
+}
+
 void GodwitBackend::dirty_log_disable() {
     godwit_ioctl_dirty d{};
     d.id = id_;

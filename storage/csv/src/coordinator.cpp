@@ -532,6 +532,12 @@ struct Coordinator::State {
             reply.mutable_data()->set_data(std::move(data));
             break;
         }
+        case pb::NodeMessage::kFlushData: {
+            std::lock_guard lock(volume_mutex);
+            require_volume().flush();
+            reply.set_ok(true);
+            break;
+        }
         case pb::NodeMessage::kWrite: {
             const auto& w = request.write();
             if (w.data().size() > kMaxRedirectedBytes) {

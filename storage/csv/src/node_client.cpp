@@ -896,6 +896,22 @@ std::size_t NodeClient::read(std::uint64_t handle, std::uint64_t offset, std::sp
     }
 }
 
+void NodeClient::flush() {
+    State& s = *state_;
+    if (!s.path_lost) {
+        try {
+            s.lun.flush();
+            // Writes redirected before the path came back went through the coordinator.
+            if (s.redirected == 0) {
+                return;
+            }
+        } catch (const Error&) {
+            s.lose_path();
+        }
+    }
+    s.call([](pb::NodeMessage& m) { m.mutable_flush_data(); });
+}
+
 IoState NodeClient::state() const {
     return state_->io_state();
 }

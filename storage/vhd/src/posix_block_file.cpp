@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 
 #include "godwit/error.hpp"
 #include "godwit/vhd/block_file.hpp"
@@ -102,6 +103,43 @@ std::unique_ptr<BlockFile> open_posix_file(const std::string& path, OpenMode mod
         throw system_error("open " + path, err);
     }
     return std::make_unique<PosixBlockFile>(path, fd);
+}
+
+namespace {
+
+class PosixFileStore final : public FileStore {
+  public:
+    std::unique_ptr<BlockFile> open(const std::string& path, OpenMode mode) override {
+        return open_posix_file(path, mode);
+    }
+    bool exists(const std::string& path) override {
+        std::error_code ec;
+        return std::filesystem::exists(path, ec);
+    }
+    std::string canonical(const std::string& path) override {
+        std::error_code ec;
+        std::string c = std::filesystem::weakly_canonical(path, ec).string();
+        return c.empty() ? path : c;
+    }
+    std::string absolute(const std::string& path) override {
+        return std::filesystem::absolute(path).string();
+    }
+    std::string relative(const std::string& target, const std::string& base_dir) override {
+        return std::filesystem::relative(std::filesystem::absolute(target),
+                                         std::filesystem::absolute(base_dir))
+            .string();
+    }
+    void remove(const std::string& path) noexcept override {
+        std::error_code ec;
+        std::filesystem::remove(path, ec);
+    }
+};
+
+} // namespace
+
+FileStore& posix_file_store() {
+    static PosixFileStore store;
+    return store;
 }
 
 } // namespace godwit::vhd

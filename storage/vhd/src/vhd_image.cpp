@@ -89,23 +89,21 @@ bool is_vhd_file(const std::string& path) {
     return false;
 }
 
-std::unique_ptr<VhdImage> VhdImage::open(const std::string& path, bool writable) {
+std::unique_ptr<VhdImage> VhdImage::open(const std::string& path, bool writable, FileStore& store) {
     std::unique_ptr<VhdImage> img(new VhdImage());
     std::set<std::string> seen;
-    img->load(path, writable, 0, seen);
+    img->load(store, path, writable, 0, seen);
     return img;
 }
 
-void VhdImage::load(const std::string& path, bool writable, int depth,
+void VhdImage::load(FileStore& store, const std::string& path, bool writable, int depth,
                     std::set<std::string>& seen) {
-    std::error_code ec;
-    std::string canonical = fs::weakly_canonical(path, ec).string();
-    if (!seen.insert(canonical.empty() ? path : canonical).second) {
+    if (!seen.insert(store.canonical(path)).second) {
         throw bad(path, "differencing parent chain loops back to this file");
     }
     if (depth > max_chain_depth)
         throw bad(path, "differencing chain deeper than 32 disks");
-    file_ = open_posix_file(path, writable ? OpenMode::read_write : OpenMode::read_only);
+    file_ = store.open(path, writable ? OpenMode::read_write : OpenMode::read_only);
     writable_ = writable;
     std::uint64_t file_size = file_->size();
     if (file_size < 512)
@@ -201,7 +199,7 @@ void VhdImage::load(const std::string& path, bool writable, int depth,
                 fs::path resolved = want == LocatorPlatform::w2ru && fs::path(p).is_relative()
                                         ? dir / p
                                         : fs::path(p);
-                if (fs::exists(resolved, ec))
+                if (store.exists(resolved.string()))
                     candidate = resolved.string();
             }
         }
@@ -211,7 +209,7 @@ void VhdImage::load(const std::string& path, bool writable, int depth,
                                                   "' not found through its parent locators");
         }
         parent_.reset(new VhdImage());
-        parent_->load(candidate, false, depth + 1, seen);
+        parent_->load(store, candidate, false, depth + 1, seen);
         parent_path_ = candidate;
         if (parent_->footer_.unique_id != header_.parent_uuid) {
             throw bad(path,
@@ -222,7 +220,7 @@ void VhdImage::load(const std::string& path, bool writable, int depth,
     }
 }
 
-void VhdImage::create(const std::string& path, const CreateOptions& o) {
+void VhdImage::create(const std::string& path, const CreateOptions& o, FileStore& store) {
     Footer f;
     f.timestamp = vhd_timestamp_now();
     f.unique_id = random_uuid();
@@ -232,7 +230,7 @@ void VhdImage::create(const std::string& path, const CreateOptions& o) {
     if (o.type == DiskType::differencing) {
         if (o.parent.empty())
             throw Error(ErrorCode::usage, "a differencing disk needs a parent (-b PARENT)");
-        parent = open(o.parent, false);
+        parent = open(o.parent, false, store);
         size = parent->size();
     }
     if (size == 0 || size % sector_size != 0) {
@@ -253,7 +251,7 @@ void VhdImage::create(const std::string& path, const CreateOptions& o) {
     f.geometry = geometry_for(size);
     if (f.geometry.bytes() != size)
         f.geometry = Geometry{65535, 16, 255};
-    auto file = open_posix_file(path, OpenMode::create_new);
+    auto file = store.open(path, OpenMode::create_new);
     try {
         if (o.type == DiskType::fixed) {
             f.data_offset = ~0ull;
@@ -273,8 +271,9 @@ void VhdImage::create(const std::string& path, const CreateOptions& o) {
         if (parent) {
             h.parent_uuid = parent->footer().unique_id;
             h.parent_timestamp = parent->footer().timestamp;
-            fs::path abs = fs::absolute(o.parent);
-            fs::path rel = fs::relative(abs, fs::absolute(path).parent_path());
+            fs::path abs = store.absolute(o.parent);
+            fs::path rel =
+                store.relative(o.parent, fs::path(store.absolute(path)).parent_path().string());
             h.parent_name = utf8_to_utf16(abs.filename().string());
             int slot = 0;
             for (auto [platform, text] :
@@ -307,8 +306,7 @@ void VhdImage::create(const std::string& path, const CreateOptions& o) {
         file->write_at(fb.data(), fb.size(), end);
         file->sync();
     } catch (...) {
-        std::error_code ec;
-        fs::remove(path, ec); // never leave a half-made disk behind
+        store.remove(path); // never leave a half-made disk behind
         throw;
     }
 }

@@ -1,7 +1,9 @@
 // CSV benchmark: direct-I/O write throughput of a non-coordinator node (through block maps
 // from the coordinator, over TCP on 127.0.0.1) as a fraction of raw LUN throughput measured
 // in the same run on the same image, plus metadata operations per second through the
-// coordinator. Prints one JSON document. Usage: csv_bench [IMAGE_DIR] [MiB]
+// coordinator, and a fixed VHD written through the direct API (CsvFileStore: the VHD library
+// over the node client, no FUSE) as a fraction of the node's own direct writes. Prints one
+// JSON document. Usage: csv_bench [IMAGE_DIR] [MiB]
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -13,9 +15,11 @@
 #include <nlohmann/json.hpp>
 
 #include "godwit/csv/coordinator.hpp"
+#include "godwit/csv/csv_file_store.hpp"
 #include "godwit/csv/node_client.hpp"
 #include "godwit/csv/volume.hpp"
 #include "godwit/error.hpp"
+#include "godwit/vhd/vhd_image.hpp"
 
 using namespace godwit::csv;
 using Clock = std::chrono::steady_clock;
@@ -34,7 +38,8 @@ int run(int argc, char** argv) {
     const std::uint64_t bytes = mib << 20;
     const std::string image = (dir / ("csv-bench-" + std::to_string(::getpid()) + ".img")).string();
     constexpr std::size_t kChunk = 1 << 20;
-    PosixBlockDevice::create_image(image, bytes * 2 + (64 << 20));
+    // Volume: two files of `bytes` (the node's, the VHD) and metadata; then the raw area.
+    PosixBlockDevice::create_image(image, bytes * 3 + (64 << 20));
     AlignedBuffer chunk(kChunk);
     for (std::size_t i = 0; i < kChunk; ++i) {
         chunk.data()[i] = static_cast<std::byte>(i * 31);
@@ -44,7 +49,7 @@ int run(int argc, char** argv) {
     // volume), then a flush. One untimed pass first, so the image file's blocks exist, as the
     // fixed VHD's do; measured before and after the node run to even out a shared machine.
     PosixBlockDevice raw(image, PosixBlockDevice::Access::read_write, true);
-    const std::uint64_t raw_base = bytes + (32 << 20);
+    const std::uint64_t raw_base = 2 * bytes + (32 << 20);
     auto raw_pass = [&] {
         auto t0 = Clock::now();
         for (std::uint64_t off = 0; off < bytes; off += kChunk) {
@@ -59,7 +64,7 @@ int run(int argc, char** argv) {
 
     // The volume occupies the first part of the image; the coordinator runs in a thread.
     FormatOptions f;
-    f.size_bytes = bytes + (32 << 20);
+    f.size_bytes = 2 * bytes + (32 << 20);
     f.label = "bench";
     f.inode_count = 1024;
     format_volume(raw, f);
@@ -80,6 +85,7 @@ int run(int argc, char** argv) {
     bool stayed_redirected = false;
     double metadata_seconds = 0;
     double allocate_seconds = 0;
+    double vhd_seconds = 0;
     int metadata_ops = 0;
     {
         NodeClient node("127.0.0.1", coordinator.port(), lun, 2, "node2");
@@ -93,6 +99,22 @@ int run(int argc, char** argv) {
         }
         lun.flush();
         node_seconds = seconds_since(start);
+        // The same writes into a fixed VHD through the direct API (created untimed: a fixed
+        // disk is allocated and zeroed up front).
+        {
+            CsvFileStore store(node);
+            godwit::vhd::CreateOptions disk;
+            disk.type = godwit::vhd::DiskType::fixed;
+            disk.size = bytes;
+            godwit::vhd::VhdImage::create("/disk.vhd", disk, store);
+            auto vhd = godwit::vhd::VhdImage::open("/disk.vhd", true, store);
+            start = Clock::now();
+            for (std::uint64_t off = 0; off < bytes; off += kChunk) {
+                vhd->write(off, chunk.data(), kChunk);
+            }
+            vhd->flush();
+            vhd_seconds = seconds_since(start);
+        }
         // Redirected mode: the path is gone and I/O on it fails; the same writes go through
         // the coordinator.
         std::filesystem::remove(node_path);
@@ -131,6 +153,8 @@ int run(int argc, char** argv) {
         {"raw_lun_write_mib_per_s", raw_mbps},
         {"node_direct_write_mib_per_s", node_mbps},
         {"node_direct_fraction_of_raw", node_mbps / raw_mbps},
+        {"vhd_direct_api_write_mib_per_s", static_cast<double>(mib) / vhd_seconds},
+        {"vhd_direct_api_fraction_of_node_direct", node_seconds / vhd_seconds},
         {"node_redirected_write_mib_per_s", static_cast<double>(mib) / redirected_seconds},
         {"redirected_fraction_of_direct", node_seconds / redirected_seconds},
         {"target_fraction", 0.9},

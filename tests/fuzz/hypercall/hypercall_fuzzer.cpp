@@ -84,7 +84,9 @@ class FuzzHost final : public hypercall::HypercallHost {
         return GODWIT_HC_OK;
     }
     u64 dirty_log(u32 id, u32 op) override {
-        if (id >= GODWIT_MAX_PARTITIONS || op > GODWIT_DIRTY_ENABLE)
+        if (id >= GODWIT_MAX_PARTITIONS ||
+            (op != GODWIT_DIRTY_DISABLE && op != GODWIT_DIRTY_ENABLE &&
+             op != GODWIT_DIRTY_ENABLE_WRITE_PROTECT))
             std::abort();
         return GODWIT_HC_OK;
     }

@@ -308,6 +308,12 @@ TEST(Hypercall, SaveRestoreCallsAreValidatedBeforeTheHypervisorActs) {
     EXPECT_EQ(call(h, GODWIT_HC_DIRTY_LOG, 1, GODWIT_DIRTY_FETCH, 0x30FF0).status,
               GODWIT_HC_BAD_ADDRESS);
     EXPECT_EQ(h.calls, 0);
+    EXPECT_EQ(call(h, GODWIT_HC_DIRTY_LOG, 1, GODWIT_DIRTY_ENABLE_WRITE_PROTECT, 5).status,
+              GODWIT_HC_BAD_ARGUMENT);
+    EXPECT_EQ(h.calls, 0);
+    EXPECT_EQ(call(h, GODWIT_HC_DIRTY_LOG, 2, GODWIT_DIRTY_ENABLE_WRITE_PROTECT).status,
+              GODWIT_HC_OK);
+    EXPECT_EQ(h.dirty_seen, (std::vector<u64>{2, GODWIT_DIRTY_ENABLE_WRITE_PROTECT}));
     EXPECT_EQ(call(h, GODWIT_HC_DIRTY_LOG, 2, GODWIT_DIRTY_ENABLE).status, GODWIT_HC_OK);
     EXPECT_EQ(h.dirty_seen, (std::vector<u64>{2, GODWIT_DIRTY_ENABLE}));
     head.pages = 128;

@@ -1,13 +1,15 @@
-// `godwit csv format|check|ls|node|mount|status|move`: create, verify and inspect cluster
-// shared volumes (docs/csv-format.md), run a cluster node (mounted through FUSE with `mount`,
-// docs/csv-namespace.md) and ask a cluster for its state or a planned coordinator move
-// (docs/csv-protocol.md).
+// `godwit csv format|check|ls|add|list|remove|node|mount|status|move`: create, verify and
+// inspect cluster shared volumes (docs/csv-format.md), register them on this host (a volume
+// added once is then named instead of described), run a cluster node (mounted through FUSE
+// with `mount`, docs/csv-namespace.md) and ask a cluster for its state or a planned
+// coordinator move (docs/csv-protocol.md).
 #include "../cli.hpp"
 
 #include <cctype>
 #include <csignal>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <thread>
 
@@ -16,6 +18,7 @@
 #include "godwit/csv/cluster_node.hpp"
 #include "godwit/csv/csv_fuse.hpp"
 #include "godwit/csv/volume.hpp"
+#include "godwit/csv/volume_registry.hpp"
 #include "godwit/logging.hpp"
 
 namespace godwit::cli {
@@ -206,14 +209,6 @@ std::map<std::uint64_t, Endpoint> parse_members(const std::string& text) {
     return members;
 }
 
-std::vector<Endpoint> listeners_of(const std::string& text) {
-    std::vector<Endpoint> out;
-    for (auto& [id, e] : parse_members(text)) {
-        out.push_back(e);
-    }
-    return out;
-}
-
 TlsContext tls_from(const po::variables_map& vm) {
     if (vm["plaintext"].as<bool>()) {
         return nullptr;
@@ -231,6 +226,38 @@ TlsContext tls_from(const po::variables_map& vm) {
     return make_tls_context(t);
 }
 
+TlsContext tls_from(const RegisteredVolume& v) {
+    if (v.plaintext) {
+        return nullptr;
+    }
+    return make_tls_context(TlsOptions{v.ca, v.cert, v.key});
+}
+
+void add_registry_option(po::options_description& options) {
+    options.add_options()("registry", po::value<std::string>(),
+                          "directory of registered volumes (default $GODWIT_CSV_REGISTRY or "
+                          "/etc/godwit/csv)");
+}
+
+VolumeRegistry registry_from(const po::variables_map& vm) {
+    return VolumeRegistry(vm.count("registry")
+                              ? std::filesystem::path(vm["registry"].as<std::string>())
+                              : VolumeRegistry::default_dir());
+}
+
+// The registered volume `name`, or Error(not_found) saying how to register it.
+RegisteredVolume registered(const po::variables_map& vm, const std::string& name) {
+    VolumeRegistry registry = registry_from(vm);
+    auto v = registry.find(name);
+    if (!v) {
+        throw Error(ErrorCode::not_found,
+                    "no volume '" + name + "' registered in " + registry.dir().string() +
+                        " (`godwit csv add DEVICE --id N --members ...` registers one; or give "
+                        "--members and the TLS options)");
+    }
+    return *v;
+}
+
 void add_tls_options(po::options_description& options) {
     options.add_options()("ca", po::value<std::string>(), "cluster CA certificate (PEM)")(
         "cert", po::value<std::string>(),
@@ -238,21 +265,49 @@ void add_tls_options(po::options_description& options) {
         "plaintext", po::bool_switch(), "no TLS (only on a trusted, isolated network)");
 }
 
-// The options `csv node` and `csv mount` share: the LUN, this node and the cluster.
+// The options `csv node` and `csv mount` share: the LUN, this node and the cluster (or the
+// name of a registered volume instead of the device, with none of the others).
 void add_node_options(po::options_description& options) {
     options.add_options()("device", po::value<std::string>()->required(),
-                          "this node's path to the LUN")(
-        "id", po::value<std::uint64_t>()->required(),
-        "this node's id (non-zero)")("members", po::value<std::string>()->required(),
-                                     "every node: ID=ADDRESS:PORT,... (this one included)")(
+                          "this node's path to the LUN, or a registered volume's name")(
+        "id", po::value<std::uint64_t>(), "this node's id (non-zero)")(
+        "members", po::value<std::string>(), "every node: ID=ADDRESS:PORT,... (this one included)")(
         "coordinator", po::bool_switch(), "mount the volume at start (the first coordinator)")(
         "lease-ms", po::value<std::uint32_t>()->default_value(10000), "coordinator lease")(
         "map-lease-ms", po::value<std::uint32_t>()->default_value(3000), "block-map lease");
     add_tls_options(options);
+    add_registry_option(options);
+}
+
+// A registered volume named as the device (and no --id/--members given), else nothing.
+std::optional<RegisteredVolume> registered_node(const po::variables_map& vm) {
+    if (vm.count("id") || vm.count("members")) {
+        return std::nullopt;
+    }
+    return registered(vm, vm["device"].as<std::string>());
 }
 
 ClusterNodeOptions node_options_from(const po::variables_map& vm) {
     ClusterNodeOptions o;
+    if (auto v = registered_node(vm)) {
+        o.lun_path = v->device;
+        o.identity = {v->node_id, "node" + std::to_string(v->node_id)};
+        o.members = parse_members(v->members);
+        o.plaintext = v->plaintext;
+        if (!o.plaintext) {
+            o.tls = {v->ca, v->cert, v->key};
+        }
+        o.coordinator = vm["coordinator"].as<bool>();
+        o.lease_duration_ms = v->lease_ms;
+        o.map_lease = std::chrono::milliseconds(v->map_lease_ms);
+        return o;
+    }
+    for (const char* key : {"id", "members"}) {
+        if (!vm.count(key)) {
+            throw Error(ErrorCode::usage,
+                        std::string("--") + key + " is required (or name a registered volume)");
+        }
+    }
     o.lun_path = vm["device"].as<std::string>();
     o.identity = {vm["id"].as<std::uint64_t>(),
                   "node" + std::to_string(vm["id"].as<std::uint64_t>())};
@@ -331,6 +386,12 @@ int run_mount(Invocation& inv) {
     m.debug = vm["fuse-debug"].as<bool>();
     if (vm.count("mountpoint")) {
         m.mountpoint = vm["mountpoint"].as<std::string>();
+    } else if (auto v = registered_node(vm); v && !v->mountpoint.empty()) {
+        m.mountpoint = v->mountpoint;
+        std::error_code ignored; // require_mountpoint below says what is wrong
+        std::filesystem::create_directories(m.mountpoint, ignored);
+    }
+    if (!m.mountpoint.empty()) {
         require_mountpoint(m.mountpoint); // before the node joins the cluster
     }
     sigset_t set = block_stop_signals(); // the node's and FUSE's threads inherit the mask
@@ -368,17 +429,47 @@ const char* state_name(int state) {
                                            : "Paused";
 }
 
+// The cluster to ask: --members and the TLS options, or a registered volume (`name`; when
+// empty, the only one registered).
+struct ClusterAddress {
+    std::map<std::uint64_t, Endpoint> members;
+    TlsContext tls;
+};
+
+ClusterAddress cluster_from(const po::variables_map& vm, std::string name) {
+    if (vm.count("members")) {
+        return {parse_members(vm["members"].as<std::string>()), tls_from(vm)};
+    }
+    if (name.empty()) {
+        auto all = registry_from(vm).list();
+        if (all.size() != 1) {
+            throw Error(ErrorCode::usage, all.empty()
+                                              ? "--members is required (no volume is registered)"
+                                              : "name the volume (" + std::to_string(all.size()) +
+                                                    " are registered) or give --members");
+        }
+        name = all.front().name;
+    }
+    RegisteredVolume v = registered(vm, name);
+    return {parse_members(v.members), tls_from(v)};
+}
+
 int run_status(Invocation& inv) {
     po::options_description options("Options");
-    options.add_options()("members", po::value<std::string>()->required(),
-                          "the cluster's nodes: ID=ADDRESS:PORT,...");
+    options.add_options()("volume", po::value<std::string>()->default_value(""),
+                          "a registered volume (instead of --members and TLS options)")(
+        "members", po::value<std::string>(), "the cluster's nodes: ID=ADDRESS:PORT,...");
     add_tls_options(options);
+    add_registry_option(options);
+    po::positional_options_description positional;
+    positional.add("volume", 1);
     po::variables_map vm;
-    if (!parse_options(inv, options, {}, vm)) {
+    if (!parse_options(inv, options, positional, vm)) {
         return 0;
     }
-    const auto members = parse_members(vm["members"].as<std::string>());
-    const TlsContext tls = tls_from(vm);
+    const ClusterAddress cluster = cluster_from(vm, vm["volume"].as<std::string>());
+    const auto& members = cluster.members;
+    const TlsContext& tls = cluster.tls;
     Json nodes = Json::array();
     std::uint64_t coordinator = 0;
     std::string label;
@@ -430,17 +521,23 @@ int run_move(Invocation& inv) {
     po::options_description options("Options");
     options.add_options()("volume", po::value<std::string>()->required(), "volume label")(
         "node", po::value<std::uint64_t>()->required(),
-        "node id to coordinate")("members", po::value<std::string>()->required(),
-                                 "the cluster's nodes: ID=ADDRESS:PORT,...");
+        "node id to coordinate")("members", po::value<std::string>(),
+                                 "the cluster's nodes: ID=ADDRESS:PORT,... (default: the "
+                                 "registered volume's)");
     add_tls_options(options);
+    add_registry_option(options);
     po::positional_options_description positional;
     positional.add("volume", 1).add("node", 1);
     po::variables_map vm;
     if (!parse_options(inv, options, positional, vm)) {
         return 0;
     }
-    const TlsContext tls = tls_from(vm);
-    const auto listeners = listeners_of(vm["members"].as<std::string>());
+    const ClusterAddress cluster = cluster_from(vm, vm["volume"].as<std::string>());
+    const TlsContext& tls = cluster.tls;
+    std::vector<Endpoint> listeners;
+    for (const auto& [id, endpoint] : cluster.members) {
+        listeners.push_back(endpoint);
+    }
     // The label must match the volume the coordinator serves.
     for (const Endpoint& e : listeners) {
         protocol::NodeMessage ask;
@@ -471,6 +568,125 @@ int run_move(Invocation& inv) {
     return 0;
 }
 
+// Registers a volume on this host under its label.
+int run_add(Invocation& inv) {
+    po::options_description options("Options");
+    options.add_options()("device", po::value<std::string>()->required(),
+                          "this host's path to the LUN")(
+        "id", po::value<std::uint64_t>()->required(),
+        "this host's node id (non-zero)")("members", po::value<std::string>()->required(),
+                                          "every node: ID=ADDRESS:PORT,... (this one included)")(
+        "name", po::value<std::string>(), "register under this name (default: the volume label)")(
+        "mountpoint", po::value<std::string>(),
+        "where `godwit csv mount NAME` shows it (default /ClusterStorage/<name>)")(
+        "lease-ms", po::value<std::uint32_t>()->default_value(10000), "coordinator lease")(
+        "map-lease-ms", po::value<std::uint32_t>()->default_value(3000),
+        "block-map lease")("replace", po::bool_switch(), "replace a registration of the same name")(
+        "buffered", po::bool_switch(), "do not use O_DIRECT to read the label");
+    add_tls_options(options);
+    add_registry_option(options);
+    po::positional_options_description positional;
+    positional.add("device", 1);
+    po::variables_map vm;
+    if (!parse_options(inv, options, positional, vm)) {
+        return 0;
+    }
+    RegisteredVolume v;
+    v.device = std::filesystem::absolute(vm["device"].as<std::string>()).string();
+    v.node_id = vm["id"].as<std::uint64_t>();
+    const auto members = parse_members(vm["members"].as<std::string>());
+    if (v.node_id == 0 || members.count(v.node_id) == 0) {
+        throw Error(ErrorCode::usage, "--id must be non-zero and one of --members");
+    }
+    v.members = vm["members"].as<std::string>();
+    v.plaintext = vm["plaintext"].as<bool>();
+    tls_from(vm); // the credentials load (or it says why not) before they are registered
+    if (!v.plaintext) {
+        v.ca = std::filesystem::absolute(vm["ca"].as<std::string>()).string();
+        v.cert = std::filesystem::absolute(vm["cert"].as<std::string>()).string();
+        v.key = std::filesystem::absolute(vm["key"].as<std::string>()).string();
+    }
+    // The device must hold a volume: its label names the registration.
+    auto device = open_device(v.device, false, vm["buffered"].as<bool>());
+    const std::string label = read_volume_space(*device).label;
+    v.name = vm.count("name") ? vm["name"].as<std::string>() : label;
+    if (v.name.empty()) {
+        throw Error(ErrorCode::usage, v.device + " holds a volume without a label: give --name");
+    }
+    v.mountpoint =
+        vm.count("mountpoint") ? vm["mountpoint"].as<std::string>() : default_mountpoint(v.name);
+    v.lease_ms = vm["lease-ms"].as<std::uint32_t>();
+    v.map_lease_ms = vm["map-lease-ms"].as<std::uint32_t>();
+    VolumeRegistry registry = registry_from(vm);
+    registry.add(v, vm["replace"].as<bool>());
+    if (inv.json) {
+        print_json(*inv.out, Json{{"added", v.name},
+                                  {"label", label},
+                                  {"device", v.device},
+                                  {"node_id", v.node_id},
+                                  {"mountpoint", v.mountpoint},
+                                  {"registry", registry.dir().string()}});
+    } else {
+        *inv.out << "added volume " << v.name << " (" << v.device << ", node " << v.node_id
+                 << ", mount at " << v.mountpoint << ")\n";
+    }
+    return 0;
+}
+
+int run_list(Invocation& inv) {
+    po::options_description options("Options");
+    add_registry_option(options);
+    po::variables_map vm;
+    if (!parse_options(inv, options, {}, vm)) {
+        return 0;
+    }
+    const auto volumes = registry_from(vm).list();
+    if (inv.json) {
+        Json list = Json::array();
+        for (const auto& v : volumes) {
+            list.push_back({{"name", v.name},
+                            {"device", v.device},
+                            {"node_id", v.node_id},
+                            {"members", v.members},
+                            {"tls", !v.plaintext},
+                            {"mountpoint", v.mountpoint},
+                            {"device_present", std::filesystem::exists(v.device)}});
+        }
+        print_json(*inv.out, Json{{"volumes", list}});
+        return 0;
+    }
+    if (volumes.empty()) {
+        *inv.out << "no volumes registered (godwit csv add DEVICE --id N --members ...)\n";
+    }
+    for (const auto& v : volumes) {
+        *inv.out << v.name << "  " << v.device
+                 << (std::filesystem::exists(v.device) ? "" : " (missing)") << "  node "
+                 << v.node_id << "  " << v.mountpoint << "  " << v.members
+                 << (v.plaintext ? "  plaintext" : "") << '\n';
+    }
+    return 0;
+}
+
+int run_remove(Invocation& inv) {
+    po::options_description options("Options");
+    options.add_options()("volume", po::value<std::string>()->required(), "registered name");
+    add_registry_option(options);
+    po::positional_options_description positional;
+    positional.add("volume", 1);
+    po::variables_map vm;
+    if (!parse_options(inv, options, positional, vm)) {
+        return 0;
+    }
+    registry_from(vm).remove(vm["volume"].as<std::string>());
+    if (inv.json) {
+        print_json(*inv.out, Json{{"removed", vm["volume"].as<std::string>()}});
+    } else {
+        *inv.out << "removed volume " << vm["volume"].as<std::string>()
+                 << " from this host's registry (the volume itself is untouched)\n";
+    }
+    return 0;
+}
+
 const Registration format_registration{{"csv", "format", "DEVICE [--label L] [--size SIZE]",
                                         "create an empty cluster shared volume", run_format}};
 const Registration check_registration{
@@ -478,21 +694,32 @@ const Registration check_registration{
 const Registration ls_registration{
     {"csv", "ls", "DEVICE [PATH]", "list a directory of a cluster shared volume", run_ls}};
 
+const Registration add_registration{
+    {"csv", "add",
+     "DEVICE --id N --members ID=ADDR:PORT,... (--ca --cert --key | --plaintext) [--mountpoint]",
+     "register a cluster shared volume on this host (then name it in mount/node/status/move)",
+     run_add}};
+const Registration list_registration{
+    {"csv", "list", "", "the volumes registered on this host", run_list}};
+const Registration remove_registration{
+    {"csv", "remove", "VOLUME", "forget a registered volume (its data is untouched)", run_remove}};
+
 const Registration node_registration{
     {"csv", "node",
-     "DEVICE --id N --members ID=ADDR:PORT,... [--coordinator] (--ca --cert --key | --plaintext)",
+     "(DEVICE --id N --members ID=ADDR:PORT,... (--ca --cert --key | --plaintext) | VOLUME) "
+     "[--coordinator]",
      "run one node of a cluster shared volume (foreground)", run_node}};
 const Registration mount_registration{
     {"csv", "mount",
-     "DEVICE [MOUNTPOINT] --id N --members ID=ADDR:PORT,... [--coordinator] "
-     "(--ca --cert --key | --plaintext)",
+     "(DEVICE [MOUNTPOINT] --id N --members ID=ADDR:PORT,... (--ca --cert --key | --plaintext)"
+     " | VOLUME) [--coordinator]",
      "run a node with its volume mounted through FUSE (foreground, until SIGTERM or umount)",
      run_mount}};
 const Registration status_registration{
-    {"csv", "status", "--members ID=ADDR:PORT,... (--ca --cert --key | --plaintext)",
+    {"csv", "status", "[VOLUME] | --members ID=ADDR:PORT,... (--ca --cert --key | --plaintext)",
      "each node's role and I/O state (Direct/Redirected/Paused)", run_status}};
 const Registration move_registration{
-    {"csv", "move", "VOLUME NODE --members ID=ADDR:PORT,... (--ca --cert --key | --plaintext)",
+    {"csv", "move", "VOLUME NODE [--members ID=ADDR:PORT,... (--ca --cert --key | --plaintext)]",
      "move the coordinator of a volume to another node without stopping I/O", run_move}};
 
 } // namespace

@@ -41,8 +41,10 @@ class GodwitBackend final : public VcpuBackend, public PartitionAccess {
     void complete_read(unsigned vcpu, const IoAccess& read);
 
     // Save/restore and migration (hypercall ABI 1.3).
-    void
-    dirty_log_enable() override; // write-protects all guest RAM in the hypervisor, clears the log
+    // Clears the log and arms every page of guest RAM (PML where the CPU has it, EPT write
+    // protection otherwise); the second form insists on write protection (ABI 1.5).
+    void dirty_log_enable() override;
+    void dirty_log_enable_write_protect();
     void dirty_log_disable() override;
     // bitmap[w] bit n = guest page w*64+n was written since enable or the last fetch;
     // fetching clears. Resized to cover every page below the end of RAM.

@@ -73,6 +73,9 @@ class NodeClient {
     std::uint64_t size(std::uint64_t handle);
     void write(std::uint64_t handle, std::uint64_t offset, std::span<const std::byte> data);
     std::size_t read(std::uint64_t handle, std::uint64_t offset, std::span<std::byte> out);
+    // Makes every write this node completed durable (fdatasync of its LUN path; when
+    // Redirected, or when the path fails now, the coordinator flushes the volume).
+    void flush();
 
     IoState state() const;
     std::uint64_t revocations_received() const;

@@ -1,5 +1,6 @@
-// The file a VHD lives in, behind a small interface so the shared-volume layer can later
-// hand the VHD library its own backing store. PosixBlockFile is the plain-file one.
+// The file a VHD lives in, and the store of such files, behind small interfaces: plain files
+// (the default), or a cluster shared volume's direct API (storage/csv: the VMM's disk I/O
+// goes to the shared LUN without FUSE).
 #pragma once
 
 #include <cstdint>
@@ -26,5 +27,24 @@ class BlockFile {
 enum class OpenMode { read_only, read_write, create_new };
 
 std::unique_ptr<BlockFile> open_posix_file(const std::string& path, OpenMode mode);
+
+// Where VHD files live. Differencing parents are found (and their locators written) through
+// the store of the child.
+class FileStore {
+  public:
+    virtual ~FileStore() = default;
+    // Error(not_found) for a missing file, Error(conflict) when create_new finds one.
+    virtual std::unique_ptr<BlockFile> open(const std::string& path, OpenMode mode) = 0;
+    virtual bool exists(const std::string& path) = 0;
+    // One spelling per file (a parent chain that loops back is refused by it).
+    virtual std::string canonical(const std::string& path) = 0;
+    virtual std::string absolute(const std::string& path) = 0;
+    // `target` relative to the directory `base_dir` (a differencing disk's relative locator).
+    virtual std::string relative(const std::string& target, const std::string& base_dir) = 0;
+    virtual void remove(const std::string& path) noexcept = 0; // best effort
+};
+
+// The host's file system.
+FileStore& posix_file_store();
 
 } // namespace godwit::vhd

@@ -39,8 +39,11 @@ class VhdImage {
     // Opens and validates; a hostile file gets Error(invalid_input) naming what is wrong.
     // Differencing disks open their parent chain read-only (loops and chains deeper than 32
     // are refused).
-    static std::unique_ptr<VhdImage> open(const std::string& path, bool writable);
-    static void create(const std::string& path, const CreateOptions& options);
+    // `store`: where the file and its parents live (plain files by default).
+    static std::unique_ptr<VhdImage> open(const std::string& path, bool writable,
+                                          FileStore& store = posix_file_store());
+    static void create(const std::string& path, const CreateOptions& options,
+                       FileStore& store = posix_file_store());
 
     std::uint64_t size() const { return footer_.current_size; }
     DiskType type() const { return footer_.type; }
@@ -74,7 +77,8 @@ class VhdImage {
 
   private:
     VhdImage() = default;
-    void load(const std::string& path, bool writable, int depth, std::set<std::string>& seen);
+    void load(FileStore& store, const std::string& path, bool writable, int depth,
+              std::set<std::string>& seen);
     std::uint64_t bitmap_bytes() const;
     std::uint64_t block_offset(std::uint32_t block) const; // file offset of data, 0 = none
     std::vector<std::uint8_t>& bitmap_for(std::uint32_t block) const;

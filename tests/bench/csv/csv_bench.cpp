@@ -19,6 +19,7 @@
 #include "godwit/csv/node_client.hpp"
 #include "godwit/csv/volume.hpp"
 #include "godwit/error.hpp"
+#include "godwit/logging.hpp"
 #include "godwit/vhd/vhd_image.hpp"
 
 using namespace godwit::csv;
@@ -169,6 +170,7 @@ int run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
+    godwit::init_logging(spdlog::level::warn); // logs on stderr: stdout is the JSON alone
     try {
         return run(argc, argv);
     } catch (const std::exception& e) {

@@ -284,28 +284,24 @@ void GodwitBackend::complete_read(unsigned vcpu, const IoAccess& read) {
         throw system_error("GODWIT_IOCTL_VCPU_RUN (complete a read)", errno);
 }
 
-void GodwitBackend::dirty_log_enable() {
+void GodwitBackend::dirty_log_op(unsigned op, const char* what) {
     godwit_ioctl_dirty d{};
     d.id = id_;
-    d.op = GODWIT_DIRTY_ENABLE;
+    d.op = op;
     if (::ioctl(fd_, GODWIT_IOCTL_DIRTY_LOG, &d) != 0)
-        throw system_error("GODWIT_IOCTL_DIRTY_LOG (enable)", errno);
+        throw system_error(std::string("GODWIT_IOCTL_DIRTY_LOG (") + what + ")", errno);
+}
+
+void GodwitBackend::dirty_log_enable() {
+    dirty_log_op(GODWIT_DIRTY_ENABLE, "enable");
 }
 
 void GodwitBackend::dirty_log_enable_write_protect() {
-    godwit_ioctl_dirty d{};
-    d.id = id_;
-    d.op = GODWIT_DIRTY_ENABLE_WRITE_PROTECT;
-    if (::ioctl(fd_, GODWIT_IOCTL_DIRTY_LOG, &d) != 0)
-        throw system_error("GODWIT_IOCTL_DIRTY_LOG (enable by write protection)", errno);
+    dirty_log_op(GODWIT_DIRTY_ENABLE_WRITE_PROTECT, "enable by write protection");
 }
 
 void GodwitBackend::dirty_log_disable() {
-    godwit_ioctl_dirty d{};
-    d.id = id_;
-    d.op = GODWIT_DIRTY_DISABLE;
-    if (::ioctl(fd_, GODWIT_IOCTL_DIRTY_LOG, &d) != 0)
-        throw system_error("GODWIT_IOCTL_DIRTY_LOG (disable)", errno);
+    dirty_log_op(GODWIT_DIRTY_DISABLE, "disable");
 }
 
 void GodwitBackend::dirty_log_fetch(std::vector<std::uint64_t>& bitmap) {

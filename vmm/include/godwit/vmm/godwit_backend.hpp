@@ -62,6 +62,7 @@ class GodwitBackend final : public VcpuBackend, public PartitionAccess {
     unsigned partition() const { return id_; }
 
   private:
+    void dirty_log_op(unsigned op, const char* what); // enable/disable ioctls
     int fd_ = -1;
     unsigned id_ = 0;
     unsigned vcpus_;

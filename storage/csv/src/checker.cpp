@@ -64,17 +64,35 @@ class Checker {
         return block;
     }
 
-    // Claims data-area block b for `owner`; a second claim is a double allocation.
-    bool claim(std::uint64_t b, const std::string& owner) {
+    // Who holds a data-area block. File data may be shared between one live file and any
+    // number of snapshot files (docs/csv-format.md §12); everything else is owned once.
+    enum Claim : std::uint8_t { unclaimed, exclusive, live_data, snapshot_data, live_and_snapshot };
+
+    // Claims data-area block b for `owner`; a claim that may not share is a double allocation.
+    bool claim(std::uint64_t b, const std::string& owner, Claim kind = exclusive) {
         if (b < sb_.data_start || b >= sb_.data_end) {
             problem(owner + ": block " + std::to_string(b) + " outside the data area");
             return false;
         }
-        if (claimed_[b]) {
+        Claim& c = claimed_[b];
+        Claim next = unclaimed;
+        if (c == unclaimed) {
+            next = kind;
+        } else if (kind == snapshot_data && (c == live_data || c == live_and_snapshot)) {
+            next = live_and_snapshot;
+        } else if (kind == snapshot_data && c == snapshot_data) {
+            next = snapshot_data;
+        } else if (kind == live_data && c == snapshot_data) {
+            next = live_and_snapshot;
+        }
+        if (next == unclaimed) {
             problem(owner + ": block " + std::to_string(b) + " is also owned by another inode");
             return false;
         }
-        claimed_[b] = true;
+        if (next != kind) {
+            ++shared_claims_;
+        }
+        c = next;
         return true;
     }
 
@@ -131,10 +149,13 @@ class Checker {
                 problem("lease block: unknown state");
             }
         }
-        claimed_.assign(sb_.total_blocks, false);
+        claimed_.assign(sb_.total_blocks, unclaimed);
         read_inodes();
         walk_tree();
         compare_bitmap();
+        if (shared_claims_ > 0 && (sb_.incompat_features & kIncompatSnapshots) == 0) {
+            problem("data blocks are shared by several files but the snapshots feature is off");
+        }
     }
 
     void check_backup() {
@@ -177,6 +198,9 @@ class Checker {
             if (inode.type == 0) {
                 ++free_inodes;
                 continue;
+            }
+            if ((inode.flags & ~kKnownInodeFlags) != 0) {
+                problem("inode " + std::to_string(ino) + ": unknown flags");
             }
             extents_[ino] = read_extents(ino, inode);
         }
@@ -242,8 +266,12 @@ class Checker {
                         std::to_string(e.length) + ") outside the data area");
                 break;
             }
+            const Claim kind = inode.type != static_cast<std::uint16_t>(InodeType::file)
+                                   ? exclusive
+                               : (inode.flags & inode_snapshot) != 0 ? snapshot_data
+                                                                      : live_data;
             for (std::uint64_t b = e.physical; b < e.physical + e.length; ++b) {
-                if (!claim(b, who)) {
+                if (!claim(b, who, kind)) {
                     break;
                 }
             }
@@ -321,6 +349,7 @@ class Checker {
                         if (entry.type != target.type) {
                             problem(who + ": entry '" + name + "' has the wrong type hint");
                         }
+                        check_snapshot_flags(dir, name, entry.inode);
                         if (target.type == static_cast<std::uint16_t>(InodeType::directory)) {
                             queue.push_back(entry.inode);
                         } else {
@@ -335,6 +364,34 @@ class Checker {
                 problem("inode " + std::to_string(ino) +
                         " is in use but not in the directory tree");
             }
+        }
+    }
+
+    // Snapshot trees live in /.snapshots (flag system): its entries are snapshot roots, and
+    // everything below one is a snapshot inode; nothing else is.
+    void check_snapshot_flags(std::uint64_t dir, const std::string& name, std::uint64_t ino) {
+        const std::uint16_t parent = inodes_[dir].flags;
+        const std::uint16_t flags = inodes_[ino].flags;
+        const std::string who = "inode " + std::to_string(ino) + " ('" + name + "')";
+        bool ok = true;
+        if ((parent & inode_system) != 0) {
+            ok = (flags & (inode_snapshot | inode_snapshot_root)) ==
+                     (inode_snapshot | inode_snapshot_root) &&
+                 inodes_[ino].type == static_cast<std::uint16_t>(InodeType::directory);
+        } else if ((parent & inode_snapshot) != 0) {
+            ok = (flags & inode_snapshot) != 0 &&
+                 (flags & (inode_snapshot_root | inode_system | inode_snapshot_pending)) == 0;
+        } else if (dir == kRootInode && name == kSnapshotDirectory) {
+            ok = flags == inode_system || flags == 0; // 1.0 volumes may have a user one
+        } else {
+            ok = flags == 0;
+        }
+        if (!ok) {
+            problem(who + ": snapshot flags do not fit its place in the tree");
+        }
+        if (flags != 0 && (sb_.incompat_features & kIncompatSnapshots) == 0 &&
+            (flags & inode_system) == 0) {
+            problem(who + ": a snapshot inode, but the snapshots feature is off");
         }
     }
 
@@ -366,10 +423,10 @@ class Checker {
                 if (!used) {
                     ++free_blocks;
                 }
-                if (used && !claimed_[b]) {
+                if (used && claimed_[b] == unclaimed) {
                     problem("block " + std::to_string(b) +
                             " is allocated but owned by nothing (leak)");
-                } else if (!used && claimed_[b]) {
+                } else if (!used && claimed_[b] != unclaimed) {
                     problem("block " + std::to_string(b) + " is in use but marked free");
                 }
             }
@@ -386,7 +443,8 @@ class Checker {
     std::size_t suppressed_ = 0;
     Superblock sb_{};
     std::map<std::uint64_t, Block> overlay_;
-    std::vector<bool> claimed_;
+    std::vector<Claim> claimed_;
+    std::uint64_t shared_claims_ = 0;
     std::vector<Inode> inodes_;
     std::unordered_map<std::uint64_t, std::vector<Extent>> extents_;
 };

@@ -121,7 +121,7 @@ std::string superblock_problem(const Superblock& sb, std::uint64_t device_blocks
     if (sb.block_size != kBlockSize) {
         return "superblock: block size " + std::to_string(sb.block_size) + " is not supported";
     }
-    if (sb.incompat_features != 0) {
+    if ((sb.incompat_features & ~kKnownIncompatFeatures) != 0) {
         return "superblock: unknown incompatible features set";
     }
     if (sb.total_blocks < 8 || sb.total_blocks > device_blocks) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -9,6 +10,7 @@
 
 #include "godwit/csv/allocator.hpp"
 #include "godwit/csv/journal.hpp"
+#include "godwit/csv/shared_blocks.hpp"
 #include "godwit/error.hpp"
 
 namespace godwit::csv {
@@ -16,10 +18,23 @@ namespace {
 
 constexpr std::uint64_t kMaxExtentLength = 1u << 30; // blocks per extent (4 TiB)
 constexpr std::size_t kIoChunk = 1 << 20;            // bytes per data I/O
+// A write to shared blocks copies at least this many file blocks (1 MiB, aligned), so a
+// stream of small writes after a snapshot does not ask for a copy each time.
+constexpr std::uint64_t kCopyGranule = 256;
+constexpr std::size_t kMaxSnapshots = 64;
+constexpr std::size_t kMaxSnapshotName = 64;
+
+bool has_flag(const Inode& inode, std::uint16_t flags) {
+    return (inode.flags & flags) != 0;
+}
 
 // A transaction exceeded the journal: the caller retries with a smaller step.
 struct TransactionTooLarge : Error {
     TransactionTooLarge() : Error(ErrorCode::internal, "transaction exceeds the journal") {}
+};
+// A resize must first copy the shared file block `block` (it zeroes part of it).
+struct NeedsCopy {
+    std::uint64_t block;
 };
 
 std::vector<std::string> split_path(std::string_view path) {
@@ -85,6 +100,7 @@ struct Volume::State {
     JournalLayout journal;
     std::unordered_map<std::uint64_t, Block> cache; // committed metadata blocks
     ExtentAllocator allocator;
+    SharedBlocks shared; // data blocks referenced by several files (snapshots), §12
     std::set<std::uint64_t> free_inodes;
     std::uint64_t last_seq = 0;
     std::uint64_t replayed = 0;
@@ -124,6 +140,7 @@ struct Volume::State {
     struct Txn {
         std::map<std::uint64_t, Block> dirty;
         bool data_written = false; // zeroed data blocks must be durable before the commit
+        std::optional<Superblock> sb_next; // a change of the superblock's static fields
     };
 
     // ---- blocks
@@ -222,6 +239,16 @@ struct Volume::State {
         set_bits(t, start, length, false);
         allocator.release(start, length);
     }
+    // A file lets go of its data blocks: only those no other file references are freed.
+    void release_data(Txn& t, std::uint64_t start, std::uint64_t length) {
+        if (shared.empty()) {
+            release(t, start, length);
+            return;
+        }
+        for (const Run& r : shared.drop(start, length)) {
+            release(t, r.start, r.length);
+        }
+    }
 
     // Rebuilds the in-memory indexes from the committed blocks (after an aborted change).
     void rebuild_indexes() {
@@ -259,10 +286,21 @@ struct Volume::State {
             }
         }
         free_inodes.clear();
+        shared.clear();
+        const bool snapshots = (sb.incompat_features & kIncompatSnapshots) != 0;
+        std::vector<Run> references; // every file's data blocks, when they may be shared
         for (std::uint64_t ino = 1; ino < sb.inode_count; ++ino) {
-            if (get_inode(nullptr, ino).type == static_cast<std::uint16_t>(InodeType::free)) {
+            const Inode inode = get_inode(nullptr, ino);
+            if (inode.type == static_cast<std::uint16_t>(InodeType::free)) {
                 free_inodes.insert(ino);
+            } else if (snapshots && inode.type == static_cast<std::uint16_t>(InodeType::file)) {
+                for (const Extent& e : load_extents(nullptr, ino, inode)) {
+                    references.push_back({e.physical, e.length});
+                }
             }
+        }
+        if (snapshots) {
+            shared = SharedBlocks::from_references(references);
         }
     }
 
@@ -440,7 +478,7 @@ struct Volume::State {
             while (have > target) {
                 Extent& last = extents.back();
                 std::uint64_t cut = std::min<std::uint64_t>(last.length, have - target);
-                release(t, last.physical + last.length - cut, cut);
+                release_data(t, last.physical + last.length - cut, cut);
                 last.length -= static_cast<std::uint32_t>(cut);
                 have -= cut;
                 if (last.length == 0) {
@@ -470,10 +508,10 @@ struct Volume::State {
     }
 
     void commit(Txn& t) {
-        if (t.dirty.empty()) {
+        if (t.dirty.empty() && !t.sb_next) {
             return;
         }
-        Superblock next = sb;
+        Superblock next = t.sb_next.value_or(sb);
         next.free_blocks = allocator.free_blocks();
         next.free_inodes = free_inodes.size();
         Block& sb_block = modify(t, 0, BlockKind::superblock);
@@ -691,6 +729,7 @@ struct Volume::State {
         fi.allocated_blocks = inode.allocated_blocks;
         fi.extent_count = inode.extent_count;
         fi.mtime_unix_ns = inode.mtime_unix_ns;
+        fi.flags = inode.flags;
         fi.name = std::move(name);
         return fi;
     }
@@ -714,6 +753,7 @@ struct Volume::State {
     FileInfo create(std::string_view path, InodeType type) {
         return mutate([&](Txn& t) {
             auto [dir, leaf] = resolve_parent(&t, path);
+            check_user_target(&t, dir, leaf);
             if (lookup(&t, dir, leaf)) {
                 throw Error(ErrorCode::conflict, std::string(path) + " already exists");
             }
@@ -732,6 +772,7 @@ struct Volume::State {
                 inode.generation != generation) {
                 throw Error(ErrorCode::not_found, "the file was deleted");
             }
+            check_not_snapshot(inode);
             const std::uint64_t target = blocks_for(size);
             std::uint64_t have = inode.allocated_blocks;
             std::uint64_t next = target;
@@ -742,6 +783,11 @@ struct Volume::State {
             }
             if (size < inode.size && size % kBlockSize != 0) {
                 // Zero the tail of the new last block: a later grow must read zeros there.
+                // A block a snapshot shares is copied first (its own transaction).
+                if (shared.any_shared(physical_of(load_extents(&t, ino, inode), size / kBlockSize),
+                                      1)) {
+                    throw NeedsCopy{size / kBlockSize};
+                }
                 zero_tail(ino, inode, size);
             }
             set_allocation(t, ino, inode, next, true);
@@ -771,6 +817,8 @@ struct Volume::State {
                 if (resize_step(ino, generation, size, step)) {
                     return;
                 }
+            } catch (const NeedsCopy& c) {
+                unshare(ino, generation, c.block, 1);
             } catch (const TransactionTooLarge&) {
                 if (step == 1) {
                     throw Error(ErrorCode::failed, "the journal is too small for this resize");
@@ -778,6 +826,388 @@ struct Volume::State {
                 step /= 2;
             }
         }
+    }
+
+    // ---- snapshots (docs/csv-format.md §12)
+    static void check_not_snapshot(const Inode& inode) {
+        if (has_flag(inode, inode_snapshot | inode_system)) {
+            throw Error(ErrorCode::conflict, "snapshots are read-only");
+        }
+    }
+    // A user may create or move an entry named `leaf` into `dir`.
+    void check_user_target(Txn* t, std::uint64_t dir, std::string_view leaf) {
+        if (dir == kRootInode && leaf == kSnapshotDirectory) {
+            throw Error(ErrorCode::conflict, "'" + std::string(kSnapshotDirectory) +
+                                                 "' is reserved for the volume's snapshots");
+        }
+        check_not_snapshot(get_inode(t, dir));
+    }
+
+    // /.snapshots, or 0 when there is none yet.
+    std::uint64_t snapshot_directory(Txn* t) {
+        auto slot = lookup(t, kRootInode, kSnapshotDirectory);
+        if (!slot) {
+            return 0;
+        }
+        const Inode inode = get_inode(t, slot->entry.inode);
+        if (!has_flag(inode, inode_system) ||
+            inode.type != static_cast<std::uint16_t>(InodeType::directory)) {
+            throw Error(ErrorCode::conflict, "/" + std::string(kSnapshotDirectory) +
+                                                 " is an ordinary entry (rename it to take "
+                                                 "snapshots)");
+        }
+        return slot->entry.inode;
+    }
+
+    // Copies the blocks of run `from` into `to` (as many blocks in total).
+    void copy_blocks(std::uint64_t from, const std::vector<Run>& to) {
+        AlignedBuffer buffer(kIoChunk);
+        std::uint64_t src = from;
+        for (const Run& r : to) {
+            std::uint64_t done = 0;
+            while (done < r.length) {
+                const std::uint64_t n =
+                    std::min<std::uint64_t>(r.length - done, kIoChunk / kBlockSize);
+                auto span = buffer.span().first(static_cast<std::size_t>(n * kBlockSize));
+                device.read(src * kBlockSize, span);
+                device.write((r.start + done) * kBlockSize, span);
+                src += n;
+                done += n;
+            }
+        }
+    }
+
+    // Copy-on-write: gives file `ino` its own copy of every block it shares among file blocks
+    // [first, first + count) (rounded out to kCopyGranule), in one transaction. The copies
+    // are durable before the commit that points the file at them.
+    void unshare(std::uint64_t ino, std::uint64_t generation, std::uint64_t first,
+                 std::uint64_t count) {
+        if (shared.empty()) {
+            return;
+        }
+        mutate([&](Txn& t) {
+            Inode inode = get_inode(&t, ino);
+            if (inode.type != static_cast<std::uint16_t>(InodeType::file) ||
+                inode.generation != generation) {
+                throw Error(ErrorCode::not_found, "the file was deleted");
+            }
+            check_not_snapshot(inode);
+            const std::uint64_t lo = first / kCopyGranule * kCopyGranule;
+            const std::uint64_t hi = std::min(
+                inode.allocated_blocks, (first + count + kCopyGranule - 1) / kCopyGranule * kCopyGranule);
+            std::vector<Extent> out;
+            auto emit = [&](std::uint64_t logical, std::uint64_t physical, std::uint64_t n) {
+                if (!out.empty() && out.back().physical + out.back().length == physical &&
+                    out.back().length + n <= kMaxExtentLength) {
+                    out.back().length += static_cast<std::uint32_t>(n);
+                } else {
+                    out.push_back({logical, physical, static_cast<std::uint32_t>(n), 0});
+                }
+            };
+            bool changed = false;
+            for (const Extent& e : load_extents(&t, ino, inode)) {
+                const std::uint64_t a = std::max(lo, e.logical);
+                const std::uint64_t b = std::min(hi, e.logical + e.length);
+                const auto runs = a < b ? shared.shared(e.physical + (a - e.logical), b - a)
+                                        : std::vector<Run>{};
+                std::uint64_t logical = e.logical;
+                for (const Run& r : runs) {
+                    const std::uint64_t r_logical = e.logical + (r.start - e.physical);
+                    if (r_logical > logical) {
+                        emit(logical, e.physical + (logical - e.logical), r_logical - logical);
+                    }
+                    const std::uint64_t goal =
+                        out.empty() ? 0 : out.back().physical + out.back().length;
+                    auto copies = allocate(t, r.length, goal);
+                    copy_blocks(r.start, copies);
+                    t.data_written = true;
+                    std::uint64_t l = r_logical;
+                    for (const Run& c : copies) {
+                        emit(l, c.start, c.length);
+                        l += c.length;
+                    }
+                    for (const Run& freed : shared.drop(r.start, r.length)) {
+                        release(t, freed.start, freed.length); // none: the run was shared
+                    }
+                    logical = r_logical + r.length;
+                    changed = true;
+                }
+                if (logical < e.logical + e.length) {
+                    emit(logical, e.physical + (logical - e.logical),
+                         e.logical + e.length - logical);
+                }
+            }
+            if (!changed) {
+                return;
+            }
+            store_extents(t, ino, inode, out);
+            put_inode(t, ino, inode);
+        });
+    }
+
+    // Removes entry `name` (inode `ino`) from `dir` and frees the inode and the blocks only
+    // it references. Directories must be empty; the caller checked open files.
+    void unlink_inode(Txn& t, std::uint64_t dir, std::string_view name, std::uint64_t ino) {
+        auto slot = lookup(&t, dir, name);
+        if (!slot || slot->entry.inode != ino) {
+            throw Error(ErrorCode::not_found,
+                        "no entry " + std::string(name) + " for inode " + std::to_string(ino));
+        }
+        Inode inode = get_inode(&t, ino);
+        if (inode.type == static_cast<std::uint16_t>(InodeType::directory)) {
+            for (const auto& e : entries(&t, ino)) {
+                if (e.entry.inode != 0) {
+                    throw Error(ErrorCode::conflict, std::string(name) + " is not empty");
+                }
+            }
+            for (std::uint64_t b : directory_blocks(&t, ino, inode)) {
+                t.dirty.erase(b);
+            }
+        }
+        set_allocation(t, ino, inode, 0, false);
+        Inode freed{};
+        freed.generation = inode.generation; // the next user bumps it
+        put_inode(t, ino, freed);
+        free_inodes.insert(ino);
+        write_slot(t, slot->block, slot->index, DirectoryEntry{});
+        touch(t, dir);
+    }
+
+    // Every inode below directory `root` (itself first), as (directory, name, inode).
+    struct TreeEntry {
+        std::uint64_t dir;
+        std::string name;
+        std::uint64_t ino;
+    };
+    std::vector<TreeEntry> tree_preorder(std::uint64_t dir, std::string name, std::uint64_t root) {
+        std::vector<TreeEntry> out{{dir, std::move(name), root}};
+        for (std::size_t i = 0; i < out.size(); ++i) {
+            if (out.size() > sb.inode_count) {
+                throw Error(ErrorCode::invalid_input, "directory tree has a cycle");
+            }
+            const std::uint64_t ino = out[i].ino;
+            if (get_inode(nullptr, ino).type != static_cast<std::uint16_t>(InodeType::directory)) {
+                continue;
+            }
+            for (const Slot& slot : entries(nullptr, ino)) {
+                if (slot.entry.inode != 0) {
+                    out.push_back({ino, entry_name(slot.entry), slot.entry.inode});
+                }
+            }
+        }
+        return out;
+    }
+
+    // Removes a snapshot's tree, children before parents, in transactions that each leave
+    // the volume consistent (a crash in between leaves a pending root for the next mount).
+    void remove_tree(std::uint64_t dir, const std::string& name, std::uint64_t root) {
+        auto order = tree_preorder(dir, name, root);
+        std::reverse(order.begin(), order.end());
+        std::size_t i = 0;
+        while (i < order.size()) {
+            mutate([&](Txn& t) {
+                while (i < order.size() && t.dirty.size() < journal.capacity() / 2) {
+                    unlink_inode(t, order[i].dir, order[i].name, order[i].ino);
+                    ++i;
+                }
+            });
+        }
+    }
+
+    // With no snapshot left, no block is shared: the volume is plain 1.0-compatible again.
+    void drop_snapshot_feature_if_unused() {
+        const std::uint64_t dir = snapshot_directory(nullptr);
+        if (dir != 0) {
+            for (const Slot& slot : entries(nullptr, dir)) {
+                if (slot.entry.inode != 0) {
+                    return;
+                }
+            }
+        }
+        if ((sb.incompat_features & kIncompatSnapshots) == 0) {
+            return;
+        }
+        if (!shared.empty()) {
+            throw Error(ErrorCode::internal, "no snapshot left but blocks are still shared");
+        }
+        mutate([&](Txn& t) {
+            t.sb_next = sb;
+            t.sb_next->incompat_features &= ~kIncompatSnapshots;
+        });
+    }
+
+    // A snapshot that a crash interrupted (being taken or released) is removed.
+    void finish_pending_snapshots() {
+        if ((sb.incompat_features & kIncompatSnapshots) == 0) {
+            return;
+        }
+        const std::uint64_t dir = snapshot_directory(nullptr);
+        if (dir == 0) {
+            drop_snapshot_feature_if_unused();
+            return;
+        }
+        for (const Slot& slot : entries(nullptr, dir)) {
+            if (slot.entry.inode != 0 &&
+                has_flag(get_inode(nullptr, slot.entry.inode), inode_snapshot_pending)) {
+                remove_tree(dir, entry_name(slot.entry), slot.entry.inode);
+            }
+        }
+        drop_snapshot_feature_if_unused();
+    }
+
+    FileInfo take_snapshot(std::string_view name) {
+        if (name.empty() || name.size() > kMaxSnapshotName || !valid_name(name) ||
+            name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                                   "._-:") != std::string_view::npos) {
+            throw Error(ErrorCode::usage, "invalid snapshot name '" + std::string(name) +
+                                              "' (1-64 of A-Z a-z 0-9 . _ - :)");
+        }
+        std::uint64_t dir = 0;
+        // 1. The snapshot's root directory, marked pending until the copy is complete.
+        const std::uint64_t root = mutate([&](Txn& t) {
+            dir = snapshot_directory(&t);
+            if (dir == 0) {
+                dir = new_inode(t, InodeType::directory, kRootInode);
+                Inode d = get_inode(&t, dir);
+                d.flags = inode_system;
+                put_inode(t, dir, d);
+                add_entry(t, kRootInode, kSnapshotDirectory, dir, InodeType::directory);
+            }
+            std::size_t count = 0;
+            for (const Slot& slot : entries(&t, dir)) {
+                if (slot.entry.inode == 0) {
+                    continue;
+                }
+                if (entry_name(slot.entry) == name) {
+                    throw Error(ErrorCode::conflict,
+                                "a snapshot named " + std::string(name) + " exists");
+                }
+                ++count;
+            }
+            if (count >= kMaxSnapshots) {
+                throw Error(ErrorCode::failed, "the volume holds " + std::to_string(count) +
+                                                   " snapshots, the most it keeps: release one");
+            }
+            const std::uint64_t ino = new_inode(t, InodeType::directory, dir);
+            Inode r = get_inode(&t, ino);
+            r.flags = inode_snapshot | inode_snapshot_root | inode_snapshot_pending;
+            put_inode(t, ino, r);
+            add_entry(t, dir, name, ino, InodeType::directory);
+            t.sb_next = sb;
+            t.sb_next->incompat_features |= kIncompatSnapshots;
+            t.sb_next->snapshot_generation += 1;
+            return ino;
+        });
+        try {
+            clone_tree(root);
+            mutate([&](Txn& t) {
+                Inode r = get_inode(&t, root);
+                r.flags = static_cast<std::uint16_t>(r.flags & ~inode_snapshot_pending);
+                put_inode(t, root, r);
+            });
+        } catch (...) {
+            if (!broken && !fenced) {
+                try {
+                    remove_tree(dir, std::string(name), root);
+                    drop_snapshot_feature_if_unused();
+                } catch (...) {
+                    // The root stays pending: the next mount removes it.
+                }
+            }
+            throw;
+        }
+        return info(nullptr, root, std::string(name));
+    }
+
+    // 2. Copies the live tree's inodes and directories below `root` (the snapshot's files
+    // reference the live files' data blocks), in transactions of at most half the journal.
+    void clone_tree(std::uint64_t root) {
+        struct Item {
+            std::uint64_t live;
+            std::uint64_t copy;
+            std::vector<std::pair<std::string, std::uint64_t>> children;
+            std::size_t next = 0;
+        };
+        auto children_of = [&](std::uint64_t dir) {
+            std::vector<std::pair<std::string, std::uint64_t>> out;
+            for (const Slot& slot : entries(nullptr, dir)) {
+                if (slot.entry.inode == 0) {
+                    continue;
+                }
+                std::string name = entry_name(slot.entry);
+                if (dir == kRootInode && name == kSnapshotDirectory) {
+                    continue; // snapshots are not part of snapshots
+                }
+                out.emplace_back(std::move(name), slot.entry.inode);
+            }
+            return out;
+        };
+        std::deque<Item> queue;
+        queue.push_back({kRootInode, root, children_of(kRootInode)});
+        std::size_t cloned = 0;
+        while (!queue.empty()) {
+            mutate([&](Txn& t) {
+                while (!queue.empty() && t.dirty.size() < journal.capacity() / 2) {
+                    Item& item = queue.front();
+                    if (item.next == item.children.size()) {
+                        queue.pop_front();
+                        continue;
+                    }
+                    if (++cloned > sb.inode_count) {
+                        throw Error(ErrorCode::invalid_input, "directory tree has a cycle");
+                    }
+                    const auto& [name, child] = item.children[item.next++];
+                    const Inode live = get_inode(&t, child);
+                    const auto type = static_cast<InodeType>(live.type);
+                    const std::uint64_t ino = new_inode(t, type, item.copy);
+                    Inode copy = get_inode(&t, ino);
+                    copy.flags = inode_snapshot;
+                    copy.ctime_unix_ns = live.ctime_unix_ns;
+                    copy.mtime_unix_ns = live.mtime_unix_ns;
+                    if (type == InodeType::file) {
+                        const auto extents = load_extents(&t, child, live);
+                        copy.size = live.size;
+                        copy.allocated_blocks = live.allocated_blocks;
+                        store_extents(t, ino, copy, extents);
+                        for (const Extent& e : extents) {
+                            shared.add(e.physical, e.length);
+                        }
+                    }
+                    put_inode(t, ino, copy);
+                    add_entry(t, item.copy, name, ino, type);
+                    if (type == InodeType::directory) {
+                        queue.push_back({child, ino, children_of(child)});
+                    }
+                }
+            });
+        }
+    }
+
+    // The snapshot root named `name`, and /.snapshots.
+    std::pair<std::uint64_t, std::uint64_t> find_snapshot(std::string_view name) {
+        const std::uint64_t dir = snapshot_directory(nullptr);
+        auto slot = dir == 0 ? std::nullopt : lookup(nullptr, dir, name);
+        if (!slot) {
+            throw Error(ErrorCode::not_found, "no snapshot named " + std::string(name));
+        }
+        return {dir, slot->entry.inode};
+    }
+
+    void release_snapshot(std::string_view name) {
+        auto [dir, root] = find_snapshot(name);
+        for (const TreeEntry& e : tree_preorder(dir, std::string(name), root)) {
+            if (open_counts.count(e.ino) != 0) {
+                throw Error(ErrorCode::conflict, "snapshot " + std::string(name) +
+                                                     " has open files (" + e.name + ")");
+            }
+        }
+        mutate([&](Txn& t) {
+            Inode r = get_inode(&t, root);
+            r.flags = static_cast<std::uint16_t>(r.flags | inode_snapshot_pending);
+            put_inode(t, root, r);
+        });
+        remove_tree(dir, std::string(name), root);
+        drop_snapshot_feature_if_unused();
     }
 
     const FileHandle& handle_of(const FileHandle& h) {
@@ -875,6 +1305,9 @@ std::unique_ptr<Volume> Volume::mount(BlockDevice& device, const MountOptions& o
                 ErrorCode::invalid_input,
                 "superblock free counts disagree with the bitmap and inode table (run check)");
         }
+        if (!options.read_only) {
+            s->finish_pending_snapshots(); // a crash interrupted taking or releasing one
+        }
     } catch (...) {
         if (!options.read_only) {
             try {
@@ -971,26 +1404,16 @@ void Volume::remove(std::string_view path) {
             throw Error(ErrorCode::not_found, "no such file or directory: " + std::string(path));
         }
         const std::uint64_t ino = slot->entry.inode;
-        Inode inode = s.get_inode(&t, ino);
-        if (inode.type == static_cast<std::uint16_t>(InodeType::directory)) {
-            for (const auto& e : s.entries(&t, ino)) {
-                if (e.entry.inode != 0) {
-                    throw Error(ErrorCode::conflict, std::string(path) + " is not empty");
-                }
-            }
-            for (std::uint64_t b : s.directory_blocks(&t, ino, inode)) {
-                t.dirty.erase(b);
-            }
-        } else if (s.open_counts.count(ino) != 0) {
+        const Inode inode = s.get_inode(&t, ino);
+        if (has_flag(inode, inode_snapshot | inode_system)) {
+            throw Error(ErrorCode::conflict,
+                        std::string(path) + " is part of a snapshot (release the snapshot)");
+        }
+        if (inode.type == static_cast<std::uint16_t>(InodeType::file) &&
+            s.open_counts.count(ino) != 0) {
             throw Error(ErrorCode::conflict, std::string(path) + " is open");
         }
-        s.set_allocation(t, ino, inode, 0, false);
-        Inode freed{};
-        freed.generation = inode.generation; // the next user bumps it
-        s.put_inode(t, ino, freed);
-        s.free_inodes.insert(ino);
-        s.write_slot(t, slot->block, slot->index, DirectoryEntry{});
-        s.touch(t, dir);
+        s.unlink_inode(t, dir, leaf, ino);
     });
 }
 
@@ -1003,6 +1426,8 @@ void Volume::rename(std::string_view from, std::string_view to) {
             throw Error(ErrorCode::not_found, "no such file or directory: " + std::string(from));
         }
         auto [to_dir, to_leaf] = s.resolve_parent(&t, to);
+        State::check_not_snapshot(s.get_inode(&t, slot->entry.inode));
+        s.check_user_target(&t, to_dir, to_leaf);
         if (s.lookup(&t, to_dir, to_leaf)) {
             throw Error(ErrorCode::conflict, std::string(to) + " already exists");
         }
@@ -1118,8 +1543,15 @@ void Volume::write(const FileHandle& handle, std::uint64_t offset, std::span<con
     if (s.options.read_only) {
         throw Error(ErrorCode::conflict, "the volume is mounted read-only");
     }
+    State::check_not_snapshot(inode);
     if (offset + in.size() > inode.size) {
         s.resize_inode(handle.inode, offset + in.size());
+        inode = s.get_inode(nullptr, handle.inode);
+    }
+    if (is_shared(handle, offset, in.size())) {
+        const std::uint64_t first = offset / kBlockSize;
+        s.unshare(handle.inode, handle.generation, first,
+                  blocks_for(offset + in.size()) - first);
         inode = s.get_inode(nullptr, handle.inode);
     }
     auto extents = s.load_extents(nullptr, handle.inode, inode);
@@ -1160,16 +1592,81 @@ BlockMap Volume::block_map(const FileHandle& handle, std::uint64_t offset, std::
     const std::uint64_t allocated = inode.allocated_blocks * kBlockSize;
     const std::uint64_t end =
         offset + std::min(length, allocated > offset ? allocated - offset : 0);
+    const bool snapshot = has_flag(inode, inode_snapshot);
     for (const Extent& e : s.load_extents(nullptr, handle.inode, inode)) {
         const std::uint64_t e_start = e.logical * kBlockSize;
         const std::uint64_t e_end = e_start + std::uint64_t{e.length} * kBlockSize;
         const std::uint64_t a = std::max(offset, e_start);
         const std::uint64_t b = std::min(end, e_end);
-        if (a < b) {
-            map.segments.push_back({a, e.physical * kBlockSize + (a - e_start), b - a});
+        if (a >= b) {
+            continue;
         }
+        const std::uint64_t device_a = e.physical * kBlockSize + (a - e_start);
+        const std::uint64_t device_b = device_a + (b - a);
+        // Blocks another file references too are mapped read-only: a node asks for a copy
+        // (unshare) before it writes there.
+        std::uint64_t pos = device_a;
+        auto piece = [&](std::uint64_t until, bool shared) {
+            if (until > pos) {
+                map.segments.push_back({a + (pos - device_a), pos, until - pos, shared});
+                pos = until;
+            }
+        };
+        if (!snapshot) {
+            const std::uint64_t first = device_a / kBlockSize;
+            for (const Run& r : s.shared.shared(first, blocks_for(device_b) - first)) {
+                piece(std::max(device_a, r.start * kBlockSize), false);
+                piece(std::min(device_b, (r.start + r.length) * kBlockSize), true);
+            }
+        }
+        piece(device_b, snapshot);
     }
     return map;
+}
+
+bool Volume::is_shared(const FileHandle& handle, std::uint64_t offset, std::uint64_t length) {
+    State& s = *state_;
+    if (s.shared.empty() || length == 0) {
+        return false;
+    }
+    for (const MapSegment& seg : block_map(handle, offset, length).segments) {
+        if (seg.shared) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void Volume::unshare(const FileHandle& handle, std::uint64_t offset, std::uint64_t length) {
+    State& s = *state_;
+    const Inode inode = s.open_inode(handle);
+    State::check_not_snapshot(inode);
+    if (length == 0 || offset >= inode.allocated_blocks * kBlockSize) {
+        return;
+    }
+    const std::uint64_t first = offset / kBlockSize;
+    s.unshare(handle.inode, handle.generation, first, blocks_for(offset + length) - first);
+}
+
+FileInfo Volume::create_snapshot(std::string_view name) {
+    state_->check_writable();
+    return state_->take_snapshot(name);
+}
+
+void Volume::release_snapshot(std::string_view name) {
+    state_->check_writable();
+    state_->release_snapshot(name);
+}
+
+std::vector<FileInfo> Volume::snapshots() {
+    if (state_->snapshot_directory(nullptr) == 0) {
+        return {};
+    }
+    return list("/" + std::string(kSnapshotDirectory));
+}
+
+std::uint64_t Volume::shared_blocks() const {
+    return state_->shared.shared_blocks();
 }
 
 void Volume::flush() {

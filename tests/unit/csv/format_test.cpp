@@ -86,7 +86,7 @@ TEST(CsvFormat, SuperblockLayoutChecksRejectNonsense) {
     bad.data_start = 5000;
     EXPECT_NE(superblock_problem(bad, 1000), "");
     bad = sb;
-    bad.incompat_features = 1;
+    bad.incompat_features = 1u << 1; // bit 0 is snapshots (1.1)
     EXPECT_NE(superblock_problem(bad, 1000), "");
     bad = sb;
     bad.free_blocks = 930;

@@ -171,26 +171,31 @@ void apply(Volume& volume, const Op& op) {
 }
 
 namespace {
-void walk(Volume& volume, const std::string& dir, Model& out) {
+// `dir` is a volume path below `root`; models name paths relative to `root`.
+void walk(Volume& volume, const std::string& root, const std::string& dir, Model& out) {
     for (const FileInfo& fi : volume.list(dir)) {
+        if (dir == "/" && fi.name == kSnapshotDirectory) {
+            continue; // the snapshots are not part of the live namespace's model
+        }
         std::string path = (dir == "/" ? "" : dir) + "/" + fi.name;
+        std::string key = root == "/" ? path : path.substr(root.size());
         if (fi.type == InodeType::directory) {
-            out[path] = ModelNode{true, {}};
-            walk(volume, path, out);
+            out[key] = ModelNode{true, {}};
+            walk(volume, root, path, out);
         } else {
             ModelNode node{false, std::vector<std::byte>(fi.size)};
             auto h = volume.open(path);
             volume.read(h, 0, node.content);
             volume.close(h);
-            out[path] = std::move(node);
+            out[key] = std::move(node);
         }
     }
 }
 } // namespace
 
-Model snapshot(Volume& volume) {
+Model snapshot(Volume& volume, const std::string& root) {
     Model out;
-    walk(volume, "/", out);
+    walk(volume, root, root, out);
     return out;
 }
 

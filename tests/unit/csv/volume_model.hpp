@@ -51,8 +51,9 @@ class OpGenerator {
 void apply(Model& model, const Op& op);
 void apply(Volume& volume, const Op& op);
 
-// The namespace and file contents of a mounted volume, as a Model.
-Model snapshot(Volume& volume);
+// The namespace and file contents of a mounted volume, as a Model (without /.snapshots);
+// with `root` ("/.snapshots/NAME"), of that directory's tree, paths relative to it.
+Model snapshot(Volume& volume, const std::string& root = "/");
 
 // Differences between two models (empty when equal); `loose` paths compare type only.
 std::vector<std::string> compare(const Model& expected, const Model& actual,

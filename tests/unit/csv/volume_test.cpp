@@ -8,6 +8,7 @@
 #include "godwit/csv/checker.hpp"
 #include "godwit/csv/journal.hpp"
 #include "godwit/csv/lease.hpp"
+#include "godwit/csv/shared_blocks.hpp"
 #include "godwit/csv/volume.hpp"
 #include "godwit/error.hpp"
 #include "volume_model.hpp"
@@ -392,4 +393,237 @@ TEST(CsvVolume, CheckerFindsDirectoryTreeProblems) {
     write_block(dev, root_dir_block, dir);
     EXPECT_NE(problems(check_volume(dev)).find("malformed entry name"), std::string::npos);
     EXPECT_EQ(code_of([&] { Volume::mount(dev, node(1))->list("/"); }), ErrorCode::invalid_input);
+}
+
+// ---- snapshots (docs/csv-format.md §12) ----------------------------------------------------
+
+TEST(CsvSharedBlocks, CountsReferencesAndFreesTheLastOne) {
+    SharedBlocks shared;
+    EXPECT_TRUE(shared.empty());
+    shared.add(100, 50); // blocks 100..149 referenced twice
+    shared.add(120, 10); // 120..129 three times
+    EXPECT_EQ(shared.extra(99), 0u);
+    EXPECT_EQ(shared.extra(100), 1u);
+    EXPECT_EQ(shared.extra(125), 2u);
+    EXPECT_EQ(shared.shared_blocks(), 50u);
+    EXPECT_EQ(shared.shared(90, 20), (std::vector<godwit::csv::Run>{{100, 10}}));
+    EXPECT_TRUE(shared.any_shared(149, 5));
+    EXPECT_FALSE(shared.any_shared(150, 5));
+    EXPECT_FALSE(shared.any_shared(0, 100));
+    // Dropping a run that extends past the shared part: the unshared ends are freed.
+    EXPECT_EQ(shared.drop(90, 70), (std::vector<godwit::csv::Run>{{90, 10}, {150, 10}}));
+    EXPECT_EQ(shared.shared(0, 1000), (std::vector<godwit::csv::Run>{{120, 10}}));
+    EXPECT_EQ(shared.drop(120, 10), std::vector<godwit::csv::Run>{});
+    EXPECT_TRUE(shared.empty());
+    EXPECT_EQ(shared.drop(120, 10), (std::vector<godwit::csv::Run>{{120, 10}}));
+
+    auto counted = SharedBlocks::from_references({{0, 10}, {5, 10}, {8, 1}, {30, 4}});
+    EXPECT_EQ(counted.shared(0, 100), (std::vector<godwit::csv::Run>{{5, 5}}));
+    EXPECT_EQ(counted.extra(8), 2u);
+    EXPECT_EQ(counted.extra(9), 1u);
+}
+
+TEST(CsvSnapshot, PointInTimeCopyOnWrite) {
+    MemoryBlockDevice dev(kDeviceBytes);
+    format_volume(dev, FormatOptions{"Volume1", 0, 0, 0});
+    std::uint64_t free_at_format = 0;
+    {
+        auto v = Volume::mount(dev, node(1));
+        free_at_format = v->free_blocks();
+        v->make_directory("/vms");
+        v->create_file("/vms/a", 3 << 20);
+        auto a_data = model::pattern(1, 3 << 20);
+        auto h = v->open("/vms/a");
+        v->write(h, 0, a_data);
+        v->create_file("/b");
+        auto hb = v->open("/b");
+        v->write(hb, 0, model::pattern(2, 5000));
+        v->close(hb);
+        EXPECT_EQ(code_of([&] { v->make_directory("/.snapshots"); }), ErrorCode::conflict);
+        EXPECT_TRUE(v->snapshots().empty());
+
+        const std::uint64_t free_before = v->free_blocks();
+        auto snap = v->create_snapshot("monday");
+        EXPECT_EQ(snap.type, InodeType::directory);
+        EXPECT_EQ(v->superblock().incompat_features & kIncompatSnapshots, kIncompatSnapshots);
+        // Only metadata was written: the data blocks are shared, not copied.
+        EXPECT_LE(free_before - v->free_blocks(), 8u);
+        EXPECT_EQ(v->shared_blocks(), 768u + 2u);
+        ASSERT_EQ(v->snapshots().size(), 1u);
+        EXPECT_EQ(v->snapshots()[0].name, "monday");
+        EXPECT_EQ(code_of([&] { v->create_snapshot("monday"); }), ErrorCode::conflict);
+        EXPECT_EQ(code_of([&] { v->create_snapshot("bad/name"); }), ErrorCode::usage);
+
+        // The live file's map is read-only where it shares blocks.
+        auto map = v->block_map(h, 0, 3 << 20);
+        for (const auto& seg : map.segments) {
+            EXPECT_TRUE(seg.shared);
+        }
+        // A write copies the 1 MiB granule it touches, and only that.
+        auto b_data = model::pattern(3, 100000);
+        v->write(h, (1 << 20) + 10, b_data);
+        EXPECT_EQ(v->shared_blocks(), 512u + 2u);
+        map = v->block_map(h, 0, 3 << 20);
+        std::uint64_t unshared = 0;
+        for (const auto& seg : map.segments) {
+            if (!seg.shared) {
+                unshared += seg.length;
+                EXPECT_EQ(seg.file_offset, 1u << 20);
+            }
+        }
+        EXPECT_EQ(unshared, 1u << 20);
+        std::copy(b_data.begin(), b_data.end(), a_data.begin() + (1 << 20) + 10);
+
+        // The snapshot is read-only and keeps the old data; the live file has the new.
+        auto hs = v->open("/.snapshots/monday/vms/a");
+        std::vector<std::byte> back(3 << 20);
+        ASSERT_EQ(v->read(hs, 0, back), back.size());
+        EXPECT_EQ(back, model::pattern(1, 3 << 20));
+        ASSERT_EQ(v->read(h, 0, back), back.size());
+        EXPECT_EQ(back, a_data);
+        EXPECT_EQ(code_of([&] { v->write(hs, 0, b_data); }), ErrorCode::conflict);
+        EXPECT_EQ(code_of([&] { v->resize(hs, 0); }), ErrorCode::conflict);
+        EXPECT_EQ(code_of([&] { v->unshare(hs, 0, 4096); }), ErrorCode::conflict);
+        EXPECT_EQ(code_of([&] { v->create_file("/.snapshots/monday/x"); }), ErrorCode::conflict);
+        EXPECT_EQ(code_of([&] { v->remove("/.snapshots/monday/b"); }), ErrorCode::conflict);
+        EXPECT_EQ(code_of([&] { v->remove("/.snapshots"); }), ErrorCode::conflict);
+        EXPECT_EQ(code_of([&] { v->rename("/.snapshots/monday/b", "/c"); }), ErrorCode::conflict);
+        EXPECT_EQ(code_of([&] { v->rename("/b", "/.snapshots/monday/c"); }), ErrorCode::conflict);
+        for (const auto& seg : v->block_map(hs, 0, 3 << 20).segments) {
+            EXPECT_TRUE(seg.shared);
+        }
+
+        // Deleting and truncating live files leaves the snapshot's blocks alone: a truncation
+        // in the middle of a shared block copies that block before zeroing its tail.
+        v->remove("/b");
+        v->resize(h, (2 << 20) + 100);
+        a_data.resize((2 << 20) + 100);
+        v->write(h, 3 << 20, model::pattern(4, 10)); // grows again: zeros in between
+        a_data.resize((3 << 20) + 10);
+        auto tail = model::pattern(4, 10);
+        std::copy(tail.begin(), tail.end(), a_data.begin() + (3 << 20));
+        v->close(h);
+        v->close(hs);
+        auto report = check_volume(dev);
+        EXPECT_TRUE(report.clean()) << problems(report);
+    }
+    {
+        // After a remount the sharing is known again (rebuilt from the extents).
+        auto v = Volume::mount(dev, node(1));
+        EXPECT_GT(v->shared_blocks(), 0u);
+        auto h = v->open("/.snapshots/monday/b");
+        std::vector<std::byte> b(5000);
+        ASSERT_EQ(v->read(h, 0, b), 5000u);
+        EXPECT_EQ(b, model::pattern(2, 5000));
+        auto live = model::snapshot(*v);
+        EXPECT_EQ(live.at("/vms/a").content.size(), (3u << 20) + 10);
+        EXPECT_EQ(code_of([&] { v->release_snapshot("monday"); }), ErrorCode::conflict); // open
+        v->close(h);
+        EXPECT_EQ(code_of([&] { v->release_snapshot("tuesday"); }), ErrorCode::not_found);
+        v->release_snapshot("monday");
+        EXPECT_TRUE(v->snapshots().empty());
+        EXPECT_EQ(v->shared_blocks(), 0u);
+        EXPECT_EQ(v->superblock().incompat_features, 0u);
+        auto report = check_volume(dev);
+        EXPECT_TRUE(report.clean()) << problems(report);
+        // Nothing leaked: with the live files gone, only the root's and /.snapshots' one
+        // directory block each are in use.
+        v->remove("/vms/a");
+        v->remove("/vms");
+        EXPECT_EQ(v->free_blocks(), free_at_format - 2);
+    }
+    EXPECT_TRUE(check_volume(dev).clean()) << problems(check_volume(dev));
+}
+
+TEST(CsvSnapshot, RandomOperationsAndSnapshotsMatchTheModel) {
+    MemoryBlockDevice dev(kDeviceBytes);
+    FormatOptions options;
+    options.journal_blocks = 16; // small transactions: snapshots take several
+    options.inode_count = 3000;
+    format_volume(dev, options);
+    model::Model live;
+    std::map<std::string, model::Model> taken;
+    model::OpGenerator gen(7);
+    std::mt19937_64 rng(7);
+    auto v = Volume::mount(dev, node(1));
+    int next = 0;
+    for (int i = 0; i < 1200; ++i) {
+        model::Op op = gen.next(live);
+        model::apply(*v, op);
+        model::apply(live, op);
+        if (i % 60 == 30) {
+            const std::string name = "s" + std::to_string(next++);
+            v->create_snapshot(name);
+            taken[name] = live;
+        }
+        if (i % 150 == 149 && taken.size() > 1) {
+            auto it = std::next(taken.begin(), static_cast<long>(rng() % taken.size()));
+            v->release_snapshot(it->first);
+            taken.erase(it);
+        }
+        if (i % 300 == 299) {
+            v.reset();
+            auto report = check_volume(dev);
+            ASSERT_TRUE(report.clean()) << "after op " << i << "\n" << problems(report);
+            v = Volume::mount(dev, node(1));
+            auto diffs = model::compare(live, model::snapshot(*v));
+            ASSERT_TRUE(diffs.empty()) << diffs[0];
+            for (const auto& [name, expected] : taken) {
+                auto d = model::compare(expected, model::snapshot(*v, "/.snapshots/" + name));
+                ASSERT_TRUE(d.empty()) << name << ": " << d[0];
+            }
+        }
+    }
+    for (const auto& [name, expected] : taken) {
+        v->release_snapshot(name);
+    }
+    EXPECT_EQ(v->shared_blocks(), 0u);
+    v.reset();
+    auto report = check_volume(dev);
+    EXPECT_TRUE(report.clean()) << problems(report);
+}
+
+// A crash while a snapshot is taken or released: the next mount finishes the release (or
+// removes the half-taken one); the live files and the volume stay intact.
+TEST(CsvSnapshot, PowerCutDuringSnapshotLeavesAConsistentVolume) {
+    std::mt19937_64 rng(4321);
+    for (std::uint64_t cut = 1; cut < 120; cut += 3) {
+        PowerCutDevice dev(16ull << 20);
+        FormatOptions options;
+        options.journal_blocks = 8; // several transactions per snapshot
+        format_volume(dev, options);
+        model::Model live;
+        {
+            auto v = Volume::mount(dev, node(1));
+            model::OpGenerator gen(cut, 32 * 1024);
+            for (int i = 0; i < 40; ++i) {
+                model::Op op = gen.next(live);
+                model::apply(*v, op);
+                model::apply(live, op);
+            }
+            v->create_snapshot("keep");
+            dev.cut_power_after(cut);
+            try {
+                v->create_snapshot("new");
+                v->release_snapshot("keep");
+            } catch (const godwit::Error&) {
+            }
+            dev.cut_power_after(0);
+            v.reset();
+        }
+        MemoryBlockDevice after = dev.survivor(rng);
+        auto report = check_volume(after);
+        ASSERT_TRUE(report.clean()) << "cut " << cut << "\n" << problems(report);
+        auto v = Volume::mount(after, node(1));
+        auto d = model::compare(live, model::snapshot(*v));
+        ASSERT_TRUE(d.empty()) << "cut " << cut << ": " << d[0];
+        for (const FileInfo& s : v->snapshots()) {
+            EXPECT_EQ(s.flags & inode_snapshot_pending, 0) << "cut " << cut;
+            auto ds = model::compare(live, model::snapshot(*v, "/.snapshots/" + s.name));
+            ASSERT_TRUE(ds.empty()) << "cut " << cut << " " << s.name << ": " << ds[0];
+        }
+        v.reset();
+        report = check_volume(after);
+        ASSERT_TRUE(report.clean()) << "cut " << cut << " after mount\n" << problems(report);
+    }
 }

@@ -23,7 +23,7 @@ static_assert(std::endian::native == std::endian::little,
 inline constexpr std::uint32_t kBlockSize = 4096;
 inline constexpr std::uint32_t kBlockMagic = 0x56534347; // "GCSV"
 inline constexpr std::uint16_t kVersionMajor = 1;
-inline constexpr std::uint16_t kVersionMinor = 0;
+inline constexpr std::uint16_t kVersionMinor = 1; // 1.1: snapshots (§12)
 inline constexpr std::uint64_t kRootInode = 1;
 inline constexpr std::size_t kMaxNameLength = 255;
 
@@ -82,7 +82,7 @@ struct Superblock {
     // Dynamic fields, rewritten by every transaction.
     std::uint64_t free_blocks;
     std::uint64_t free_inodes;
-    std::uint64_t snapshot_generation; // reserved for copy-on-write snapshots: 0 in v1.0
+    std::uint64_t snapshot_generation; // snapshots taken so far (1.1; 0 in 1.0)
 };
 static_assert(sizeof(Superblock) == 272);
 
@@ -140,11 +140,28 @@ struct Extent {
     std::uint64_t logical;  // first file block
     std::uint64_t physical; // first volume block
     std::uint32_t length;   // blocks, >= 1
-    std::uint32_t flags;    // low 16 bits ExtentFlags; high 16 bits snapshot generation
+    std::uint32_t flags;    // ExtentFlags; other bits reserved (0)
 };
 static_assert(sizeof(Extent) == 24);
 
 enum class InodeType : std::uint16_t { free = 0, file = 1, directory = 2 };
+
+// Inode.flags (format 1.1, docs/csv-format.md §12).
+enum InodeFlags : std::uint16_t {
+    inode_snapshot = 1u << 0,         // part of a snapshot: read-only, data blocks shared
+    inode_snapshot_root = 1u << 1,    // the root directory of one snapshot
+    inode_snapshot_pending = 1u << 2, // a snapshot root being taken or released
+    inode_system = 1u << 3,           // /.snapshots itself
+};
+inline constexpr std::uint16_t kKnownInodeFlags =
+    inode_snapshot | inode_snapshot_root | inode_snapshot_pending | inode_system;
+
+// Superblock incompat_features: data blocks may be shared by several files (snapshots
+// exist); a reader that does not know it would free shared blocks.
+inline constexpr std::uint64_t kIncompatSnapshots = 1u << 0;
+inline constexpr std::uint64_t kKnownIncompatFeatures = kIncompatSnapshots;
+// The directory in the volume root that holds one directory per snapshot.
+inline constexpr std::string_view kSnapshotDirectory = ".snapshots";
 
 inline constexpr std::size_t kInlineExtents = 7;
 struct Inode {

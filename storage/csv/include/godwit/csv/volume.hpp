@@ -43,6 +43,7 @@ struct FileInfo {
     std::uint64_t allocated_blocks = 0;
     std::uint32_t extent_count = 0;
     std::uint64_t mtime_unix_ns = 0;
+    std::uint16_t flags = 0; // InodeFlags (snapshots)
     std::string name;
 };
 
@@ -57,6 +58,9 @@ struct MapSegment {
     std::uint64_t file_offset = 0;
     std::uint64_t device_offset = 0;
     std::uint64_t length = 0;
+    // Another file (a snapshot) references these blocks: read-only; a writer asks for its
+    // own copy first (Volume::unshare).
+    bool shared = false;
 };
 
 struct BlockMap {
@@ -98,6 +102,23 @@ class Volume {
     // Makes data written so far durable (data I/O is not journaled: like fsync).
     void flush();
     BlockMap block_map(const FileHandle& handle, std::uint64_t offset, std::uint64_t length);
+    // Whether part of the range lies on blocks a snapshot shares (a write there copies).
+    bool is_shared(const FileHandle& handle, std::uint64_t offset, std::uint64_t length);
+    // Copy-on-write before a node writes [offset, offset+length) directly: the file gets its
+    // own blocks wherever it shares them with a snapshot (whole 1 MiB granules). The caller
+    // took every other node's map of the file back first. Error(conflict) on a snapshot file.
+    void unshare(const FileHandle& handle, std::uint64_t offset, std::uint64_t length);
+
+    // Snapshots (docs/csv-format.md §12): a read-only, point-in-time copy of the whole
+    // namespace at /.snapshots/NAME whose files share their data blocks with the live files
+    // until either is written. The caller (the coordinator) stops data writes first: it takes
+    // every block map back and hands out none until this returns.
+    FileInfo create_snapshot(std::string_view name);
+    // Frees the snapshot's tree and every block no other file references. Error(conflict)
+    // while one of its files is open.
+    void release_snapshot(std::string_view name);
+    std::vector<FileInfo> snapshots(); // /.snapshots, by name
+    std::uint64_t shared_blocks() const; // data blocks referenced by more than one file
 
     Superblock superblock() const;
     std::uint64_t free_blocks() const;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# godwit csv add|list|remove|node|status|move: two node processes over mutual TLS
+# godwit csv add|list|remove|node|status|move|snapshot: two node processes over mutual TLS
 # (certificates from the openssl CLI) on 127.0.0.1, node 1 started by the name it was
 # registered under; status shows node 1 coordinating, move hands the volume to node 2, status
-# shows it, both nodes stop on SIGTERM and the volume checks clean.
+# shows it, snapshots are taken, listed and released through the new coordinator, both nodes
+# stop on SIGTERM and the volume (with a snapshot kept) checks clean.
 set -euo pipefail
 godwit="$GODWIT_BUILD_DIR/bin/godwit"
 work="$(mktemp -d "$GODWIT_BUILD_DIR/csv-cluster-cli.XXXXXX")"
@@ -58,8 +59,28 @@ grep -q "from node 1 to node 2" <<<"$("$godwit" csv move Volume1 2 "${reg[@]}")"
 json="$("$godwit" --json csv status "${admin[@]}")" || fail "status after the move"
 python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["coordinator"]==2, d' "$json" || fail "after the move: $json"
 
+# Snapshots, through whichever node coordinates (node 2 now).
+grep -q "snapshot nightly of Volume1 taken" <<<"$("$godwit" csv snapshot Volume1 nightly "${reg[@]}")" \
+  || fail "snapshot by name"
+rc=0; "$godwit" csv snapshot Volume1 nightly "${admin[@]}" >/dev/null 2>&1 || rc=$?
+[[ $rc -eq 7 ]] || fail "a second snapshot named nightly exited $rc, not 7 (conflict)"
+rc=0; "$godwit" csv snapshot Volume1 'bad/name' "${admin[@]}" >/dev/null 2>&1 || rc=$?
+[[ $rc -eq 2 ]] || fail "a snapshot with a bad name exited $rc, not 2 (usage)"
+json="$("$godwit" --json csv snapshot Volume1 "${admin[@]}")" || fail "snapshot with the default name"
+python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["taken"] and d["coordinator"]==2 and d["path"].startswith("/.snapshots/20"), d' "$json" \
+  || fail "default-named snapshot: $json"
+json="$("$godwit" --json csv snapshot Volume1 --list "${reg[@]}")" || fail "snapshot --list"
+python3 -c 'import json,sys; d=json.loads(sys.argv[1]); s=d["snapshots"]; assert len(s)==2 and s[1]["name"]=="nightly" and all(x["state"]=="ready" for x in s), d' "$json" \
+  || fail "snapshot list: $json"
+"$godwit" csv snapshot Volume1 nightly --release "${admin[@]}" | grep -q "released snapshot nightly" || fail "release"
+rc=0; "$godwit" csv snapshot Volume1 nightly --release "${admin[@]}" >/dev/null 2>&1 || rc=$?
+[[ $rc -eq 3 ]] || fail "releasing a released snapshot exited $rc, not 3 (not found)"
+"$godwit" csv snapshot Volume1 kept "${admin[@]}" >/dev/null || fail "snapshot kept"
+
 kill -TERM "${pids[@]}"; wait "${pids[@]}" || fail "a node did not stop cleanly"; pids=()
 grep -q ": clean" <<<"$("$godwit" csv check lun.img)" || fail "volume not clean after the nodes stopped"
+"$godwit" csv ls lun.img /.snapshots | grep -q "kept/" || fail "the kept snapshot is not on the volume"
+"$godwit" csv ls lun.img /.snapshots | grep -q "nightly" && fail "the released snapshot is still on the volume"
 "$godwit" csv remove Volume1 "${reg[@]}" | grep -q "removed volume Volume1" || fail "remove"
 grep -q "no volumes registered" <<<"$("$godwit" csv list "${reg[@]}")" || fail "list after remove"
 rc=0; "$godwit" csv remove Volume1 "${reg[@]}" >/dev/null 2>&1 || rc=$?

@@ -513,3 +513,128 @@ TEST(CsvCluster, VhdDisksThroughTheDirectApi) {
     }
     EXPECT_TRUE(cluster.stop_and_check());
 }
+
+// Snapshots with nodes writing directly: the snapshot is one point in time of a writer that
+// never stops (every block as it was after some write k, none later), node 3 reads it
+// through its own block maps while node 2's next writes copy the shared blocks first, a VHD
+// in the snapshot opens read-only on another node, and a release frees the blocks.
+TEST(CsvCluster, SnapshotIsConsistentWhileNodesWrite) {
+    CoordinatorOnImage cluster("snap", 64ull << 20);
+    constexpr std::uint64_t kBlocks = 64;
+    auto stamp_block = [](std::uint64_t stamp) {
+        std::vector<std::byte> block(kBlockSize);
+        for (std::size_t i = 0; i < block.size(); i += 8) {
+            std::memcpy(block.data() + i, &stamp, 8);
+        }
+        return block;
+    };
+    auto stamp_of = [](const std::vector<std::byte>& data, std::uint64_t b) {
+        std::uint64_t stamp = 0;
+        std::memcpy(&stamp, data.data() + b * kBlockSize, 8);
+        for (std::size_t i = 0; i < kBlockSize; i += 8) {
+            std::uint64_t v = 0;
+            std::memcpy(&v, data.data() + b * kBlockSize + i, 8);
+            if (v != stamp) {
+                return UINT64_MAX; // a torn block
+            }
+        }
+        return stamp;
+    };
+    {
+        PosixBlockDevice lun2(cluster.image, PosixBlockDevice::Access::read_write, true);
+        PosixBlockDevice lun3(cluster.image, PosixBlockDevice::Access::read_write, true);
+        NodeClient node2("127.0.0.1", cluster.port(), lun2, 2, "node2");
+        NodeClient node3("127.0.0.1", cluster.port(), lun3, 3, "node3");
+        CsvFileStore store2(node2), store3(node3);
+        node2.make_directory("/vms");
+        node2.create("/vms/log", kBlocks * kBlockSize);
+        godwit::vhd::CreateOptions create;
+        create.size = 8 << 20;
+        create.block_size = 1 << 20;
+        godwit::vhd::VhdImage::create("/vms/disk.vhd", create, store2);
+        auto before = model::pattern(5, 300000);
+        {
+            auto disk = godwit::vhd::VhdImage::open("/vms/disk.vhd", true, store2);
+            disk->write(4096, before.data(), before.size());
+            disk->flush();
+        }
+
+        // Node 2 writes block i % 64 with stamp i, one write after the other, throughout.
+        std::atomic<bool> stop{false};
+        std::atomic<std::uint64_t> written{0};
+        std::thread writer([&] {
+            const std::uint64_t h = node2.open("/vms/log");
+            for (std::uint64_t i = 1; !stop; ++i) {
+                node2.write(h, (i % kBlocks) * kBlockSize, stamp_block(i));
+                written = i;
+            }
+            node2.close(h);
+        });
+        while (written < 200) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        const std::uint64_t revocations_before = node2.revocations_received();
+        auto taken = node3.snapshot("before-upgrade");
+        EXPECT_TRUE(taken.directory);
+        const std::uint64_t at_snapshot = written;
+        while (written < at_snapshot + 200) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        stop = true;
+        writer.join();
+        EXPECT_GT(node2.revocations_received(), revocations_before) << "the freeze took its map";
+        EXPECT_GT(node2.copies_requested(), 0u) << "writes after the snapshot copied first";
+
+        // The snapshot, read on node 3 through its own maps: one point in time.
+        const std::uint64_t hs = node3.open("/.snapshots/before-upgrade/vms/log");
+        std::vector<std::byte> snap(kBlocks * kBlockSize);
+        ASSERT_EQ(node3.read(hs, 0, snap), snap.size());
+        std::uint64_t k = 0;
+        for (std::uint64_t b = 0; b < kBlocks; ++b) {
+            ASSERT_NE(stamp_of(snap, b), UINT64_MAX) << "torn block " << b;
+            k = std::max(k, stamp_of(snap, b));
+        }
+        EXPECT_GE(k, 200u);
+        EXPECT_LE(k, at_snapshot + 1);
+        for (std::uint64_t b = 0; b < kBlocks; ++b) {
+            const std::uint64_t expected = k >= b ? k - (k - b) % kBlocks : 0;
+            EXPECT_EQ(stamp_of(snap, b), expected) << "block " << b << " at point " << k;
+        }
+        EXPECT_THROW(node3.write(hs, 0, stamp_block(1)), godwit::Error); // read-only
+        // The live file went on past the snapshot.
+        const std::uint64_t hl = node3.open("/vms/log");
+        std::vector<std::byte> live(kBlocks * kBlockSize);
+        ASSERT_EQ(node3.read(hl, 0, live), live.size());
+        std::uint64_t live_max = 0;
+        for (std::uint64_t b = 0; b < kBlocks; ++b) {
+            live_max = std::max(live_max, stamp_of(live, b));
+        }
+        EXPECT_EQ(live_max, written.load());
+        node3.close(hl);
+        node3.close(hs);
+
+        // The VHD: rewritten live on node 2, the snapshot's copy opens on node 3 unchanged.
+        {
+            auto disk = godwit::vhd::VhdImage::open("/vms/disk.vhd", true, store2);
+            auto after = model::pattern(6, 300000);
+            disk->write(4096, after.data(), after.size());
+            disk->flush();
+        }
+        {
+            auto disk = godwit::vhd::VhdImage::open("/.snapshots/before-upgrade/vms/disk.vhd",
+                                                    false, store3);
+            std::vector<std::byte> back(before.size());
+            disk->read(4096, back.data(), back.size());
+            EXPECT_TRUE(back == before) << "the snapshot's disk is the disk before";
+        }
+        auto list = node2.snapshots();
+        ASSERT_EQ(list.size(), 1u);
+        EXPECT_EQ(list[0].name, "before-upgrade");
+        EXPECT_THROW(node2.snapshot("before-upgrade"), godwit::Error);
+        EXPECT_THROW(node2.remove("/.snapshots/before-upgrade/vms/log"), godwit::Error);
+        node2.release_snapshot("before-upgrade");
+        EXPECT_TRUE(node3.snapshots().empty());
+        EXPECT_THROW(node3.stat("/.snapshots/before-upgrade"), godwit::Error);
+    }
+    EXPECT_TRUE(cluster.stop_and_check());
+}

@@ -283,8 +283,9 @@ PosixBlockDevice& ClusterNode::data_path() {
     return state_->data;
 }
 
-std::uint64_t request_move(const std::vector<Endpoint>& listeners, const TlsContext& tls,
-                           std::uint64_t target, std::chrono::milliseconds timeout) {
+std::uint64_t request_coordinator(const std::vector<Endpoint>& listeners, const TlsContext& tls,
+                                  const pb::NodeMessage& request, pb::CoordinatorMessage& reply,
+                                  std::chrono::milliseconds timeout) {
     std::string why = "no node answered";
     for (const Endpoint& peer : listeners) {
         pb::NodeMessage ask;
@@ -300,21 +301,32 @@ std::uint64_t request_move(const std::vector<Endpoint>& listeners, const TlsCont
             why = "no node is coordinating the volume";
             continue;
         }
-        if (status.status().node_id() == target) {
-            return target; // already there
-        }
-        pb::NodeMessage move;
-        move.mutable_move()->set_target_node_id(target);
-        pb::CoordinatorMessage reply;
-        request_once(peer, tls, move, reply, timeout);
-        if (reply.has_error()) {
-            throw Error(static_cast<ErrorCode>(reply.error().code()),
-                        "move refused by node " + std::to_string(status.status().node_id()) + ": " +
-                            reply.error().message());
-        }
+        request_once(peer, tls, request, reply, timeout);
         return status.status().node_id();
     }
-    throw Error(ErrorCode::not_found, "cannot move the coordinator: " + why);
+    throw Error(ErrorCode::not_found, why);
+}
+
+std::uint64_t request_move(const std::vector<Endpoint>& listeners, const TlsContext& tls,
+                           std::uint64_t target, std::chrono::milliseconds timeout) {
+    pb::NodeMessage move;
+    move.mutable_move()->set_target_node_id(target);
+    pb::CoordinatorMessage reply;
+    std::uint64_t from = 0;
+    try {
+        from = request_coordinator(listeners, tls, move, reply, timeout);
+    } catch (const Error& e) {
+        if (e.code() != ErrorCode::not_found) {
+            throw;
+        }
+        throw Error(ErrorCode::not_found, std::string("cannot move the coordinator: ") + e.what());
+    }
+    if (reply.has_error()) {
+        throw Error(static_cast<ErrorCode>(reply.error().code()),
+                    "move refused by node " + std::to_string(from) + ": " +
+                        reply.error().message());
+    }
+    return from;
 }
 
 } // namespace godwit::csv

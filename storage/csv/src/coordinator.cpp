@@ -84,8 +84,9 @@ struct Coordinator::State {
     std::uint64_t next_lease = 1;
     std::map<std::uint64_t, MapLease> leases;
     std::set<std::uint64_t> awaiting_ack;
-    std::set<std::uint64_t> revoking; // inodes whose map is being changed
-    bool moving = false;              // a planned move is under way: no new maps
+    std::map<std::uint64_t, int> revoking; // inodes whose map is being changed (by how many)
+    bool moving = false;                   // a planned move is under way: no new maps
+    bool freezing = false;                 // a snapshot is being taken: no new maps
 
     explicit State(ServiceOptions o) : options(std::move(o)) {}
 
@@ -187,8 +188,26 @@ struct Coordinator::State {
         }
     }
 
-    // Takes every map lease on `inode` back (the requester's own are simply dropped).
-    void revoke_inode(std::uint64_t inode, Session* requester) {
+    // While it lives, no node gets a map of the inode (the change it guards is under way).
+    struct MapChange {
+        State* state = nullptr;
+        std::uint64_t inode = 0;
+        MapChange(State* s, std::uint64_t i) : state(s), inode(i) {}
+        MapChange(const MapChange&) = delete;
+        MapChange& operator=(const MapChange&) = delete;
+        ~MapChange() {
+            std::lock_guard lock(state->lease_mutex);
+            if (--state->revoking[inode] == 0) {
+                state->revoking.erase(inode);
+            }
+        }
+    };
+
+    // Takes every map lease on `inode` back (the requester's own are simply dropped). No map
+    // of the inode is handed out until the returned guard is gone: the caller changes the
+    // map (or the blocks behind it) in between.
+    [[nodiscard]] std::unique_ptr<MapChange> revoke_inode(std::uint64_t inode,
+                                                          Session* requester) {
         std::vector<std::pair<std::uint64_t, std::shared_ptr<Session>>> targets;
         {
             std::unique_lock lock(lease_mutex);
@@ -196,7 +215,7 @@ struct Coordinator::State {
             if (Clock::now() < grace_until) {
                 lease_cv.wait_until(lock, grace_until, [&] { return stopping.load(); });
             }
-            revoking.insert(inode);
+            revoking[inode] += 1;
             for (auto it = leases.begin(); it != leases.end();) {
                 if (it->second.inode != inode) {
                     ++it;
@@ -235,7 +254,8 @@ struct Coordinator::State {
             awaiting_ack.erase(id);
             leases.erase(id);
         }
-        revoking.erase(inode);
+        lock.unlock();
+        return std::make_unique<MapChange>(this, inode);
     }
 
     void drop_session_leases(Session* session) {
@@ -260,6 +280,7 @@ struct Coordinator::State {
         reply->set_name(fi.name);
         reply->set_mtime_unix_ns(fi.mtime_unix_ns);
         reply->set_allocated_blocks(fi.allocated_blocks);
+        reply->set_flags(fi.flags);
     }
 
     static const FileHandle& handle_of(Session& s, std::uint64_t id) {
@@ -333,7 +354,7 @@ struct Coordinator::State {
         std::uint64_t generation = 0;
         try {
             for (std::uint64_t inode : inodes) {
-                revoke_inode(inode, nullptr);
+                (void)revoke_inode(inode, nullptr); // `moving` keeps new maps out
             }
             std::lock_guard lock(volume_mutex);
             Volume& v = require_volume();
@@ -359,6 +380,69 @@ struct Coordinator::State {
         }
     }
 
+    // Snapshots (docs/csv-protocol.md §10). Taking one freezes direct data writes: no new
+    // maps, every map taken back (each node acks once its in-flight I/O on the file is done),
+    // then the namespace is copied under the volume mutex (redirected I/O waits on it).
+    void snapshot(const pb::SnapshotRequest& request, pb::CoordinatorMessage& reply) {
+        if (request.op() == pb::SnapshotRequest::LIST) {
+            std::lock_guard lock(volume_mutex);
+            auto* list = reply.mutable_list();
+            for (const FileInfo& fi : require_volume().snapshots()) {
+                fill_file(list->add_entries(), 0, fi);
+            }
+            return;
+        }
+        if (request.op() == pb::SnapshotRequest::RELEASE) {
+            std::lock_guard lock(volume_mutex);
+            require_volume().release_snapshot(request.name());
+            spdlog::info("csv coordinator: snapshot {} released", request.name());
+            reply.set_ok(true);
+            return;
+        }
+        {
+            std::lock_guard lock(volume_mutex);
+            require_volume(); // a standby says so before anything is frozen
+        }
+        const auto start = Clock::now();
+        std::set<std::uint64_t> inodes;
+        {
+            std::lock_guard lock(lease_mutex);
+            if (moving || freezing) {
+                throw Error(ErrorCode::conflict, "a move or another snapshot is under way");
+            }
+            freezing = true;
+            for (auto& [id, lease] : leases) {
+                inodes.insert(lease.inode);
+            }
+        }
+        FileInfo fi;
+        Clock::time_point frozen;
+        try {
+            for (std::uint64_t inode : inodes) {
+                (void)revoke_inode(inode, nullptr); // `freezing` keeps new maps out
+            }
+            frozen = Clock::now();
+            std::lock_guard lock(volume_mutex);
+            fi = require_volume().create_snapshot(request.name());
+        } catch (...) {
+            std::lock_guard lock(lease_mutex);
+            freezing = false;
+            throw;
+        }
+        {
+            std::lock_guard lock(lease_mutex);
+            freezing = false;
+        }
+        const auto ms = [](Clock::duration d) {
+            return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+        };
+        spdlog::info("csv coordinator: snapshot {} taken: writes frozen {} ms ({} maps taken "
+                     "back in {} ms, namespace copied in {} ms)",
+                     request.name(), ms(Clock::now() - start), inodes.size(), ms(frozen - start),
+                     ms(Clock::now() - frozen));
+        fill_file(reply.mutable_file(), 0, fi);
+    }
+
     pb::CoordinatorMessage handle(Session& s, const pb::NodeMessage& request) {
         pb::CoordinatorMessage reply;
         reply.set_request_id(request.request_id());
@@ -376,6 +460,9 @@ struct Coordinator::State {
         case pb::NodeMessage::kMove:
             move_to(request.move().target_node_id(), s);
             reply.set_ok(true);
+            return reply;
+        case pb::NodeMessage::kSnapshot:
+            snapshot(request.snapshot(), reply);
             return reply;
         case pb::NodeMessage::kRegisterNode: {
             std::lock_guard lock(volume_mutex);
@@ -477,7 +564,7 @@ struct Coordinator::State {
         }
         case pb::NodeMessage::kResize: {
             FileHandle h = session_handle(s, request.resize().handle());
-            revoke_inode(h.inode, &s);
+            auto change = revoke_inode(h.inode, &s);
             std::lock_guard lock(volume_mutex);
             Volume& v = require_volume();
             v.resize(h, request.resize().size());
@@ -494,7 +581,7 @@ struct Coordinator::State {
             std::uint64_t lease_id = 0;
             {
                 std::lock_guard lock(lease_mutex);
-                if (revoking.count(h.inode) || moving) {
+                if (revoking.count(h.inode) || moving || freezing) {
                     throw Error(ErrorCode::conflict, "the file's map is changing: retry");
                 }
                 lease_id = next_lease++;
@@ -513,7 +600,19 @@ struct Coordinator::State {
                 out->set_file_offset(seg.file_offset);
                 out->set_device_offset(seg.device_offset);
                 out->set_length(seg.length);
+                out->set_shared(seg.shared);
             }
+            break;
+        }
+        case pb::NodeMessage::kBreakSharing: {
+            const auto& b = request.break_sharing();
+            FileHandle h = session_handle(s, b.handle());
+            // The other nodes may read the shared blocks through their maps: after the copy
+            // the file's data lives elsewhere, so their maps go first.
+            auto change = revoke_inode(h.inode, &s);
+            std::lock_guard lock(volume_mutex);
+            require_volume().unshare(h, b.offset(), b.length());
+            reply.set_ok(true);
             break;
         }
         case pb::NodeMessage::kRead: {
@@ -545,13 +644,20 @@ struct Coordinator::State {
             }
             const FileHandle h = session_handle(s, w.handle());
             std::uint64_t size = 0;
+            bool shared = false;
             {
                 std::lock_guard lock(volume_mutex);
-                size = require_volume().block_map(h, 0, 0).size;
+                Volume& v = require_volume();
+                size = v.block_map(h, 0, 0).size;
+                shared = v.is_shared(h, w.offset(), w.data().size());
+            }
+            // Growing changes the map, and so does the copy before a write to blocks a
+            // snapshot shares: take it back from the other nodes first.
+            std::unique_ptr<MapChange> change;
+            if (w.offset() + w.data().size() > size || shared) {
+                change = revoke_inode(h.inode, &s);
             }
             if (w.offset() + w.data().size() > size) {
-                // Growing changes the map: take it back from the other nodes first.
-                revoke_inode(h.inode, &s);
                 std::lock_guard lock(volume_mutex);
                 require_volume().resize(h, w.offset() + w.data().size());
             }

@@ -117,6 +117,7 @@ struct NodeClient::State {
     std::atomic<std::uint64_t> maps{0};
     std::atomic<std::uint64_t> reconnects{0};
     std::atomic<std::uint64_t> redirected{0};
+    std::atomic<std::uint64_t> copies{0}; // copy-on-write requests
     std::atomic<std::int64_t> longest_pause_ms{0};
 
     State(NodeOptions o, BlockDevice& d) : options(std::move(o)), lun(d) {}
@@ -498,6 +499,17 @@ struct NodeClient::State {
         }
     }
 
+    // Whether the map marks part of [offset, end) shared with a snapshot (copy first).
+    static bool shares(const pb::BlockMapReply& map, std::uint64_t offset, std::uint64_t end) {
+        for (const auto& seg : map.segments()) {
+            if (seg.shared() && seg.file_offset() < end &&
+                offset < seg.file_offset() + seg.length()) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     bool map_usable(const NodeFile& f, std::uint64_t end) const {
         return f.map && Clock::now() - f.fetched < options.map_lease && end <= f.map->size();
     }
@@ -536,6 +548,9 @@ struct NodeClient::State {
             if (seg == nullptr) {
                 throw Error(ErrorCode::protocol,
                             "block map does not cover offset " + std::to_string(pos));
+            }
+            if (writing && seg->shared()) {
+                throw Error(ErrorCode::internal, "write to blocks a snapshot shares");
             }
             const std::uint64_t in_block = pos % kBlockSize;
             const std::uint64_t seg_left = seg->file_offset() + seg->length() - pos;
@@ -682,7 +697,8 @@ NodeClient::~NodeClient() {
 namespace {
 NodeEntry entry_of(const pb::FileReply& f) {
     return NodeEntry{f.name(),      f.inode(),         f.size(),
-                     f.directory(), f.mtime_unix_ns(), f.allocated_blocks()};
+                     f.directory(), f.mtime_unix_ns(), f.allocated_blocks(),
+                     f.flags()};
 }
 } // namespace
 
@@ -844,21 +860,39 @@ void NodeClient::write(std::uint64_t handle, std::uint64_t offset,
             return;
         }
         bool lost = false;
+        bool copy = false;
         {
             std::shared_lock lock(f->io);
             if (s.map_usable(*f, end)) {
-                try {
-                    s.transfer(*f->map, offset, const_cast<std::byte*>(data.data()), data.size(),
-                               true);
-                    return;
-                } catch (const PathLost&) {
-                    lost = true;
+                if (State::shares(*f->map, offset, end)) {
+                    copy = true;
+                } else {
+                    try {
+                        s.transfer(*f->map, offset, const_cast<std::byte*>(data.data()),
+                                   data.size(), true);
+                        return;
+                    } catch (const PathLost&) {
+                        lost = true;
+                    }
                 }
             }
         }
         if (lost) {
             s.lose_path(); // the whole write again, through the coordinator
             continue;
+        }
+        if (copy) {
+            // Copy-on-write: our map goes, the coordinator gives the file its own blocks.
+            {
+                std::unique_lock lock(f->io);
+                f->map.reset();
+            }
+            s.call([&](pb::NodeMessage& m) {
+                m.mutable_break_sharing()->set_handle(s.remote_of(*f));
+                m.mutable_break_sharing()->set_offset(offset);
+                m.mutable_break_sharing()->set_length(data.size());
+            });
+            ++s.copies;
         }
         s.fetch_map(*f);
     }
@@ -910,6 +944,50 @@ void NodeClient::flush() {
         }
     }
     s.call([](pb::NodeMessage& m) { m.mutable_flush_data(); });
+}
+
+NodeEntry NodeClient::snapshot(const std::string& name) {
+    int builds = 0;
+    try {
+        auto r = state_->call([&](pb::NodeMessage& m) {
+            ++builds;
+            m.mutable_snapshot()->set_op(pb::SnapshotRequest::CREATE);
+            m.mutable_snapshot()->set_name(name);
+        });
+        return entry_of(r.message.file());
+    } catch (const Error& e) {
+        if (e.code() != ErrorCode::conflict || builds < 2) {
+            throw;
+        }
+        // A retry after a coordinator change may find the snapshot the first attempt took.
+        for (const NodeEntry& existing : snapshots()) {
+            if (existing.name == name && (existing.flags & inode_snapshot_pending) == 0) {
+                return existing;
+            }
+        }
+        throw;
+    }
+}
+
+void NodeClient::release_snapshot(const std::string& name) {
+    state_->call([&](pb::NodeMessage& m) {
+        m.mutable_snapshot()->set_op(pb::SnapshotRequest::RELEASE);
+        m.mutable_snapshot()->set_name(name);
+    });
+}
+
+std::vector<NodeEntry> NodeClient::snapshots() {
+    std::vector<NodeEntry> out;
+    const auto r = state_->call(
+        [&](pb::NodeMessage& m) { m.mutable_snapshot()->set_op(pb::SnapshotRequest::LIST); });
+    for (const auto& f : r.message.list().entries()) {
+        out.push_back(entry_of(f));
+    }
+    return out;
+}
+
+std::uint64_t NodeClient::copies_requested() const {
+    return state_->copies;
 }
 
 IoState NodeClient::state() const {

@@ -1194,7 +1194,9 @@ struct Volume::State {
     }
 
     void release_snapshot(std::string_view name) {
-        auto [dir, root] = find_snapshot(name);
+        const auto found = find_snapshot(name);
+        const std::uint64_t dir = found.first;
+        const std::uint64_t root = found.second;
         for (const TreeEntry& e : tree_preorder(dir, std::string(name), root)) {
             if (open_counts.count(e.ino) != 0) {
                 throw Error(ErrorCode::conflict, "snapshot " + std::string(name) +

@@ -1,12 +1,14 @@
-// `godwit csv format|check|ls|add|list|remove|node|mount|status|move`: create, verify and
-// inspect cluster shared volumes (docs/csv-format.md), register them on this host (a volume
-// added once is then named instead of described), run a cluster node (mounted through FUSE
-// with `mount`, docs/csv-namespace.md) and ask a cluster for its state or a planned
-// coordinator move (docs/csv-protocol.md).
+// `godwit csv format|check|ls|add|list|remove|node|mount|status|move|snapshot`: create,
+// verify and inspect cluster shared volumes (docs/csv-format.md), register them on this host
+// (a volume added once is then named instead of described), run a cluster node (mounted
+// through FUSE with `mount`, docs/csv-namespace.md) and ask a cluster for its state, a
+// planned coordinator move or a snapshot (docs/csv-protocol.md).
 #include "../cli.hpp"
 
 #include <cctype>
+#include <chrono>
 #include <csignal>
+#include <ctime>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -568,6 +570,107 @@ int run_move(Invocation& inv) {
     return 0;
 }
 
+std::string utc_name(std::uint64_t unix_ns) {
+    const std::time_t t = static_cast<std::time_t>(unix_ns / 1000000000u);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y%m%dT%H%M%SZ", &tm);
+    return text;
+}
+
+// Takes, lists or releases snapshots through the cluster's coordinator.
+int run_snapshot(Invocation& inv) {
+    po::options_description options("Options");
+    options.add_options()("volume", po::value<std::string>()->required(),
+                          "a registered volume (or any name with --members)")(
+        "name", po::value<std::string>(),
+        "snapshot name (default: the UTC time, e.g. 20261205T150405Z)")(
+        "list", po::bool_switch(), "list the volume's snapshots")(
+        "release", po::bool_switch(), "release snapshot NAME (frees the blocks only it holds)")(
+        "members", po::value<std::string>(),
+        "the cluster's nodes: ID=ADDRESS:PORT,... (default: the registered volume's)");
+    add_tls_options(options);
+    add_registry_option(options);
+    po::positional_options_description positional;
+    positional.add("volume", 1).add("name", 1);
+    po::variables_map vm;
+    if (!parse_options(inv, options, positional, vm)) {
+        return 0;
+    }
+    const std::string volume = vm["volume"].as<std::string>();
+    const bool list = vm["list"].as<bool>();
+    const bool release = vm["release"].as<bool>();
+    if (list && release) {
+        throw Error(ErrorCode::usage, "--list and --release exclude each other");
+    }
+    if (release && !vm.count("name")) {
+        throw Error(ErrorCode::usage, "--release needs the snapshot's NAME");
+    }
+    const ClusterAddress cluster = cluster_from(vm, volume);
+    std::vector<Endpoint> listeners;
+    for (const auto& [id, endpoint] : cluster.members) {
+        listeners.push_back(endpoint);
+    }
+    protocol::NodeMessage ask;
+    auto* request = ask.mutable_snapshot();
+    const std::string name =
+        vm.count("name") ? vm["name"].as<std::string>() : utc_name(now_unix_ns());
+    request->set_op(list      ? protocol::SnapshotRequest::LIST
+                    : release ? protocol::SnapshotRequest::RELEASE
+                              : protocol::SnapshotRequest::CREATE);
+    request->set_name(name);
+    protocol::CoordinatorMessage reply;
+    const auto started = std::chrono::steady_clock::now();
+    const std::uint64_t coordinator =
+        request_coordinator(listeners, cluster.tls, ask, reply, std::chrono::seconds(60));
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - started)
+                        .count();
+    if (reply.has_error()) {
+        throw Error(static_cast<ErrorCode>(reply.error().code()),
+                    "node " + std::to_string(coordinator) + " refused: " + reply.error().message());
+    }
+    const std::string root = "/" + std::string(kSnapshotDirectory) + "/";
+    if (list) {
+        Json entries = Json::array();
+        for (const auto& e : reply.list().entries()) {
+            const bool pending = (e.flags() & inode_snapshot_pending) != 0;
+            entries.push_back({{"name", e.name()},
+                               {"path", root + e.name()},
+                               {"taken_unix_ns", e.mtime_unix_ns()},
+                               {"state", pending ? "pending" : "ready"}});
+        }
+        if (inv.json) {
+            print_json(*inv.out, Json{{"volume", volume}, {"snapshots", entries}});
+        } else {
+            if (entries.empty()) {
+                *inv.out << "no snapshots of " << volume << '\n';
+            }
+            for (const auto& e : entries) {
+                *inv.out << e["name"].get<std::string>() << "\t" << e["path"].get<std::string>()
+                         << "\ttaken " << utc_name(e["taken_unix_ns"].get<std::uint64_t>())
+                         << "\t" << e["state"].get<std::string>() << '\n';
+            }
+        }
+        return 0;
+    }
+    if (inv.json) {
+        print_json(*inv.out, Json{{"volume", volume},
+                                  {"snapshot", name},
+                                  {"path", root + name},
+                                  {release ? "released" : "taken", true},
+                                  {"coordinator", coordinator},
+                                  {"elapsed_ms", ms}});
+    } else if (release) {
+        *inv.out << "released snapshot " << name << " of " << volume << '\n';
+    } else {
+        *inv.out << "snapshot " << name << " of " << volume << " taken in " << ms
+                 << " ms; read it at " << root << name << " on any node\n";
+    }
+    return 0;
+}
+
 // Registers a volume on this host under its label.
 int run_add(Invocation& inv) {
     po::options_description options("Options");
@@ -721,6 +824,13 @@ const Registration status_registration{
 const Registration move_registration{
     {"csv", "move", "VOLUME NODE [--members ID=ADDR:PORT,... (--ca --cert --key | --plaintext)]",
      "move the coordinator of a volume to another node without stopping I/O", run_move}};
+const Registration snapshot_registration{
+    {"csv", "snapshot",
+     "VOLUME [NAME] [--list | --release] [--members ID=ADDR:PORT,... (--ca --cert --key | "
+     "--plaintext)]",
+     "take a point-in-time copy-on-write snapshot of a volume (read it at "
+     "/.snapshots/NAME), list or release snapshots",
+     run_snapshot}};
 
 } // namespace
 } // namespace godwit::cli

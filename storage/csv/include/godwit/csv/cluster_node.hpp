@@ -19,6 +19,11 @@
 #include "godwit/csv/node_client.hpp"
 #include "godwit/csv/volume.hpp"
 
+namespace godwit::csv::protocol {
+class NodeMessage;
+class CoordinatorMessage;
+} // namespace godwit::csv::protocol
+
 namespace godwit::csv {
 
 struct ClusterNodeOptions {
@@ -58,6 +63,13 @@ class ClusterNode {
   private:
     std::unique_ptr<State> state_;
 };
+
+// Sends `request` to whichever listener coordinates the volume (asked by status first);
+// returns that node's id. Error(not_found) when none answers as coordinator.
+std::uint64_t request_coordinator(const std::vector<Endpoint>& listeners, const TlsContext& tls,
+                                  const protocol::NodeMessage& request,
+                                  protocol::CoordinatorMessage& reply,
+                                  std::chrono::milliseconds timeout);
 
 // Planned move through any listener of the cluster: finds the coordinator and asks it to
 // hand the volume to `target`. Returns the coordinator it moved from.

@@ -31,6 +31,7 @@ struct NodeEntry {
     bool directory = false;
     std::uint64_t mtime_unix_ns = 0;    // last metadata change (direct data writes do not set it)
     std::uint64_t allocated_blocks = 0; // 4 KiB blocks owned
+    std::uint32_t flags = 0;            // inode flags (snapshots: docs/csv-format.md §12)
 };
 
 enum class IoState { direct, redirected, paused };
@@ -77,11 +78,18 @@ class NodeClient {
     // Redirected, or when the path fails now, the coordinator flushes the volume).
     void flush();
 
+    // Snapshots of the volume (docs/csv-format.md §12): taken by the coordinator while it
+    // holds every node's direct writes; readable at /.snapshots/NAME from every node.
+    NodeEntry snapshot(const std::string& name);
+    void release_snapshot(const std::string& name);
+    std::vector<NodeEntry> snapshots();
+
     IoState state() const;
     std::uint64_t revocations_received() const;
     std::uint64_t maps_fetched() const;
     std::uint64_t reconnections() const;    // coordinator changes survived
     std::uint64_t redirected_bytes() const; // data moved through the coordinator
+    std::uint64_t copies_requested() const; // copy-on-write requests (writes to shared blocks)
     std::chrono::milliseconds longest_pause() const;
 
     struct State;

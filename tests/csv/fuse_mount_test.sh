@@ -7,7 +7,8 @@
 # leave every piece intact, a VHD created
 # on A with `godwit disk create` is written through B with the VHD library and read back on
 # A, the coordinator is SIGKILLed under a write on B (a mounted standby takes over and the
-# write completes), and the volume checks clean after every node stopped.
+# write completes), a snapshot keeps the VHD as it was while B rewrites it, and the volume
+# checks clean after every node stopped.
 # Needs /dev/fuse: without it the test FAILS (it does not skip).
 # Usage: fuse_mount_test.sh VHD_TEST_TOOL
 set -euo pipefail
@@ -179,6 +180,32 @@ with open(sys.argv[1], "wb") as f:
     f.seek(40000000); f.write(bytes([7]) * 5000)
 ' expected.raw
 "$godwit" disk compare expected.raw mntA/vm/disk.vhd >/dev/null || fail "VHD content read on A differs"
+
+# A snapshot (godwit csv snapshot): the VHD rewritten through B afterwards, the snapshot's
+# copy read on A is the disk as it was; the snapshot is read-only (EROFS) and released.
+"$godwit" csv snapshot Volume1 before --members "$members" $(tls 2) >/dev/null || fail "snapshot"
+"$vhd_tool" write mntB/vm/disk.vhd 1048576 4096 99 || fail "VHD write through B after the snapshot"
+"$godwit" disk compare expected.raw mntA/.snapshots/before/vm/disk.vhd >/dev/null \
+  || fail "the snapshot's VHD read on A is not the disk before the write"
+"$godwit" disk compare expected.raw mntA/vm/disk.vhd >/dev/null 2>&1 \
+  && fail "the live VHD did not change after the write through B"
+python3 - "$work" <<'EOF' || fail "the snapshot is not read-only through FUSE"
+import errno, os, sys
+w = sys.argv[1]
+for attempt in (lambda: os.open(f"{w}/mntA/.snapshots/before/vm/disk.vhd", os.O_RDWR),
+                lambda: os.truncate(f"{w}/mntA/.snapshots/before/vm/disk.vhd", 0),
+                lambda: open(f"{w}/mntB/.snapshots/before/vm/new", "wb"),
+                lambda: os.unlink(f"{w}/mntB/.snapshots/before/vm/disk.vhd"),
+                lambda: os.mkdir(f"{w}/mntA/.snapshots/mine")):
+    try:
+        attempt()
+    except OSError as e:
+        assert e.errno in (errno.EROFS, errno.EACCES), e
+    else:
+        raise SystemExit("a write into the snapshot succeeded")
+EOF
+"$godwit" csv snapshot Volume1 before --release --members "$members" $(tls 2) >/dev/null || fail "release"
+[ -z "$(ls -A mntA/.snapshots)" ] || fail "the released snapshot is still listed: $(ls -A mntA/.snapshots)"
 
 # The coordinator dies (SIGKILL) while B writes: FUSE requests pause, a standby (node 2 or 3)
 # takes the volume over, the write completes and A reads it byte-exact.

@@ -84,6 +84,12 @@ int errno_for(const godwit::Error& error, int conflict_errno) {
     case ErrorCode::not_found:
         return ENOENT;
     case ErrorCode::conflict:
+        // Snapshots (and /.snapshots itself) are read-only.
+        if (message.find("read-only") != std::string_view::npos ||
+            message.find("part of a snapshot") != std::string_view::npos ||
+            message.find("reserved for the volume's snapshots") != std::string_view::npos) {
+            return EROFS;
+        }
         return conflict_errno;
     case ErrorCode::usage:
         return EINVAL;
@@ -132,7 +138,10 @@ struct FuseMount::State {
         st->st_ino = e.inode;
         // The format keeps no owners or permission bits: everything belongs to the mounting
         // user, directories 0755 and files 0644.
-        st->st_mode = e.directory ? (S_IFDIR | 0755) : (S_IFREG | 0644);
+        // Snapshots are read-only.
+        const bool snapshot = (e.flags & (inode_snapshot | inode_system)) != 0;
+        st->st_mode = e.directory ? (S_IFDIR | (snapshot ? 0555 : 0755))
+                                  : (S_IFREG | (snapshot ? 0444 : 0644));
         st->st_nlink = e.directory ? 2 : 1;
         st->st_uid = uid;
         st->st_gid = gid;
@@ -354,7 +363,17 @@ int op_truncate(const char* path, off_t size, struct fuse_file_info* fi) {
     });
 }
 
+// Below /.snapshots everything is read-only (docs/csv-format.md §12).
+bool in_snapshots(std::string_view path) {
+    const std::string prefix = "/" + std::string(kSnapshotDirectory);
+    return path.substr(0, prefix.size()) == prefix &&
+           (path.size() == prefix.size() || path[prefix.size()] == '/');
+}
+
 int op_open(const char* path, struct fuse_file_info* fi) {
+    if ((fi->flags & O_ACCMODE) != O_RDONLY && in_snapshots(path)) {
+        return -EROFS;
+    }
     return guarded("open", path, EISDIR, [&] {
         fi->fh = state().open_handle(path);
         fi->direct_io = 1;
@@ -365,6 +384,9 @@ int op_open(const char* path, struct fuse_file_info* fi) {
 int op_create(const char* path, mode_t, struct fuse_file_info* fi) {
     if (name_too_long(path)) {
         return -ENAMETOOLONG;
+    }
+    if (in_snapshots(path)) {
+        return -EROFS;
     }
     return guarded("create", path, EEXIST, [&] {
         auto& s = state();

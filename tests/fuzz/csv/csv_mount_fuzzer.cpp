@@ -1,6 +1,8 @@
 // libFuzzer target for everything read at mount: superblock (primary and backup), lease,
-// journal (replay), bitmap, inode table, extent maps and directories — then the checker, a
-// walk of the tree with reads, and a few metadata operations on what mounted.
+// journal (replay), bitmap, inode table, extent maps, directories and snapshots (the shared
+// block index, pending snapshots finished at mount) — then the checker, a walk of the tree
+// with reads, and a few metadata operations on what mounted: writes that copy shared
+// blocks, taking and releasing snapshots.
 //
 // Input: patches applied to a small valid volume, so the fuzzer starts deep in the format.
 // Each patch is [u32 offset][u8 length][u8 reseal][length bytes]; with `reseal` odd, the
@@ -41,6 +43,14 @@ std::vector<std::byte> make_base_image() {
         v->resize("/a", 2 * kBlockSize); // fragments /a
         v->resize("/b", 2 * kBlockSize);
         v->rename("/f3", "/dir/moved");
+        // Snapshots (format 1.1): /.snapshots, snapshot inodes, blocks shared with the live
+        // files and, after a copy-on-write, blocks the snapshot alone holds.
+        v->create_snapshot("s");
+        auto h = v->open("/dir/file");
+        std::vector<std::byte> data(100, std::byte{0x5A});
+        v->write(h, 10, data);
+        v->close(h);
+        v->remove("/f4");
     }
     return dev.bytes();
 }
@@ -106,6 +116,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         v->create_file("/new", 5000);
         v->rename("/new", "/dir/new");
         v->remove("/dir/new");
+        auto h = v->open("/dir/file");
+        std::vector<std::byte> data(5000, std::byte{0xA5});
+        v->write(h, 0, data); // copy-on-write where a snapshot shares the blocks
+        v->close(h);
+        v->create_snapshot("t");
+        v->release_snapshot("s");
     } catch (const godwit::Error&) {
     }
     return 0;

@@ -49,6 +49,7 @@ struct Session : std::enable_shared_from_this<Session> {
     std::atomic<std::uint64_t> redirected_bytes{0};
     std::map<std::uint64_t, FileHandle> handles; // by handle id (guarded by volume_mutex)
     std::thread thread;
+    std::thread worker; // a snapshot being taken for this node (joined by `thread`)
     std::atomic<bool> finished{false};
 
     void send(const pb::CoordinatorMessage& m) { channel->send(m); }
@@ -676,6 +677,38 @@ struct Coordinator::State {
         return reply;
     }
 
+    // Handles one request and sends the reply (an error reply for a refused request; a
+    // fenced coordinator demotes itself after answering).
+    void answer(Session& s, const pb::NodeMessage& request) {
+        pb::CoordinatorMessage reply;
+        try {
+            reply = handle(s, request);
+        } catch (const Error& e) {
+            const bool fenced_now = dynamic_cast<const FencedError*>(&e) != nullptr;
+            reply.Clear();
+            reply.set_request_id(request.request_id());
+            reply.mutable_error()->set_code(static_cast<int>(e.code()));
+            reply.mutable_error()->set_message(e.what());
+            reply.mutable_error()->set_not_coordinator(
+                fenced_now || dynamic_cast<const NotCoordinator*>(&e) != nullptr);
+            if (fenced_now) {
+                ++fenced;
+                send_quietly(s, reply);
+                demote(true, nullptr);
+                return;
+            }
+        }
+        send_quietly(s, reply);
+    }
+    // A reply to a node that went away is dropped (its session ends by itself).
+    static void send_quietly(Session& s, const pb::CoordinatorMessage& reply) {
+        try {
+            s.send(reply);
+        } catch (const std::exception& e) {
+            spdlog::debug("csv coordinator: reply to node {} lost: {}", s.node_id, e.what());
+        }
+    }
+
     void serve(Session& s) {
         try {
             s.channel = std::make_unique<Channel>(std::move(s.socket), options.tls, true,
@@ -688,30 +721,25 @@ struct Coordinator::State {
                     lease_cv.notify_all();
                     continue;
                 }
-                pb::CoordinatorMessage reply;
-                try {
-                    reply = handle(s, request);
-                } catch (const Error& e) {
-                    const bool fenced_now = dynamic_cast<const FencedError*>(&e) != nullptr;
-                    reply.Clear();
-                    reply.set_request_id(request.request_id());
-                    reply.mutable_error()->set_code(static_cast<int>(e.code()));
-                    reply.mutable_error()->set_message(e.what());
-                    reply.mutable_error()->set_not_coordinator(
-                        fenced_now || dynamic_cast<const NotCoordinator*>(&e) != nullptr);
-                    if (fenced_now) {
-                        ++fenced;
-                        s.send(reply);
-                        demote(true, nullptr);
-                        continue;
+                if (request.has_snapshot() &&
+                    request.snapshot().op() == pb::SnapshotRequest::CREATE) {
+                    // Taking a snapshot waits for every map to come back, this node's too:
+                    // its acks arrive on this connection, so this thread must keep reading.
+                    if (s.worker.joinable()) {
+                        s.worker.join(); // the previous one answered already
                     }
+                    s.worker = std::thread([this, &s, request] { answer(s, request); });
+                    continue;
                 }
-                s.send(reply);
+                answer(s, request);
             }
         } catch (const std::exception& e) {
             if (!stopping) {
                 spdlog::debug("csv coordinator: node {} disconnected: {}", s.node_id, e.what());
             }
+        }
+        if (s.worker.joinable()) {
+            s.worker.join();
         }
         drop_session_leases(&s);
         std::lock_guard lock(volume_mutex);

@@ -266,10 +266,9 @@ class Checker {
                         std::to_string(e.length) + ") outside the data area");
                 break;
             }
-            const Claim kind = inode.type != static_cast<std::uint16_t>(InodeType::file)
-                                   ? exclusive
+            const Claim kind = inode.type != static_cast<std::uint16_t>(InodeType::file) ? exclusive
                                : (inode.flags & inode_snapshot) != 0 ? snapshot_data
-                                                                      : live_data;
+                                                                     : live_data;
             for (std::uint64_t b = e.physical; b < e.physical + e.length; ++b) {
                 if (!claim(b, who, kind)) {
                     break;

@@ -322,9 +322,9 @@ std::uint64_t request_move(const std::vector<Endpoint>& listeners, const TlsCont
         throw Error(ErrorCode::not_found, std::string("cannot move the coordinator: ") + e.what());
     }
     if (reply.has_error()) {
-        throw Error(static_cast<ErrorCode>(reply.error().code()),
-                    "move refused by node " + std::to_string(from) + ": " +
-                        reply.error().message());
+        throw Error(static_cast<ErrorCode>(reply.error().code()), "move refused by node " +
+                                                                      std::to_string(from) + ": " +
+                                                                      reply.error().message());
     }
     return from;
 }

@@ -207,8 +207,7 @@ struct Coordinator::State {
     // Takes every map lease on `inode` back (the requester's own are simply dropped). No map
     // of the inode is handed out until the returned guard is gone: the caller changes the
     // map (or the blocks behind it) in between.
-    [[nodiscard]] std::unique_ptr<MapChange> revoke_inode(std::uint64_t inode,
-                                                          Session* requester) {
+    [[nodiscard]] std::unique_ptr<MapChange> revoke_inode(std::uint64_t inode, Session* requester) {
         std::vector<std::pair<std::uint64_t, std::shared_ptr<Session>>> targets;
         {
             std::unique_lock lock(lease_mutex);

@@ -102,7 +102,8 @@ std::vector<Run> SharedBlocks::drop(std::uint64_t start, std::uint64_t length) {
             continue;
         }
         const std::uint64_t gap_end = it != pieces_.end() ? std::min(end, it->first) : end;
-        if (!unreferenced.empty() && unreferenced.back().start + unreferenced.back().length == pos) {
+        if (!unreferenced.empty() &&
+            unreferenced.back().start + unreferenced.back().length == pos) {
             unreferenced.back().length += gap_end - pos;
         } else {
             unreferenced.push_back({pos, gap_end - pos});

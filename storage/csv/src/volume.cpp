@@ -149,7 +149,7 @@ struct Volume::State {
 
     struct Txn {
         std::map<std::uint64_t, Block> dirty;
-        bool data_written = false; // zeroed data blocks must be durable before the commit
+        bool data_written = false;         // zeroed data blocks must be durable before the commit
         std::optional<Superblock> sb_next; // a change of the superblock's static fields
     };
 
@@ -925,8 +925,8 @@ struct Volume::State {
             for (const Extent& e : load_extents(&t, ino, inode)) {
                 const std::uint64_t a = std::max(lo, e.logical);
                 const std::uint64_t b = std::min(hi, e.logical + e.length);
-                const auto runs = a < b ? shared.shared(e.physical + (a - e.logical), b - a)
-                                        : std::vector<Run>{};
+                const auto runs =
+                    a < b ? shared.shared(e.physical + (a - e.logical), b - a) : std::vector<Run>{};
                 std::uint64_t logical = e.logical;
                 for (const Run& r : runs) {
                     const std::uint64_t r_logical = e.logical + (r.start - e.physical);
@@ -1216,8 +1216,8 @@ struct Volume::State {
         const std::uint64_t root = found.second;
         for (const TreeEntry& e : tree_preorder(dir, std::string(name), root)) {
             if (open_counts.count(e.ino) != 0) {
-                throw Error(ErrorCode::conflict, "snapshot " + std::string(name) +
-                                                     " has open files (" + e.name + ")");
+                throw Error(ErrorCode::conflict,
+                            "snapshot " + std::string(name) + " has open files (" + e.name + ")");
             }
         }
         mutate([&](Txn& t) {
@@ -1569,8 +1569,7 @@ void Volume::write(const FileHandle& handle, std::uint64_t offset, std::span<con
     }
     if (is_shared(handle, offset, in.size())) {
         const std::uint64_t first = offset / kBlockSize;
-        s.unshare(handle.inode, handle.generation, first,
-                  blocks_for(offset + in.size()) - first);
+        s.unshare(handle.inode, handle.generation, first, blocks_for(offset + in.size()) - first);
         inode = s.get_inode(nullptr, handle.inode);
     }
     auto extents = s.load_extents(nullptr, handle.inode, inode);

@@ -44,8 +44,7 @@ double seconds_since(Clock::time_point start) {
 
 std::uint16_t free_port() {
     boost::asio::io_context io;
-    boost::asio::ip::tcp::acceptor a(
-        io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
     return a.local_endpoint().port();
 }
 
@@ -61,16 +60,16 @@ struct Failover {
 
 Failover failover_pause(const std::filesystem::path& dir, const std::string& godwit) {
     Failover out;
-    const std::string image = (dir / ("csv-bench-failover-" + std::to_string(::getpid()) + ".img"))
-                                  .string();
+    const std::string image =
+        (dir / ("csv-bench-failover-" + std::to_string(::getpid()) + ".img")).string();
     PosixBlockDevice::create_image(image, 64 << 20);
     {
         PosixBlockDevice dev(image, PosixBlockDevice::Access::read_write, true);
         format_volume(dev, FormatOptions{"failover", 0, 0, 0});
     }
     const std::uint16_t ports[2] = {free_port(), free_port()};
-    const std::string members = "1=127.0.0.1:" + std::to_string(ports[0]) +
-                                ",2=127.0.0.1:" + std::to_string(ports[1]);
+    const std::string members =
+        "1=127.0.0.1:" + std::to_string(ports[0]) + ",2=127.0.0.1:" + std::to_string(ports[1]);
     pid_t pids[2] = {-1, -1};
     std::string logs[2];
     auto cleanup = [&] {
@@ -88,10 +87,10 @@ Failover failover_pause(const std::filesystem::path& dir, const std::string& god
     try {
         for (int n = 0; n < 2; ++n) {
             logs[n] = image + ".node" + std::to_string(n + 1) + ".log";
-            std::vector<std::string> args = {godwit, "csv", "node", image, "--id",
-                                             std::to_string(n + 1), "--members", members,
-                                             "--plaintext", "--lease-ms", "1000",
-                                             "--map-lease-ms", "500"};
+            std::vector<std::string> args = {
+                godwit,      "csv",   "node",        image,        "--id", std::to_string(n + 1),
+                "--members", members, "--plaintext", "--lease-ms", "1000", "--map-lease-ms",
+                "500"};
             if (n == 0) {
                 args.push_back("--coordinator");
             }
@@ -105,8 +104,8 @@ Failover failover_pause(const std::filesystem::path& dir, const std::string& god
             posix_spawn_file_actions_addopen(&actions, 1, logs[n].c_str(),
                                              O_WRONLY | O_CREAT | O_TRUNC, 0644);
             posix_spawn_file_actions_adddup2(&actions, 1, 2);
-            const int rc = posix_spawn(&pids[n], godwit.c_str(), &actions, nullptr, argv.data(),
-                                       environ);
+            const int rc =
+                posix_spawn(&pids[n], godwit.c_str(), &actions, nullptr, argv.data(), environ);
             posix_spawn_file_actions_destroy(&actions);
             if (rc != 0) {
                 throw godwit::Error(godwit::ErrorCode::io, "cannot start " + godwit);
@@ -119,8 +118,9 @@ Failover failover_pause(const std::filesystem::path& dir, const std::string& god
                     break;
                 }
                 if (i > 200) {
-                    throw godwit::Error(godwit::ErrorCode::timeout,
-                                        "node " + std::to_string(n + 1) + " did not start: " + text);
+                    throw godwit::Error(godwit::ErrorCode::timeout, "node " +
+                                                                        std::to_string(n + 1) +
+                                                                        " did not start: " + text);
                 }
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
             }

@@ -649,8 +649,8 @@ int run_snapshot(Invocation& inv) {
             }
             for (const auto& e : entries) {
                 *inv.out << e["name"].get<std::string>() << "\t" << e["path"].get<std::string>()
-                         << "\ttaken " << utc_name(e["taken_unix_ns"].get<std::uint64_t>())
-                         << "\t" << e["state"].get<std::string>() << '\n';
+                         << "\ttaken " << utc_name(e["taken_unix_ns"].get<std::uint64_t>()) << "\t"
+                         << e["state"].get<std::string>() << '\n';
             }
         }
         return 0;

@@ -117,7 +117,7 @@ class Volume {
     // Frees the snapshot's tree and every block no other file references. Error(conflict)
     // while one of its files is open.
     void release_snapshot(std::string_view name);
-    std::vector<FileInfo> snapshots(); // /.snapshots, by name
+    std::vector<FileInfo> snapshots();   // /.snapshots, by name
     std::uint64_t shared_blocks() const; // data blocks referenced by more than one file
 
     Superblock superblock() const;

@@ -57,28 +57,42 @@ void SharedBlocks::merge_around(std::uint64_t start, std::uint64_t end) {
     }
 }
 
-void SharedBlocks::add(std::uint64_t start, std::uint64_t length) {
-    if (length == 0) {
-        return;
-    }
-    const std::uint64_t end = start + length;
+// Calls on_piece(iterator) for each piece inside [start, end) (after splitting the pieces
+// at both ends; it returns the iterator after the piece, having possibly erased it) and
+// on_gap(a, b) for each stretch of the range that no piece covers.
+template <typename OnPiece, typename OnGap>
+void SharedBlocks::walk(std::uint64_t start, std::uint64_t end, OnPiece on_piece, OnGap on_gap) {
     split_at(start);
     split_at(end);
     std::uint64_t pos = start;
     auto it = pieces_.lower_bound(start);
     while (pos < end) {
         if (it != pieces_.end() && it->first == pos) {
-            it->second.extra += 1;
             pos = it->second.end;
-            ++it;
+            it = on_piece(it);
             continue;
         }
-        // A gap: referenced once so far, twice from now on.
         const std::uint64_t gap_end = it != pieces_.end() ? std::min(end, it->first) : end;
-        pieces_[pos] = {gap_end, 1};
+        on_gap(pos, gap_end);
         pos = gap_end;
     }
     merge_around(start, end);
+}
+
+void SharedBlocks::add(std::uint64_t start, std::uint64_t length) {
+    if (length == 0) {
+        return;
+    }
+    walk(
+        start, start + length,
+        [](auto it) {
+            it->second.extra += 1;
+            return std::next(it);
+        },
+        // A gap: referenced once so far, twice from now on.
+        [&](std::uint64_t a, std::uint64_t b) {
+            pieces_[a] = {b, 1};
+        });
 }
 
 std::vector<Run> SharedBlocks::drop(std::uint64_t start, std::uint64_t length) {
@@ -86,31 +100,17 @@ std::vector<Run> SharedBlocks::drop(std::uint64_t start, std::uint64_t length) {
     if (length == 0) {
         return unreferenced;
     }
-    const std::uint64_t end = start + length;
-    split_at(start);
-    split_at(end);
-    std::uint64_t pos = start;
-    auto it = pieces_.lower_bound(start);
-    while (pos < end) {
-        if (it != pieces_.end() && it->first == pos) {
-            pos = it->second.end;
-            if (--it->second.extra == 0) {
-                it = pieces_.erase(it);
+    walk(
+        start, start + length,
+        [&](auto it) { return --it->second.extra == 0 ? pieces_.erase(it) : std::next(it); },
+        [&](std::uint64_t a, std::uint64_t b) {
+            if (!unreferenced.empty() &&
+                unreferenced.back().start + unreferenced.back().length == a) {
+                unreferenced.back().length += b - a;
             } else {
-                ++it;
+                unreferenced.push_back({a, b - a});
             }
-            continue;
-        }
-        const std::uint64_t gap_end = it != pieces_.end() ? std::min(end, it->first) : end;
-        if (!unreferenced.empty() &&
-            unreferenced.back().start + unreferenced.back().length == pos) {
-            unreferenced.back().length += gap_end - pos;
-        } else {
-            unreferenced.push_back({pos, gap_end - pos});
-        }
-        pos = gap_end;
-    }
-    merge_around(start, end);
+        });
     return unreferenced;
 }
 

@@ -41,6 +41,8 @@ class SharedBlocks {
     // Splits the piece containing `at` (if any) so that a piece starts there.
     void split_at(std::uint64_t at);
     void merge_around(std::uint64_t start, std::uint64_t end);
+    template <typename OnPiece, typename OnGap>
+    void walk(std::uint64_t start, std::uint64_t end, OnPiece on_piece, OnGap on_gap);
     std::map<std::uint64_t, Piece> pieces_; // by start; disjoint
 };
 

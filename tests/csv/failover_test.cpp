@@ -179,6 +179,17 @@ TlsOptions tls_of(const std::string& dir, const std::string& name, const std::st
     return {dir + "/" + ca + ".crt", dir + "/" + name + ".crt", dir + "/" + name + ".key"};
 }
 
+// big.vhd of node `id` after the first `k` random writes of its workload (same sequence).
+std::vector<std::byte> big_after(int id, std::uint32_t k) {
+    std::vector<std::byte> content(1 << 20);
+    std::mt19937_64 rng(static_cast<std::uint64_t>(id) * 7919);
+    for (std::uint32_t i = 0; i < k; ++i) {
+        const std::uint64_t offset = rng() % ((1 << 20) - 70000);
+        put(content, offset, model::pattern(seed(id, i, 3), 1 + rng() % 65536));
+    }
+    return content;
+}
+
 std::string link_of(const NodeSpec& spec, int id) {
     return spec.dir + "/node" + std::to_string(id) + ".lun";
 }
@@ -396,6 +407,68 @@ struct Cluster {
         return reply.status();
     }
 
+    // Takes snapshot `name` through whichever node coordinates (as `godwit csv snapshot`).
+    void snapshot(const std::string& name) {
+        std::vector<Endpoint> listeners;
+        for (auto& [id, e] : spec.members) {
+            listeners.push_back(e);
+        }
+        pb::NodeMessage ask;
+        ask.mutable_snapshot()->set_op(pb::SnapshotRequest::CREATE);
+        ask.mutable_snapshot()->set_name(name);
+        pb::CoordinatorMessage reply;
+        request_coordinator(listeners, admin, ask, reply, std::chrono::seconds(20));
+        ASSERT_FALSE(reply.has_error()) << reply.error().message();
+    }
+
+    // Snapshot `name` from a read-only mount: each node's big.vhd is what it was after some
+    // write k with at_least[id] <= k < below[id] (one point in time, untouched by the writes
+    // since: without copy-on-write it would be the final state), and each small file is in
+    // one of the states its writes pass through.
+    void verify_snapshot(const std::string& name, std::map<int, std::uint64_t> at_least,
+                         std::map<int, std::uint32_t> below) {
+        PosixBlockDevice lun(spec.image, PosixBlockDevice::Access::read_only, true);
+        MountOptions o;
+        o.read_only = true;
+        auto v = Volume::mount(lun, o);
+        for (auto [id, lo] : at_least) {
+            const std::string dir = "/.snapshots/" + name + "/n" + std::to_string(id);
+            auto h = v->open(dir + "/big.vhd");
+            std::vector<std::byte> big(1 << 20);
+            ASSERT_EQ(v->read(h, 0, big), big.size());
+            v->close(h);
+            bool found = false;
+            for (std::uint32_t k = static_cast<std::uint32_t>(lo); k < below.at(id) && !found;
+                 ++k) {
+                found = big == big_after(id, k);
+            }
+            EXPECT_TRUE(found) << "node " << id << ": the snapshot's big.vhd is no point in time "
+                               << "in [" << lo << ", " << below.at(id) << ")";
+            for (const auto& fi : v->list(dir)) {
+                if (fi.name == "big.vhd") {
+                    continue;
+                }
+                const std::uint32_t i = static_cast<std::uint32_t>(std::stoul(fi.name.substr(1)));
+                auto first = model::pattern(seed(id, i, 1), 4096 * (1 + i % 5) + (i * 37) % 4096);
+                std::vector<std::byte> all = first;
+                if (i % 3 == 0) {
+                    put(all, 1000 + i, model::pattern(seed(id, i, 2), 5000));
+                }
+                auto fh = v->open(dir + "/" + fi.name);
+                std::vector<std::byte> got(all.size() + 10);
+                got.resize(v->read(fh, 0, got));
+                v->close(fh);
+                // A write past the end is a resize (zeros), then the data.
+                std::vector<std::byte> first_grown = first;
+                first_grown.resize(all.size());
+                const bool ok = got.empty() || got == std::vector<std::byte>(first.size()) ||
+                                got == first || got == first_grown || got == all;
+                EXPECT_TRUE(ok) << "node " << id << " " << fi.name << " in the snapshot ("
+                                << got.size() << " bytes)";
+            }
+        }
+    }
+
     // The nodes' files once more from a read-only mount (by replaying each workload's
     // model), then the checker.
     void verify_on_disk(std::initializer_list<int> nodes, std::uint32_t ops) {
@@ -436,6 +509,10 @@ TEST(CsvFailover, CoordinatorKilledDuringMetadataWorkStandbyTakesOver) {
     constexpr std::uint32_t kOps = 60;
     Cluster cluster("failover", kOps, 0);
     cluster.wait_progress({2, 3}, 12);
+    // A snapshot while all three write; the standby that takes over rebuilds which blocks
+    // it shares, and the nodes' writes after it copy first, across the failover.
+    const std::map<int, std::uint64_t> at_snapshot = cluster.progress;
+    cluster.snapshot("before-failover");
     ::kill(cluster.pids[1], SIGKILL);
     ::waitpid(cluster.pids[1], nullptr, 0);
     cluster.pids[1] = 0;
@@ -453,6 +530,8 @@ TEST(CsvFailover, CoordinatorKilledDuringMetadataWorkStandbyTakesOver) {
         << "no standby took the volume over";
     cluster.shut_down({2, 3});
     cluster.verify_on_disk({2, 3}, kOps);
+    // Nodes 2 and 3 went on to their last write; node 1 died at some point.
+    cluster.verify_snapshot("before-failover", at_snapshot, {{1, kOps + 1}, {2, kOps}, {3, kOps}});
 }
 
 TEST(CsvFailover, PlannedMovesDuringIo) {

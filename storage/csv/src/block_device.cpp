@@ -145,15 +145,23 @@ namespace {
 bool aligned(const void* p) {
     return reinterpret_cast<std::uintptr_t>(p) % kDirectAlignment == 0;
 }
+
+// This thread's bounce buffer for O_DIRECT I/O from unaligned memory: kept, not allocated
+// and zeroed again for every request (redirected writes arrive in protobuf strings).
+std::byte* bounce_buffer(std::size_t size) {
+    thread_local AlignedBuffer buffer;
+    if (buffer.size() < size) {
+        buffer = AlignedBuffer(size);
+    }
+    return buffer.data();
+}
 } // namespace
 
 void PosixBlockDevice::read(std::uint64_t offset, std::span<std::byte> out) {
     check_range(offset, out.size());
-    AlignedBuffer bounce;
     std::byte* target = out.data();
     if (direct_ && !aligned(target)) {
-        bounce = AlignedBuffer(out.size());
-        target = bounce.data();
+        target = bounce_buffer(out.size());
     }
     std::size_t done = 0;
     while (done < out.size()) {
@@ -177,12 +185,11 @@ void PosixBlockDevice::read(std::uint64_t offset, std::span<std::byte> out) {
 
 void PosixBlockDevice::write(std::uint64_t offset, std::span<const std::byte> in) {
     check_range(offset, in.size());
-    AlignedBuffer bounce;
     const std::byte* source = in.data();
     if (direct_ && !aligned(source)) {
-        bounce = AlignedBuffer(in.size());
-        std::memcpy(bounce.data(), in.data(), in.size());
-        source = bounce.data();
+        std::byte* bounce = bounce_buffer(in.size());
+        std::memcpy(bounce, in.data(), in.size());
+        source = bounce;
     }
     std::size_t done = 0;
     while (done < in.size()) {

@@ -111,6 +111,14 @@ struct Volume::State {
         std::uint64_t window = 0; // blocks
     };
     std::unordered_map<std::uint64_t, CopyStream> copy_streams; // by inode
+    AlignedBuffer scratch; // data I/O bounce buffer, kept between calls
+
+    std::byte* scratch_buffer(std::size_t size) {
+        if (scratch.size() < size) {
+            scratch = AlignedBuffer(size);
+        }
+        return scratch.data();
+    }
     std::set<std::uint64_t> free_inodes;
     std::uint64_t last_seq = 0;
     std::uint64_t replayed = 0;
@@ -1531,7 +1539,7 @@ std::size_t Volume::read(const FileHandle& handle, std::uint64_t offset, std::sp
     const std::size_t total =
         static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), inode.size - offset));
     auto extents = s.load_extents(nullptr, handle.inode, inode);
-    AlignedBuffer buffer(io_buffer_size(offset, total));
+    std::byte* buffer = s.scratch_buffer(io_buffer_size(offset, total));
     std::size_t done = 0;
     while (done < total) {
         const std::uint64_t pos = offset + done;
@@ -1546,8 +1554,8 @@ std::size_t Volume::read(const FileHandle& handle, std::uint64_t offset, std::sp
             std::min<std::uint64_t>(run_blocks * kBlockSize - in_block, total - done));
         const std::size_t io = static_cast<std::size_t>(blocks_for(in_block + n) * kBlockSize);
         s.device.read((it->physical + (logical - it->logical)) * kBlockSize,
-                      buffer.span().first(io));
-        std::memcpy(out.data() + done, buffer.data() + in_block, n);
+                      std::span<std::byte>(buffer, io));
+        std::memcpy(out.data() + done, buffer + in_block, n);
         done += n;
     }
     return total;
@@ -1573,7 +1581,7 @@ void Volume::write(const FileHandle& handle, std::uint64_t offset, std::span<con
         inode = s.get_inode(nullptr, handle.inode);
     }
     auto extents = s.load_extents(nullptr, handle.inode, inode);
-    AlignedBuffer buffer(io_buffer_size(offset, in.size()));
+    std::byte* buffer = s.scratch_buffer(io_buffer_size(offset, in.size()));
     std::size_t done = 0;
     while (done < in.size()) {
         const std::uint64_t pos = offset + done;
@@ -1590,10 +1598,10 @@ void Volume::write(const FileHandle& handle, std::uint64_t offset, std::span<con
         const std::uint64_t device_offset = (it->physical + (logical - it->logical)) * kBlockSize;
         // Partial first/last blocks: read-modify-write.
         if (in_block != 0 || (in_block + n) % kBlockSize != 0) {
-            s.device.read(device_offset, buffer.span().first(io));
+            s.device.read(device_offset, std::span<std::byte>(buffer, io));
         }
-        std::memcpy(buffer.data() + in_block, in.data() + done, n);
-        s.device.write(device_offset, buffer.span().first(io));
+        std::memcpy(buffer + in_block, in.data() + done, n);
+        s.device.write(device_offset, std::span<std::byte>(buffer, io));
         done += n;
     }
 }

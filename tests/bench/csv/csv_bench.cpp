@@ -30,6 +30,7 @@
 #include "godwit/csv/node_client.hpp"
 #include "godwit/csv/volume.hpp"
 #include "godwit/error.hpp"
+#include "godwit/large_buffers.hpp"
 #include "godwit/logging.hpp"
 #include "godwit/vhd/vhd_image.hpp"
 
@@ -345,6 +346,7 @@ int run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
+    godwit::keep_large_buffers();              // as `godwit csv node` does
     godwit::init_logging(spdlog::level::warn); // logs on stderr: stdout is the JSON alone
     try {
         return run(argc, argv);

@@ -28,6 +28,16 @@ BOCHS_BIOS = "/usr/share/bochs/BIOS-bochs-latest"
 VGA_BIOS = "/usr/share/bochs/VGABIOS-lgpl-latest"
 
 
+
+def overdraw(text):
+    """Console text as a terminal shows it: CR LF ends a line, and a bare CR (a progress bar
+    drawing itself again) leaves only what was drawn last on that line."""
+    lines = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        drawn = [part for part in line.split("\r") if part]
+        lines.append(drawn[-1] if drawn else "")
+    return "\n".join(lines)
+
 class HostError(Exception):
     pass
 
@@ -235,7 +245,7 @@ magic_break: enabled=1
             raise HostError(f"{self.name}: command {tag} ran before its start was seen")
         start = started.end()
         match = self.wait_for(rf"@@GWEND {tag} (\d+)@@", timeout)
-        text = self.console[start:match.start()].replace(b"\r", b"").decode(errors="replace")
+        text = overdraw(self.console[start:match.start()].decode(errors="replace"))
         text = ANSI_ESCAPE.sub("", text)
         # Shell prompts (a shell restarted by /init) are not output.
         lines = [line for line in text.split("\n") if line.strip() not in ("/ #", "#")]

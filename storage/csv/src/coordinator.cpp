@@ -380,7 +380,7 @@ struct Coordinator::State {
         }
     }
 
-    // Snapshots (docs/csv-protocol.md §10). Taking one freezes direct data writes: no new
+    // Snapshots (docs/csv-protocol.md §9b). Taking one freezes direct data writes: no new
     // maps, every map taken back (each node acks once its in-flight I/O on the file is done),
     // then the namespace is copied under the volume mutex (redirected I/O waits on it).
     void snapshot(const pb::SnapshotRequest& request, pb::CoordinatorMessage& reply) {
@@ -643,29 +643,29 @@ struct Coordinator::State {
                 throw Error(ErrorCode::protocol, "redirected write larger than 1 MiB");
             }
             const FileHandle h = session_handle(s, w.handle());
-            std::uint64_t size = 0;
-            bool shared = false;
-            {
-                std::lock_guard lock(volume_mutex);
-                Volume& v = require_volume();
-                size = v.block_map(h, 0, 0).size;
-                shared = v.is_shared(h, w.offset(), w.data().size());
-            }
-            // Growing changes the map, and so does the copy before a write to blocks a
-            // snapshot shares: take it back from the other nodes first.
+            const std::uint64_t end = w.offset() + w.data().size();
+            // Growing the file changes its map, and so does the copy before a write to blocks
+            // a snapshot shares: the other nodes' maps go first, and none is handed out until
+            // the write is done (`change`). Whether either is needed is decided again under
+            // the lock that writes, so a snapshot or a truncation in between is not missed.
             std::unique_ptr<MapChange> change;
-            if (w.offset() + w.data().size() > size || shared) {
-                change = revoke_inode(h.inode, &s);
+            for (;;) {
+                std::unique_lock lock(volume_mutex);
+                Volume& v = require_volume();
+                const bool grows = end > v.block_map(h, 0, 0).size;
+                if (!change && (grows || v.is_shared(h, w.offset(), w.data().size()))) {
+                    lock.unlock();
+                    change = revoke_inode(h.inode, &s);
+                    continue;
+                }
+                if (grows) {
+                    v.resize(h, end);
+                }
+                v.write(h, w.offset(),
+                        std::span<const std::byte>(
+                            reinterpret_cast<const std::byte*>(w.data().data()), w.data().size()));
+                break;
             }
-            if (w.offset() + w.data().size() > size) {
-                std::lock_guard lock(volume_mutex);
-                require_volume().resize(h, w.offset() + w.data().size());
-            }
-            std::lock_guard lock(volume_mutex);
-            require_volume().write(
-                h, w.offset(),
-                std::span<const std::byte>(reinterpret_cast<const std::byte*>(w.data().data()),
-                                           w.data().size()));
             s.redirected_bytes += w.data().size();
             reply.set_ok(true);
             break;

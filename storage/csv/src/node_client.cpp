@@ -117,6 +117,9 @@ struct NodeClient::State {
     std::atomic<std::uint64_t> maps{0};
     std::atomic<std::uint64_t> reconnects{0};
     std::atomic<std::uint64_t> redirected{0};
+    // Writes that went through the coordinator since its last FlushData (flush() asks it to
+    // make them durable; writes on our own path are flushed by our own fdatasync).
+    std::atomic<std::uint64_t> unflushed_redirected{0};
     std::atomic<std::uint64_t> copies{0}; // copy-on-write requests
     std::atomic<std::int64_t> longest_pause_ms{0};
 
@@ -595,6 +598,7 @@ struct NodeClient::State {
                 m.mutable_write()->set_data(reinterpret_cast<const char*>(data.data() + done), n);
             });
             redirected += n;
+            unflushed_redirected += n;
             done += n;
         }
     }
@@ -936,14 +940,16 @@ void NodeClient::flush() {
         try {
             s.lun.flush();
             // Writes redirected before the path came back went through the coordinator.
-            if (s.redirected == 0) {
+            if (s.unflushed_redirected == 0) {
                 return;
             }
         } catch (const Error&) {
             s.lose_path();
         }
     }
+    const std::uint64_t covered = s.unflushed_redirected; // writes after this load wait
     s.call([](pb::NodeMessage& m) { m.mutable_flush_data(); });
+    s.unflushed_redirected -= covered;
 }
 
 NodeEntry NodeClient::snapshot(const std::string& name) {

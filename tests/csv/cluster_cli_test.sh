@@ -64,6 +64,8 @@ grep -q "snapshot nightly of Volume1 taken" <<<"$("$godwit" csv snapshot Volume1
   || fail "snapshot by name"
 rc=0; "$godwit" csv snapshot Volume1 nightly "${admin[@]}" >/dev/null 2>&1 || rc=$?
 [[ $rc -eq 7 ]] || fail "a second snapshot named nightly exited $rc, not 7 (conflict)"
+rc=0; "$godwit" csv snapshot Volume2 x "${admin[@]}" >/dev/null 2>&1 || rc=$?
+[[ $rc -eq 3 ]] || fail "a snapshot of a volume the cluster does not serve exited $rc, not 3"
 rc=0; "$godwit" csv snapshot Volume1 'bad/name' "${admin[@]}" >/dev/null 2>&1 || rc=$?
 [[ $rc -eq 2 ]] || fail "a snapshot with a bad name exited $rc, not 2 (usage)"
 json="$("$godwit" --json csv snapshot Volume1 "${admin[@]}")" || fail "snapshot with the default name"

@@ -410,6 +410,18 @@ struct CoordinatorOnImage {
     std::thread server;
 };
 
+// A node of that cluster in this process: its own O_DIRECT path to the image, its client,
+// and the direct API over it.
+struct NodeOnImage {
+    NodeOnImage(const CoordinatorOnImage& cluster, std::uint64_t id)
+        : lun(cluster.image, PosixBlockDevice::Access::read_write, true),
+          client("127.0.0.1", cluster.port(), lun, id, "node" + std::to_string(id)), store(client) {
+    }
+    PosixBlockDevice lun;
+    NodeClient client;
+    CsvFileStore store;
+};
+
 TEST(CsvCluster, NodeNamespaceOperationsGoThroughTheCoordinator) {
     CoordinatorOnImage cluster("ns", 32ull << 20);
     {
@@ -453,11 +465,9 @@ TEST(CsvCluster, NodeNamespaceOperationsGoThroughTheCoordinator) {
 TEST(CsvCluster, VhdDisksThroughTheDirectApi) {
     CoordinatorOnImage cluster("vhd", 64ull << 20);
     {
-        PosixBlockDevice lun2(cluster.image, PosixBlockDevice::Access::read_write, true);
-        PosixBlockDevice lun3(cluster.image, PosixBlockDevice::Access::read_write, true);
-        NodeClient node2("127.0.0.1", cluster.port(), lun2, 2, "node2");
-        NodeClient node3("127.0.0.1", cluster.port(), lun3, 3, "node3");
-        CsvFileStore store2(node2), store3(node3);
+        NodeOnImage n2(cluster, 2), n3(cluster, 3);
+        NodeClient &node2 = n2.client, &node3 = n3.client;
+        CsvFileStore &store2 = n2.store, &store3 = n3.store;
         node2.make_directory("/vms");
 
         godwit::vhd::CreateOptions create;
@@ -541,11 +551,9 @@ TEST(CsvCluster, SnapshotIsConsistentWhileNodesWrite) {
         return stamp;
     };
     {
-        PosixBlockDevice lun2(cluster.image, PosixBlockDevice::Access::read_write, true);
-        PosixBlockDevice lun3(cluster.image, PosixBlockDevice::Access::read_write, true);
-        NodeClient node2("127.0.0.1", cluster.port(), lun2, 2, "node2");
-        NodeClient node3("127.0.0.1", cluster.port(), lun3, 3, "node3");
-        CsvFileStore store2(node2), store3(node3);
+        NodeOnImage n2(cluster, 2), n3(cluster, 3);
+        NodeClient &node2 = n2.client, &node3 = n3.client;
+        CsvFileStore &store2 = n2.store, &store3 = n3.store;
         node2.make_directory("/vms");
         node2.create("/vms/log", kBlocks * kBlockSize);
         godwit::vhd::CreateOptions create;

@@ -285,7 +285,7 @@ PosixBlockDevice& ClusterNode::data_path() {
 
 std::uint64_t request_coordinator(const std::vector<Endpoint>& listeners, const TlsContext& tls,
                                   const pb::NodeMessage& request, pb::CoordinatorMessage& reply,
-                                  std::chrono::milliseconds timeout) {
+                                  std::chrono::milliseconds timeout, const std::string& label) {
     std::string why = "no node answered";
     for (const Endpoint& peer : listeners) {
         pb::NodeMessage ask;
@@ -301,6 +301,11 @@ std::uint64_t request_coordinator(const std::vector<Endpoint>& listeners, const 
             why = "no node is coordinating the volume";
             continue;
         }
+        if (!label.empty() && status.status().volume_label() != label) {
+            throw Error(ErrorCode::not_found, "the cluster coordinates volume '" +
+                                                  status.status().volume_label() + "', not '" +
+                                                  label + "'");
+        }
         request_once(peer, tls, request, reply, timeout);
         return status.status().node_id();
     }
@@ -308,13 +313,14 @@ std::uint64_t request_coordinator(const std::vector<Endpoint>& listeners, const 
 }
 
 std::uint64_t request_move(const std::vector<Endpoint>& listeners, const TlsContext& tls,
-                           std::uint64_t target, std::chrono::milliseconds timeout) {
+                           std::uint64_t target, std::chrono::milliseconds timeout,
+                           const std::string& label) {
     pb::NodeMessage move;
     move.mutable_move()->set_target_node_id(target);
     pb::CoordinatorMessage reply;
     std::uint64_t from = 0;
     try {
-        from = request_coordinator(listeners, tls, move, reply, timeout);
+        from = request_coordinator(listeners, tls, move, reply, timeout, label);
     } catch (const Error& e) {
         if (e.code() != ErrorCode::not_found) {
             throw;

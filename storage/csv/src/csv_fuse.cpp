@@ -103,12 +103,16 @@ int errno_for(const godwit::Error& error, int conflict_errno) {
         return ESHUTDOWN;
     case ErrorCode::failed:
         // The volume reports exhaustion as `failed` ("volume full", "no free inodes") and a
-        // single resize larger than the journal can describe as "journal is too small".
+        // single resize larger than the journal can describe as "journal is too small", a
+        // file end past the data area as "exceeds the volume".
         if (message.find("full") != std::string_view::npos ||
             message.find("no free") != std::string_view::npos) {
             return ENOSPC;
         }
-        return message.find("journal") != std::string_view::npos ? EFBIG : EIO;
+        return message.find("journal") != std::string_view::npos ||
+                       message.find("exceeds the volume") != std::string_view::npos
+                   ? EFBIG
+                   : EIO;
     case ErrorCode::protocol:
         return EPROTO;
     case ErrorCode::io:

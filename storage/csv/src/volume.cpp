@@ -825,7 +825,19 @@ struct Volume::State {
         device.write(block * kBlockSize, buffer.span());
     }
 
+    // Sizes and offsets come from nodes as any 64-bit value: a file end past what the data
+    // area can hold is refused before any arithmetic on it (which could wrap around).
+    void check_file_end(std::uint64_t offset, std::uint64_t length) const {
+        const std::uint64_t limit = (sb.data_end - sb.data_start) * kBlockSize;
+        if (offset > limit || length > limit - offset) {
+            throw Error(ErrorCode::failed, "a file end at " + std::to_string(offset) + " + " +
+                                               std::to_string(length) +
+                                               " bytes exceeds the volume's data area");
+        }
+    }
+
     void resize_inode(std::uint64_t ino, std::uint64_t size) {
+        check_file_end(size, 0);
         const std::uint64_t generation = get_inode(nullptr, ino).generation;
         // Large resizes are a series of transactions (each consistent), small enough for
         // the journal; a step that still does not fit is halved.
@@ -1410,6 +1422,7 @@ std::vector<FileInfo> Volume::list(std::string_view directory) {
 }
 
 FileInfo Volume::create_file(std::string_view path, std::uint64_t size) {
+    state_->check_file_end(size, 0);
     FileInfo fi = state_->create(path, InodeType::file);
     if (size > 0) {
         state_->resize_inode(fi.inode, size);
@@ -1571,6 +1584,7 @@ void Volume::write(const FileHandle& handle, std::uint64_t offset, std::span<con
         throw Error(ErrorCode::conflict, "the volume is mounted read-only");
     }
     State::check_not_snapshot(inode);
+    s.check_file_end(offset, in.size());
     if (offset + in.size() > inode.size) {
         s.resize_inode(handle.inode, offset + in.size());
         inode = s.get_inode(nullptr, handle.inode);
@@ -1667,9 +1681,11 @@ void Volume::unshare(const FileHandle& handle, std::uint64_t offset, std::uint64
     State& s = *state_;
     const Inode inode = s.open_inode(handle);
     State::check_not_snapshot(inode);
-    if (length == 0 || offset >= inode.allocated_blocks * kBlockSize) {
+    const std::uint64_t allocated = inode.allocated_blocks * kBlockSize;
+    if (length == 0 || offset >= allocated) {
         return;
     }
+    length = std::min(length, allocated - offset);
     const std::uint64_t first = offset / kBlockSize;
     s.unshare(handle.inode, handle.generation, first, blocks_for(offset + length) - first);
 }

@@ -32,6 +32,9 @@ TEST(CsvFuseErrno, ConflictMeansWhatTheCallSays) {
     EXPECT_EQ(errno_of(ErrorCode::conflict, "/d is not empty", ENOTEMPTY), ENOTEMPTY);
     EXPECT_EQ(errno_of(ErrorCode::conflict, "/f is open", EBUSY), EBUSY);
     EXPECT_EQ(errno_of(ErrorCode::conflict, "snapshots are read-only", EBUSY), EROFS);
+    EXPECT_EQ(
+        errno_of(ErrorCode::failed, "a file end at 1 + 2 bytes exceeds the volume's data area"),
+        EFBIG);
     EXPECT_EQ(errno_of(ErrorCode::conflict,
                        "/.snapshots/a/f is part of a snapshot (release the snapshot)", EBUSY),
               EROFS);

@@ -650,3 +650,36 @@ TEST(CsvSnapshot, CopyWindowGrowsForSequentialWriters) {
     v.reset();
     EXPECT_TRUE(check_volume(dev).clean()) << problems(check_volume(dev));
 }
+
+// Offsets and sizes arrive from nodes as any 64-bit value: a write or resize whose end
+// does not fit in 64 bits, or beyond anything the volume can hold, is refused and touches
+// nothing (before, the write's end wrapped around and its data landed elsewhere on the LUN).
+TEST(CsvVolume, HostileOffsetsAndSizesAreRefused) {
+    MemoryBlockDevice dev(kDeviceBytes);
+    format_volume(dev, FormatOptions{"Volume1", 0, 0, 0});
+    auto v = Volume::mount(dev, node(1));
+    v->create_file("/f", 1 << 20);
+    auto h = v->open("/f");
+    v->write(h, 0, model::pattern(1, 1 << 20));
+    const auto data = model::pattern(2, 8192);
+    for (std::uint64_t offset :
+         {UINT64_MAX - 100, UINT64_MAX - 8191, UINT64_MAX / 2, std::uint64_t{1} << 62}) {
+        EXPECT_EQ(code_of([&] { v->write(h, offset, data); }), ErrorCode::failed) << offset;
+    }
+    for (std::uint64_t size : {UINT64_MAX, UINT64_MAX - 4000, std::uint64_t{1} << 62}) {
+        EXPECT_EQ(code_of([&] { v->resize(h, size); }), ErrorCode::failed) << size;
+        EXPECT_EQ(code_of([&] { v->create_file("/g" + std::to_string(size), size); }),
+                  ErrorCode::failed);
+        EXPECT_EQ(code_of([&] { v->stat("/g" + std::to_string(size)); }), ErrorCode::not_found);
+    }
+    v->unshare(h, 4096, UINT64_MAX); // nothing shared: nothing to do, and no wrap-around
+    EXPECT_EQ(v->stat("/f").size, 1u << 20);
+    std::vector<std::byte> back(1 << 20);
+    EXPECT_EQ(v->read(h, 0, back), back.size());
+    EXPECT_EQ(back, model::pattern(1, 1 << 20));
+    EXPECT_EQ(v->read(h, UINT64_MAX - 10, back), 0u);
+    v->close(h);
+    v.reset();
+    auto report = check_volume(dev);
+    EXPECT_TRUE(report.clean()) << problems(report);
+}

@@ -436,11 +436,21 @@ const char* state_name(int state) {
 struct ClusterAddress {
     std::map<std::uint64_t, Endpoint> members;
     TlsContext tls;
+    // With --members the cluster is described, not named: the volume label the coordinator
+    // must serve (a registered volume's members are that volume's already).
+    std::string label;
+    std::vector<Endpoint> listeners() const {
+        std::vector<Endpoint> out;
+        for (const auto& [id, endpoint] : members) {
+            out.push_back(endpoint);
+        }
+        return out;
+    }
 };
 
 ClusterAddress cluster_from(const po::variables_map& vm, std::string name) {
     if (vm.count("members")) {
-        return {parse_members(vm["members"].as<std::string>()), tls_from(vm)};
+        return {parse_members(vm["members"].as<std::string>()), tls_from(vm), name};
     }
     if (name.empty()) {
         auto all = registry_from(vm).list();
@@ -453,7 +463,7 @@ ClusterAddress cluster_from(const po::variables_map& vm, std::string name) {
         name = all.front().name;
     }
     RegisteredVolume v = registered(vm, name);
-    return {parse_members(v.members), tls_from(v)};
+    return {parse_members(v.members), tls_from(v), ""};
 }
 
 int run_status(Invocation& inv) {
@@ -535,30 +545,9 @@ int run_move(Invocation& inv) {
         return 0;
     }
     const ClusterAddress cluster = cluster_from(vm, vm["volume"].as<std::string>());
-    const TlsContext& tls = cluster.tls;
-    std::vector<Endpoint> listeners;
-    for (const auto& [id, endpoint] : cluster.members) {
-        listeners.push_back(endpoint);
-    }
-    // The label must match the volume the coordinator serves.
-    for (const Endpoint& e : listeners) {
-        protocol::NodeMessage ask;
-        ask.mutable_status();
-        protocol::CoordinatorMessage reply;
-        try {
-            request_once(e, tls, ask, reply, std::chrono::seconds(5));
-        } catch (const Error&) {
-            continue;
-        }
-        if (reply.status().coordinator() &&
-            reply.status().volume_label() != vm["volume"].as<std::string>()) {
-            throw Error(ErrorCode::not_found, "the cluster coordinates volume '" +
-                                                  reply.status().volume_label() + "', not '" +
-                                                  vm["volume"].as<std::string>() + "'");
-        }
-    }
     const std::uint64_t target = vm["node"].as<std::uint64_t>();
-    const std::uint64_t from = request_move(listeners, tls, target, std::chrono::seconds(30));
+    const std::uint64_t from = request_move(cluster.listeners(), cluster.tls, target,
+                                            std::chrono::seconds(30), cluster.label);
     if (inv.json) {
         print_json(
             *inv.out,
@@ -608,10 +597,6 @@ int run_snapshot(Invocation& inv) {
         throw Error(ErrorCode::usage, "--release needs the snapshot's NAME");
     }
     const ClusterAddress cluster = cluster_from(vm, volume);
-    std::vector<Endpoint> listeners;
-    for (const auto& [id, endpoint] : cluster.members) {
-        listeners.push_back(endpoint);
-    }
     protocol::NodeMessage ask;
     auto* request = ask.mutable_snapshot();
     const std::string name =
@@ -622,8 +607,8 @@ int run_snapshot(Invocation& inv) {
     request->set_name(name);
     protocol::CoordinatorMessage reply;
     const auto started = std::chrono::steady_clock::now();
-    const std::uint64_t coordinator =
-        request_coordinator(listeners, cluster.tls, ask, reply, std::chrono::seconds(60));
+    const std::uint64_t coordinator = request_coordinator(
+        cluster.listeners(), cluster.tls, ask, reply, std::chrono::seconds(60), cluster.label);
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - started)
                         .count();

@@ -65,15 +65,18 @@ class ClusterNode {
 };
 
 // Sends `request` to whichever listener coordinates the volume (asked by status first);
-// returns that node's id. Error(not_found) when none answers as coordinator.
+// returns that node's id. Error(not_found) when none answers as coordinator, or when
+// `label` is given and the coordinator serves a volume with another label.
 std::uint64_t request_coordinator(const std::vector<Endpoint>& listeners, const TlsContext& tls,
                                   const protocol::NodeMessage& request,
                                   protocol::CoordinatorMessage& reply,
-                                  std::chrono::milliseconds timeout);
+                                  std::chrono::milliseconds timeout, const std::string& label = "");
 
 // Planned move through any listener of the cluster: finds the coordinator and asks it to
-// hand the volume to `target`. Returns the coordinator it moved from.
+// hand the volume to `target` (refused when `label` is given and not the volume's). Returns
+// the coordinator it moved from.
 std::uint64_t request_move(const std::vector<Endpoint>& listeners, const TlsContext& tls,
-                           std::uint64_t target, std::chrono::milliseconds timeout);
+                           std::uint64_t target, std::chrono::milliseconds timeout,
+                           const std::string& label = "");
 
 } // namespace godwit::csv

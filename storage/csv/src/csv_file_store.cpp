@@ -69,10 +69,7 @@ std::string CsvFileStore::normalize(const std::string& path) {
 std::unique_ptr<vhd::BlockFile> CsvFileStore::open(const std::string& path, vhd::OpenMode mode) {
     const std::string p = normalize(path);
     if (mode == vhd::OpenMode::create_new) {
-        if (exists(p)) {
-            throw Error(ErrorCode::conflict, p + " already exists on the shared volume");
-        }
-        node_.create(p, 0);
+        node_.create(p, 0); // Error(conflict) when it exists: the coordinator decides
     }
     std::uint64_t handle = node_.open(p);
     return std::make_unique<CsvBlockFile>(node_, handle, p, mode != vhd::OpenMode::read_only);

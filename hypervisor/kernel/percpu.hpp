@@ -17,6 +17,10 @@ struct PerCpu {
     volatile bool online; // set by the CPU itself once it runs C++ code
     u64 exits;            // VM exits handled on this CPU (hypercall CPU_LIST reports it)
     bool runs_root;       // this CPU runs a vCPU of the root partition
+    // The guest partition whose vCPU this CPU is entering or running (null otherwise), and
+    // how many guest entries it made: the dirty log's EPT flush waits on them.
+    const void* guest;
+    u64 guest_entries;
 };
 
 PerCpu& this_cpu();

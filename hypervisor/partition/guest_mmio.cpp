@@ -5,37 +5,13 @@
 #include "arch/x86/guest_paging.hpp"
 #include "arch/x86/mmio_instruction.hpp"
 #include "arch/x86/vmx/vmcs_fields.hpp"
+#include "arch/x86/vmx/vmx_instruction.hpp"
 #include "kernel/console.hpp"
 #include "memory/frame_allocator.hpp"
 #include "partition/partition.hpp"
 
 namespace godwit::hv::partitions {
 namespace {
-
-using vmx::VmcsField;
-
-// The guest's GPRs in instruction-encoding order (RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI,
-// R8-R15); RSP lives in the VMCS.
-void read_gprs(VmxVcpu& g, u64 (&gprs)[16]) {
-    const GuestRegisters& r = g.regs;
-    u64 values[16] = {r.rax, r.rcx, r.rdx, r.rbx, g.read(VmcsField::guest_rsp),
-                      r.rbp, r.rsi, r.rdi, r.r8,  r.r9,
-                      r.r10, r.r11, r.r12, r.r13, r.r14,
-                      r.r15};
-    for (int i = 0; i < 16; ++i)
-        gprs[i] = values[i];
-}
-
-void write_gprs(VmxVcpu& g, const u64 (&gprs)[16]) {
-    GuestRegisters& r = g.regs;
-    u64* slots[16] = {&r.rax, &r.rcx, &r.rdx, &r.rbx, nullptr, &r.rbp, &r.rsi, &r.rdi,
-                      &r.r8,  &r.r9,  &r.r10, &r.r11, &r.r12,  &r.r13, &r.r14, &r.r15};
-    for (int i = 0; i < 16; ++i) {
-        if (slots[i] != nullptr)
-            *slots[i] = gprs[i];
-    }
-    g.write(VmcsField::guest_rsp, gprs[4]);
-}
 
 // Reads guest-physical memory through the partition's EPT (RAM only).
 bool read_guest_physical(void* context, u64 gpa, void* destination, u32 length) {
@@ -63,38 +39,15 @@ bool read_guest_physical(void* context, u64 gpa, void* destination, u32 length) 
 
 // Fetches and decodes the instruction at CS:RIP. False when it cannot (logged, rate-limited).
 bool decode_current(Partition& p, Vcpu& v, x86::MmioInstruction& instruction) {
-    VmxVcpu& g = v.vmx;
-    // The walk the CPU did: the real CR0/CR4 (the bits the hypervisor owns, NE and VMXE, do
-    // not affect paging) and, under PAE, the PDPTEs VM entry loaded (Vol. 3C 26.3.2.4).
-    u64 pdptes[4] = {g.read(VmcsField::guest_pdpte0), g.read(VmcsField::guest_pdpte1),
-                     g.read(VmcsField::guest_pdpte2), g.read(VmcsField::guest_pdpte3)};
-    x86::PagingContext paging{g.read(VmcsField::guest_cr0), g.read(VmcsField::guest_cr3),
-                              g.read(VmcsField::guest_cr4), g.read(VmcsField::guest_efer)};
-    if (x86::paging_mode(paging) == x86::PagingMode::pae)
-        paging.pae_pdptes = pdptes;
-    u64 cs_access = g.read(VmcsField::guest_cs_access_rights);
-    x86::CpuMode mode =
-        x86::cpu_mode_of(paging.cr0, paging.efer, g.read(VmcsField::guest_rflags),
-                         (cs_access & (1u << 13)) != 0, (cs_access & (1u << 14)) != 0);
-    u64 linear = g.read(VmcsField::guest_cs_base) + g.read(VmcsField::guest_rip);
-    if (mode != x86::CpuMode::long64)
-        linear &= 0xFFFFFFFFu;
     x86::GuestPhysicalReader reader{read_guest_physical, &p};
-    u8 bytes[15] = {};
-    u32 count = x86::fetch_instruction(paging, linear, bytes, reader);
-    x86::DecodeStatus s = count == 0
-                              ? x86::DecodeStatus::truncated
-                              : x86::decode_mmio_instruction(bytes, count, mode, instruction);
-    if (s == x86::DecodeStatus::ok)
+    CurrentInstruction c = decode_current_instruction(v.vmx, reader);
+    if (c.status == x86::DecodeStatus::ok) {
+        instruction = c.decoded;
         return true;
+    }
     log(LogLevel::warn,
         "partition %u: MMIO instruction at 0x%lx not emulated (%s; bytes %02x %02x %02x %02x)",
-        p.id, linear,
-        count == 0                            ? "not fetchable"
-        : s == x86::DecodeStatus::unsupported ? "unsupported"
-        : s == x86::DecodeStatus::truncated   ? "truncated"
-                                              : "invalid",
-        bytes[0], bytes[1], bytes[2], bytes[3]);
+        p.id, c.linear, decode_failure(c), c.bytes[0], c.bytes[1], c.bytes[2], c.bytes[3]);
     return false;
 }
 

@@ -117,6 +117,10 @@ void set_irq(Partition& p, u32 pin, bool level, u32& wake);
 // it was logged and the page made writable (the guest retries the write).
 bool log_dirty_write(Partition& p, u64 gpa);
 void flush_ept_if_needed(Partition& p); // before a VM entry on this CPU
+// Around each VM entry of p's vCPUs on this CPU: announce the entry (then flush if asked),
+// and its end right after the exit. The dirty log waits for CPUs inside p after a flush.
+void begin_guest_entry(Partition& p);
+void end_guest_entry();
 void free_dirty_log(Partition& p);
 // Moves the addresses in v's page-modification log into the dirty bitmap (dropped while
 // logging is off) and empties the log. On a PML-full exit and before every return to the

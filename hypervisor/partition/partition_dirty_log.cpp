@@ -8,7 +8,8 @@
 //   the first write to a page exits, sets the page's bit and makes the page writable again;
 //   FETCH write-protects the pages it hands out again.
 // Dirty-flag clears and permission decreases are flushed from every CPU's EPT TLB before its
-// next entry of this partition (a cached dirty translation would not log again).
+// next entry of this partition (a cached dirty translation would not log again), and ENABLE
+// and FETCH return only once every other CPU running one of its vCPUs has left it since.
 #include "arch/x86/intrinsics.hpp"
 #include "arch/x86/vmx/vmcs_fields.hpp"
 #include "arch/x86/vmx/vmx_capabilities.hpp"
@@ -37,8 +38,36 @@ void invept_here(Partition& p) {
 }
 
 // Every CPU drops this partition's cached translations before it next runs one of its vCPUs.
+// Sequentially consistent with begin_guest_entry: either that CPU sees these bits before it
+// enters, or wait_for_flush sees it inside the guest.
 void flush_everywhere(Partition& p) {
-    __atomic_store_n(&p.flush_cpus, ~0ull, __ATOMIC_RELEASE);
+    __atomic_store_n(&p.flush_cpus, ~0ull, __ATOMIC_SEQ_CST);
+}
+
+// After flush_everywhere for a permission decrease or dirty-flag clear: waits until every
+// other CPU that was running a vCPU of p has left it (its next entry flushes). Until then it
+// could write through a translation cached before the change, and that write would never be
+// logged: with an SMP root, the VMM's vCPU threads run on other CPUs than the fetch. A guest
+// leaves at the root's next interrupt on that CPU (external-interrupt exiting), which is
+// within one scheduler tick of the root on that CPU.
+void wait_for_flush(Partition& p) {
+    u32 self = this_cpu().index;
+    for (u32 i = 0; i < cpu_count(); ++i) {
+        PerCpu& c = cpu(i);
+        if (i == self || __atomic_load_n(&c.guest, __ATOMIC_SEQ_CST) != &p)
+            continue;
+        u64 entries = __atomic_load_n(&c.guest_entries, __ATOMIC_SEQ_CST);
+        for (u64 spins = 1; __atomic_load_n(&c.guest, __ATOMIC_ACQUIRE) == &p &&
+                            __atomic_load_n(&c.guest_entries, __ATOMIC_ACQUIRE) == entries;
+             ++spins) {
+            x86::pause();
+            if ((spins & ((1ull << 28) - 1)) == 0)
+                log(LogLevel::warn,
+                    "partition %u: cpu %u has not left the partition's vCPU since the dirty "
+                    "log's EPT flush (no root interrupt there?): still waiting",
+                    p.id, i);
+        }
+    }
 }
 
 u64* word_of(Partition& p, u64 page) {
@@ -59,6 +88,17 @@ void free_dirty_log(Partition& p) {
         chunk = nullptr;
     }
     p.dirty_logging = false;
+}
+
+void begin_guest_entry(Partition& p) {
+    PerCpu& c = this_cpu();
+    __atomic_store_n(&c.guest, &p, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&c.guest_entries, 1, __ATOMIC_SEQ_CST);
+    flush_ept_if_needed(p);
+}
+
+void end_guest_entry() {
+    __atomic_store_n(&this_cpu().guest, nullptr, __ATOMIC_RELEASE);
 }
 
 void flush_ept_if_needed(Partition& p) {
@@ -147,6 +187,7 @@ u64 dirty_log(u32 id, u32 op) {
     }
     p->dirty_logging = true;
     flush_everywhere(*p);
+    wait_for_flush(*p);
     log(LogLevel::info, "partition %u: dirty logging on (%lu pages, %s)", id, ram_pages(*p),
         p->dirty_by_pml ? "PML" : "EPT write protection");
     return GODWIT_HC_OK;
@@ -175,6 +216,7 @@ u64 dirty_fetch(u32 id, u64 first_page, u32 pages, DirtyWordSink sink, void* con
     if (rearmed_any) {
         flush_everywhere(*p);
         flush_ept_if_needed(*p);
+        wait_for_flush(*p);
     }
     return GODWIT_HC_OK;
 }

@@ -208,8 +208,9 @@ void run_loop(Partition& part, Vcpu& v, u32 index, godwit_hc_vcpu_run& out, u32&
     for (bool done = false; !done;) {
         if (prepare_entry(*p, v, out) == Next::idle)
             break;
-        flush_ept_if_needed(*p);
+        begin_guest_entry(*p);
         VmExit e = g.run();
+        end_guest_entry();
         if (e.entry_failed) {
             out.exit_reason = GODWIT_EXIT_SHUTDOWN;
             out.qualification = e.instruction_error != 0 ? e.instruction_error : e.reason;

@@ -17,25 +17,32 @@ constexpr u32 icr_init = 0x00004500;    // delivery mode INIT, level assert
 constexpr u32 icr_startup = 0x00004600; // delivery mode STARTUP
 constexpr u32 icr_pending = 1u << 12;
 
-bool x2apic = false;
-
 volatile u32& xapic_reg(u32 offset) {
     u64 base = x86::rdmsr(msr_apic_base) & 0xFFFFFF000ull;
     return *reinterpret_cast<volatile u32*>(base + offset);
 }
 
-void send_ipi(u32 apic_id, u32 command) {
-    if (x2apic) {
+bool x2apic_mode() {
+    return (x86::rdmsr(msr_apic_base) & apic_base_x2apic) != 0;
+}
+
+} // namespace
+
+void lapic_send_ipi(u32 apic_id, u32 command) {
+    // The mode is read each time: the root partition owns the APIC and may switch it to
+    // x2APIC (Linux does with interrupt remapping).
+    if (x2apic_mode()) {
         x86::wrmsr(msr_x2apic_icr, (static_cast<u64>(apic_id) << 32) | command);
         return;
     }
+    // ICR high is the root's too (it writes it, then ICR low): put its value back.
+    u32 high = xapic_reg(xapic_icr_high);
     xapic_reg(xapic_icr_high) = apic_id << 24;
     xapic_reg(xapic_icr_low) = command;
     for (int i = 0; i < 1000000 && (xapic_reg(xapic_icr_low) & icr_pending); ++i)
         x86::pause();
+    xapic_reg(xapic_icr_high) = high;
 }
-
-} // namespace
 
 bool lapic_enable_this_cpu() {
     // The mode the firmware chose (x2APIC when it enabled it, as it must for APIC IDs above
@@ -43,7 +50,7 @@ bool lapic_enable_this_cpu() {
     // without interrupt remapping, and leaving it means a hardware disable, which some CPUs
     // (and Bochs) only undo at reset.
     u64 base = x86::rdmsr(msr_apic_base) | apic_base_enable;
-    x2apic = (base & apic_base_x2apic) != 0;
+    bool x2apic = (base & apic_base_x2apic) != 0;
     x86::wrmsr(msr_apic_base, base);
     // Spurious-interrupt vector register: software enable (bit 8), vector 0xFF.
     if (x2apic) {
@@ -55,17 +62,17 @@ bool lapic_enable_this_cpu() {
 }
 
 u32 lapic_id() {
-    if (x2apic)
+    if (x2apic_mode())
         return static_cast<u32>(x86::rdmsr(msr_x2apic_id));
     return xapic_reg(xapic_id) >> 24;
 }
 
 bool lapic_start_ap(u32 apic_id, u8 vector) {
-    send_ipi(apic_id, icr_init);
+    lapic_send_ipi(apic_id, icr_init);
     pit_delay_us(10000);
-    send_ipi(apic_id, icr_startup | vector);
+    lapic_send_ipi(apic_id, icr_startup | vector);
     pit_delay_us(200);
-    send_ipi(apic_id, icr_startup | vector);
+    lapic_send_ipi(apic_id, icr_startup | vector);
     pit_delay_us(200);
     return true;
 }

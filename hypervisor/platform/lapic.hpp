@@ -11,6 +11,9 @@ namespace godwit::hv {
 // the firmware enabled it). Returns true in x2APIC mode.
 bool lapic_enable_this_cpu();
 u32 lapic_id();
+// Sends one IPI (ICR low `command`, physical destination `apic_id`) in the APIC's current
+// mode; in xAPIC mode waits until it is delivered and leaves ICR high as it was.
+void lapic_send_ipi(u32 apic_id, u32 command);
 // INIT, then two STARTUP IPIs with `vector` (start address = vector << 12), with the SDM's delays.
 bool lapic_start_ap(u32 apic_id, u8 vector);
 

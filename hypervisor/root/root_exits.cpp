@@ -1,7 +1,8 @@
 // The root partition's VM exits. The root owns the machine's devices, so almost nothing
 // exits: CPUID, MSRs outside the bitmap's ranges, CR0.NE/CR4.VMXE writes, XSETBV, VMCALL
-// (hypercalls), INIT/SIPI (root SMP), VMX instructions (no nested VT-x), and EPT
-// violations, which only happen when the root touches memory it does not own.
+// (hypercalls), INIT/SIPI and writes to the local APIC's ICR (root SMP, root_apic.hpp), VMX
+// instructions (no nested VT-x), and EPT violations, which otherwise only happen when the
+// root touches memory it does not own.
 #include "abi/godwit_hypercall.h"
 #include "arch/x86/intrinsics.hpp"
 #include "arch/x86/vmx/vmcs_fields.hpp"
@@ -17,6 +18,7 @@
 #include "memory/frame_allocator.hpp"
 #include "partition/partitions.hpp"
 #include "platform/cmdline.hpp"
+#include "root/root_apic.hpp"
 #include "root/root_partition.hpp"
 
 extern "C" void* memcpy(void*, const void*, godwit::hv::usize);
@@ -245,7 +247,18 @@ bool is_vmx_instruction(u32 reason) {
             handle_xsetbv(v, e);
             continue;
         case ExitReason::ept_violation:
-            handle_ept_violation(v, e);
+            if (!root_apic_ept_violation(v, e))
+                handle_ept_violation(v, e);
+            continue;
+        case ExitReason::wrmsr:
+            if (root_apic_wrmsr(v, e))
+                continue;
+            break;
+        case ExitReason::init_signal:
+            root_apic_init_exit(v);
+            continue;
+        case ExitReason::startup_ipi:
+            root_apic_sipi_exit(v, e);
             continue;
         default:
             break;

@@ -2,7 +2,8 @@
 // entry): stage the initramfs high, move the protected-mode kernel to its load address,
 // build boot_params, identity page tables and a GDT in low memory, build the root's EPT
 // (identity, minus hypervisor memory) and enter the kernel on the BSP; every AP gets a root
-// vCPU parked in wait-for-SIPI so Linux can start it with INIT-SIPI-SIPI as on bare metal.
+// vCPU parked in wait-for-SIPI so Linux can start it with INIT-SIPI-SIPI as on bare metal
+// (the INIT and STARTUP IPIs go through root_apic.hpp).
 #include "root/root_partition.hpp"
 
 #include "arch/x86/intrinsics.hpp"
@@ -16,6 +17,7 @@
 #include "memory/frame_allocator.hpp"
 #include "memory/pool_table_memory.hpp"
 #include "platform/tsc_calibration.hpp"
+#include "root/root_apic.hpp"
 
 extern "C" void* memcpy(void*, const void*, godwit::hv::usize);
 extern "C" void* memmove(void*, const void*, godwit::hv::usize);
@@ -193,6 +195,7 @@ void ap_enter_root(void*) {
         return;
     }
     v.reset_to_wait_for_sipi();
+    root_apic_set_state(this_cpu().index, root::ApState::waiting_for_sipi);
     __atomic_fetch_add(&ap_launch.started, 1, __ATOMIC_RELEASE);
     run_root_vcpu(v);
 }
@@ -323,6 +326,8 @@ const char* launch_root_partition(const Multiboot2Info& mb2, u64 rsdp, const Ran
     if (msr_bitmap.value == 0)
         return "no memory for the MSR bitmap";
     probe_msrs(static_cast<u8*>(phys_to_virt(msr_bitmap)));
+    if (const char* why = root_apic_prepare(root_ept, static_cast<u8*>(phys_to_virt(msr_bitmap))))
+        return why;
     probe_cpuid_quirks();
     root_state.msr_bitmap = msr_bitmap.value;
     root_state.code_start = bz.load_address + linux_boot::entry64_offset;

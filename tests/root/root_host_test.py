@@ -84,6 +84,21 @@ def main():
         check(status == 0 and count is not None and int(count.group(1)) == args.cpus,
               f"Linux runs on all {args.cpus} CPU(s) (root SMP through INIT/SIPI exits)",
               out.strip()[-200:])
+        if args.cpus > 1:
+            console = host.text()
+            started = re.findall(r"root: cpu 0 starts cpu (\d+) \(APIC ID \d+\)", console)
+            check(sorted(int(c) for c in started) == list(range(1, args.cpus)),
+                  "each AP started once, by the hypervisor, from Linux's trapped STARTUP IPI",
+                  str(started))
+            check(all(c.get("runs_root") for c in cpus), "every CPU runs a root vCPU", str(cpus))
+            check("INIT nobody sent" not in console and "STARTUP IPI the hypervisor did not send"
+                  not in console, "no INIT or SIPI reached a root vCPU unasked")
+            # Work on every CPU: each one runs a busy loop pinned to it (taskset).
+            status, out = host.run(
+                "for c in $(seq 0 %d); do taskset -c $c sh -c 'i=0; while [ $i -lt 2000 ]; "
+                "do i=$((i+1)); done; echo cpu$c:done' & done; wait" % (args.cpus - 1), timeout=300)
+            check(status == 0 and all(f"cpu{c}:done" in out for c in range(args.cpus)),
+                  "a task pinned to each CPU runs to completion", out.strip()[-300:])
         memory = info.get("memory", {})
         check(memory.get("root_bytes", 0) > 0 and
               memory.get("root_bytes", 0) + memory.get("hypervisor_bytes", 0) <=

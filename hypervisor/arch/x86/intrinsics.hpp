@@ -146,6 +146,23 @@ inline bool rdmsr_safe(u32 msr, u64& value) {
     return ok != 0;
 }
 
+// WRMSR that reports a #GP (a value or MSR the CPU refuses) instead of faulting the
+// hypervisor, through the same exception table.
+inline bool wrmsr_safe(u32 msr, u64 value) {
+    u32 ok = 0;
+    asm volatile("1: wrmsr\n"
+                 "   mov $1, %[ok]\n"
+                 "2:\n"
+                 ".pushsection .godwit_extable, \"a\"\n"
+                 ".balign 8\n"
+                 ".quad 1b, 2b\n"
+                 ".popsection\n"
+                 : [ok] "+r"(ok)
+                 : "c"(msr), "a"(static_cast<u32>(value)), "d"(static_cast<u32>(value >> 32))
+                 : "memory");
+    return ok != 0;
+}
+
 inline u64 xgetbv(u32 index) {
     u32 lo, hi;
     asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(index));

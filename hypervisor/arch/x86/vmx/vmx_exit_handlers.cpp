@@ -167,8 +167,6 @@ void set_cpuid_quirks(const CpuidQuirks& quirks) {
 ExitOutcome handle_exit(VmxVcpu& v, const VmExit& e) {
     if (e.entry_failed)
         return {ExitAction::stop_guest, "VM entry failed"};
-    bool just_started = v.started_by_sipi;
-    v.started_by_sipi = false;
     switch (static_cast<ExitReason>(e.reason)) {
     case ExitReason::cpuid:
         return handle_cpuid(v, e);
@@ -183,35 +181,13 @@ ExitOutcome handle_exit(VmxVcpu& v, const VmExit& e) {
     case ExitReason::ept_misconfiguration:
         return {ExitAction::stop_guest, "EPT misconfiguration"};
     case ExitReason::init_signal:
-        if (just_started && e.guest_rip == 0 && !v.latched_init_spent) {
-            // The INIT latched before the SIPI. Bochs reports SMI blocking in the state it
-            // saved, which VM entry outside SMM refuses (Vol. 3C 26.3.1.5): clear it.
-            u64 blocking = v.read(VmcsField::guest_interruptibility);
-            v.write(VmcsField::guest_interruptibility, blocking & ~u64{4});
-            v.started_by_sipi = true; // still at its first instruction
-            v.latched_init_spent = true;
-            return {ExitAction::resume, nullptr};
-        }
-        if (just_started && e.guest_rip == 0) {
-            // The same INIT again without the vCPU executing anything: this CPU does not
-            // consume INIT at INIT exits (Bochs 2.7 keeps it pending forever), so the vCPU
-            // can never run. Park it in wait-for-SIPI (INIT is blocked there) for good.
-            log(LogLevel::error, "cpu: INIT stays pending after its VM exit (an emulator bug, "
-                                 "Bochs 2.7): this CPU cannot run a vCPU started by SIPI");
-            v.reset_to_wait_for_sipi();
-            v.latched_init_spent = false;
-            return {ExitAction::resume, nullptr};
-        }
-        v.latched_init_spent = false;
         // INIT: the vCPU takes the INIT state and waits for a SIPI (Vol. 3A 9.1, Vol. 3C
-        // 25.4.2), as the physical CPU would outside VMX.
+        // 25.4.2), as the physical CPU would outside VMX. (Root vCPUs: root_apic.hpp.)
         v.reset_to_wait_for_sipi();
         return {ExitAction::resume, nullptr};
-    case ExitReason::startup_ipi: {
+    case ExitReason::startup_ipi:
         v.start_at_sipi(static_cast<u8>(e.qualification & 0xFF));
-        v.started_by_sipi = true;
         return {ExitAction::resume, nullptr};
-    }
     default:
         return {ExitAction::to_owner, nullptr};
     }

@@ -260,6 +260,12 @@ VmExit VmxVcpu::run() {
     e.guest_physical = vmx::vmcs_read(VmcsField::guest_physical_address);
     e.guest_rip = vmx::vmcs_read(VmcsField::guest_rip);
     e.instruction_length = static_cast<u32>(vmx::vmcs_read(VmcsField::exit_instruction_length));
+    // Blocking by SMI must be 0 outside SMM (Vol. 3C 26.3.1.5), and no vCPU runs in SMM. Bochs
+    // 2.7 keeps SMI masked on a CPU whose root vCPU it started from wait-for-SIPI and saves
+    // that mask into every VMCS that CPU exits from (root or guest): the next entry would fail.
+    u64 blocking = vmx::vmcs_read(VmcsField::guest_interruptibility);
+    if ((blocking & 4) != 0)
+        write(VmcsField::guest_interruptibility, blocking & ~u64{4});
     return e;
 }
 

@@ -102,12 +102,6 @@ class VmxVcpu {
     // IA32_MISC_ENABLE (0x1A0) as this vCPU sees it: virtual, as KVM does, because not every
     // CPU (Bochs' emulated ones) implements the MSR and Linux reads it before it has an IDT.
     // Fast strings on, branch trace and PEBS unavailable.
-    // Set when a SIPI started this vCPU, cleared at its next exit. An INIT that Linux's
-    // INIT-SIPI-SIPI sent while the vCPU sat in wait-for-SIPI is latched by the CPU (INIT is
-    // blocked there) and exits right after the SIPI start: the vCPU was already in the INIT
-    // state, so that INIT is spent, not a new reset (else the sequence's SIPIs are gone).
-    bool started_by_sipi = false;
-    bool latched_init_spent = false; // the one latched INIT after this SIPI was taken
     static constexpr u64 misc_enable_default = (1ull << 0) | (1ull << 11) | (1ull << 12);
     u64 misc_enable = misc_enable_default;
 

@@ -346,28 +346,24 @@ bool VirtualLapic::take_sipi(u8& vector) {
 // ---- IPIs and destinations (SDM 10.6) ----
 
 void VirtualLapic::send_ipi(u32 icr_low, u32 destination, ApicBus& bus) {
-    const u32 mode = (icr_low >> 8) & 7;
-    const bool level_assert = (icr_low >> 14) & 1;
-    const bool level_trigger = (icr_low >> 15) & 1;
-    if (mode == 3)
-        return; // reserved delivery mode
-    if (mode == static_cast<u32>(DeliveryMode::init) && !level_assert && level_trigger)
+    x86::IcrCommand c = x86::decode_icr_low(icr_low, destination);
+    if (static_cast<u8>(c.mode) == x86::delivery_mode_reserved)
+        return;
+    if (c.mode == DeliveryMode::init && !c.assert_level && c.level_triggered)
         return; // INIT level de-assert: no effect on receivers (SDM 10.6.1)
-    const u8 vector = static_cast<u8>(icr_low & 0xFF);
-    if ((mode == static_cast<u32>(DeliveryMode::fixed) ||
-         mode == static_cast<u32>(DeliveryMode::lowest_priority)) &&
-        vector < 16) {
+    if ((c.mode == DeliveryMode::fixed || c.mode == DeliveryMode::lowest_priority) &&
+        c.vector < 16) {
         signal_error(esr_send_illegal_vector);
         return;
     }
     ApicMessage m;
-    m.vector = vector;
-    m.mode = static_cast<DeliveryMode>(mode);
-    m.logical = (icr_low >> 11) & 1;
+    m.vector = c.vector;
+    m.mode = c.mode;
+    m.logical = c.logical;
     m.level_triggered = false; // the ICR trigger bit only qualifies INIT de-assert
     m.assert_level = true;
-    m.shorthand = static_cast<Shorthand>((icr_low >> 18) & 3);
-    m.destination = destination;
+    m.shorthand = c.shorthand;
+    m.destination = c.destination;
     m.source_apic_id = id_;
     m.x2apic_format = x2apic_enabled();
     bus.deliver(m);

@@ -6,6 +6,7 @@
 // Model and limits: docs/virtual-interrupts.md.
 #pragma once
 
+#include "arch/x86/apic_icr.hpp"
 #include "lib/types.hpp"
 
 #include <type_traits>
@@ -15,16 +16,8 @@ namespace godwit::hv {
 // An interrupt message between APICs of one partition (an IPI from an ICR/SELF-IPI write,
 // an IOAPIC redirection entry firing, or a local error interrupt). The partition resolves
 // the destination over its vCPUs with VirtualLapic::matches() and hands it to accept().
-enum class DeliveryMode : u8 {
-    fixed = 0,
-    lowest_priority = 1,
-    smi = 2,
-    nmi = 4,
-    init = 5,
-    startup = 6,
-    ext_int = 7,
-};
-enum class Shorthand : u8 { none = 0, self = 1, all_including_self = 2, all_excluding_self = 3 };
+using DeliveryMode = x86::DeliveryMode;
+using Shorthand = x86::Shorthand;
 
 struct ApicMessage {
     u8 vector = 0;

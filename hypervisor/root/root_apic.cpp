@@ -21,6 +21,8 @@ constexpr u64 apic_base_x2apic = 1ull << 10;
 u32 apic_ids[max_cpus];
 u8 states[max_cpus];
 u64 apic_page = 0;
+ept::EptTable* root_ept_table = nullptr;
+bool xapic_trapped = false; // the APIC page is read-only in the root's EPT
 
 root::RootCpus root_cpus() {
     return root::RootCpus{cpu_count(), apic_ids, states};
@@ -48,8 +50,8 @@ bool first_few(u32& counter) {
 // the root wrote before, << 32 | the low half being written).
 void icr_write(u64 icr, bool x2apic) {
     x86::IcrCommand command = x86::decode_icr(icr, x2apic);
-    bool startup = command.mode == x86::IcrDeliveryMode::startup;
-    if (command.mode != x86::IcrDeliveryMode::init && !startup) {
+    bool startup = command.mode == x86::DeliveryMode::startup;
+    if (command.mode != x86::DeliveryMode::init && !startup) {
         if (x2apic)
             x86::wrmsr(x86::x2apic_icr_msr, icr);
         else
@@ -58,8 +60,7 @@ void icr_write(u64 icr, bool x2apic) {
         return;
     }
     static u32 logical_logged = 0;
-    if (command.logical && command.shorthand == x86::IcrShorthand::none &&
-        first_few(logical_logged))
+    if (command.logical && command.shorthand == x86::Shorthand::none && first_few(logical_logged))
         log(LogLevel::warn,
             "root: %s IPI with a logical destination 0x%x dropped (root CPUs start by APIC ID)",
             startup ? "STARTUP" : "INIT", command.destination);
@@ -81,6 +82,25 @@ void icr_write(u64 icr, bool x2apic) {
     }
 }
 
+// Once every root vCPU has been started, the xAPIC page becomes writable again: trapping
+// every EOI and timer write costs an exit each, and from then on an INIT can only be for a
+// running vCPU (CPU hotplug), which the INIT exit handles. The x2APIC ICR stays trapped
+// (only IPIs exit there).
+void release_xapic_trap_when_all_started() {
+    for (u32 i = 0; i < cpu_count(); ++i) {
+        auto s = static_cast<root::ApState>(__atomic_load_n(&states[i], __ATOMIC_ACQUIRE));
+        if (s != root::ApState::running && s != root::ApState::absent)
+            return;
+    }
+    if (!__atomic_exchange_n(&xapic_trapped, false, __ATOMIC_ACQ_REL))
+        return;
+    root_ept_table->protect(apic_page, page_size, ept::access_rwx);
+    x86::invept(2, x86::InveptDescriptor{0, 0}); // the others: at their next write (below)
+    log(LogLevel::info,
+        "root: every CPU started: the local APIC page is writable again (INIT and SIPI go "
+        "to the hardware from now on)");
+}
+
 } // namespace
 
 const char* root_apic_prepare(ept::EptTable& root_ept, u8* msr_bitmap) {
@@ -92,6 +112,8 @@ const char* root_apic_prepare(ept::EptTable& root_ept, u8* msr_bitmap) {
     states[this_cpu().index] = static_cast<u8>(root::ApState::running);
     if (root_ept.protect(apic_page, page_size, ept::access_read) != ept::Status::ok)
         return "could not write-protect the local APIC page in the root's EPT";
+    root_ept_table = &root_ept;
+    xapic_trapped = true;
     // Write-low bitmap (Vol. 3C 25.6.9): the ICR and IA32_APIC_BASE.
     const u32 trapped[] = {x86::x2apic_icr_msr, msr_apic_base};
     for (u32 msr : trapped)
@@ -111,6 +133,11 @@ bool root_apic_ept_violation(VmxVcpu& v, const VmExit& e) {
     bool write = ((e.qualification >> 1) & 1) != 0;
     if (apic_page == 0 || (e.guest_physical & ~(page_size - 1)) != apic_page || !write)
         return false;
+    if (!__atomic_load_n(&xapic_trapped, __ATOMIC_ACQUIRE)) {
+        // Released on another CPU; this one still had the read-only translation cached.
+        x86::invept(2, x86::InveptDescriptor{0, 0});
+        return true; // the write is retried
+    }
     x86::GuestPhysicalReader reader{read_root_physical, nullptr};
     CurrentInstruction c = decode_current_instruction(v, reader);
     static u32 refused = 0;
@@ -187,7 +214,8 @@ bool root_apic_wrmsr(VmxVcpu& v, const VmExit& e) {
 void root_apic_init_exit(VmxVcpu& v) {
     root::RootCpus cpus = root_cpus();
     u32 self = this_cpu().index;
-    if (!root::on_init_exit(cpus, self))
+    bool trapped = __atomic_load_n(&xapic_trapped, __ATOMIC_ACQUIRE) || x2apic_now();
+    if (!root::on_init_exit(cpus, self) && trapped)
         log(LogLevel::error,
             "root: cpu %u took an INIT nobody sent (an emulator that keeps INIT pending "
             "after its VM exit, as Bochs 2.7 does, cannot restart this CPU)",
@@ -200,9 +228,11 @@ void root_apic_init_exit(VmxVcpu& v) {
 void root_apic_sipi_exit(VmxVcpu& v, const VmExit& e) {
     root::RootCpus cpus = root_cpus();
     u32 self = this_cpu().index;
-    if (!root::on_sipi_exit(cpus, self))
+    bool trapped = __atomic_load_n(&xapic_trapped, __ATOMIC_ACQUIRE) || x2apic_now();
+    if (!root::on_sipi_exit(cpus, self) && trapped)
         log(LogLevel::warn, "root: cpu %u took a STARTUP IPI the hypervisor did not send", self);
     v.start_at_sipi(static_cast<u8>(e.qualification & 0xFF));
+    release_xapic_trap_when_all_started();
 }
 
 } // namespace godwit::hv

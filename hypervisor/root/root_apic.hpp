@@ -1,8 +1,10 @@
 // The root partition's local APICs. They are the hardware's (passed through), except that
 // writes to the interrupt command register are trapped, so INIT and STARTUP IPIs for the
 // root's own CPUs follow root_startup.hpp instead of reaching them as hardware INITs:
-// - xAPIC: the APIC page is read-only in the root's EPT; each write exits, is decoded
-//   (vmx_instruction.hpp) and, unless it is an INIT or STARTUP IPI, done on the hardware;
+// - xAPIC: the APIC page is read-only in the root's EPT until every root vCPU has been
+//   started; each write exits, is decoded (vmx_instruction.hpp) and, unless it is an INIT
+//   or STARTUP IPI, done on the hardware. Then the page is writable again (EOIs and timer
+//   writes would otherwise exit for good), and a later INIT (hotplug) is the hardware's;
 // - x2APIC: WRMSR to the ICR (MSR 0x830) exits;
 // - IA32_APIC_BASE writes exit: the root may switch modes, not move the page out of the trap.
 // See docs/hypervisor-root.md, "Root SMP".

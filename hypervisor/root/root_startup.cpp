@@ -15,13 +15,13 @@ u64 startup_targets(const x86::IcrCommand& command, u32 self, const RootCpus& cp
     u64 all = cpus.count >= 64 ? ~0ull : (1ull << cpus.count) - 1;
     u64 me = self < cpus.count ? 1ull << self : 0;
     switch (command.shorthand) {
-    case x86::IcrShorthand::self:
+    case x86::Shorthand::self:
         return me;
-    case x86::IcrShorthand::all_including_self:
+    case x86::Shorthand::all_including_self:
         return all;
-    case x86::IcrShorthand::all_excluding_self:
+    case x86::Shorthand::all_excluding_self:
         return all & ~me;
-    case x86::IcrShorthand::none:
+    case x86::Shorthand::none:
         break;
     }
     if (command.logical)
@@ -40,11 +40,11 @@ u64 startup_targets(const x86::IcrCommand& command, u32 self, const RootCpus& cp
 StartupAction claim_startup_ipi(const x86::IcrCommand& command, RootCpus& cpus, u32 index) {
     if (index >= cpus.count)
         return StartupAction::drop;
-    if (command.mode == x86::IcrDeliveryMode::startup)
+    if (command.mode == x86::DeliveryMode::startup)
         return swap_state(cpus, index, ApState::waiting_for_sipi, ApState::sipi_sent)
                    ? StartupAction::send
                    : StartupAction::drop;
-    if (command.mode == x86::IcrDeliveryMode::init && command.assert_level)
+    if (command.mode == x86::DeliveryMode::init && command.assert_level)
         return swap_state(cpus, index, ApState::running, ApState::init_sent) ? StartupAction::send
                                                                              : StartupAction::drop;
     return StartupAction::drop;

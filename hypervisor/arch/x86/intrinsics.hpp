@@ -128,17 +128,22 @@ inline void xsetbv(u32 index, u64 value) {
     asm volatile("xsetbv" ::"c"(index), "a"(static_cast<u32>(value)),
                  "d"(static_cast<u32>(value >> 32)));
 }
+// The tail of every *_safe instruction below: the instruction at label 1 sets ok when it
+// completes; on a fault the exception table (kernel/exceptions.cpp) resumes at label 2 with
+// ok still 0. A macro because asm templates take only string literals.
+#define GODWIT_SAFE_TAIL                                                                           \
+    "   mov $1, %[ok]\n"                                                                           \
+    "2:\n"                                                                                         \
+    ".pushsection .godwit_extable, \"a\"\n"                                                        \
+    ".balign 8\n"                                                                                  \
+    ".quad 1b, 2b\n"                                                                               \
+    ".popsection\n"
+
 // RDMSR that reports a #GP (MSR not implemented) instead of faulting the hypervisor: the
 // exception table (kernel/exceptions.cpp) resumes after the instruction with ok still 0.
 inline bool rdmsr_safe(u32 msr, u64& value) {
     u32 lo = 0, hi = 0, ok = 0;
-    asm volatile("1: rdmsr\n"
-                 "   mov $1, %[ok]\n"
-                 "2:\n"
-                 ".pushsection .godwit_extable, \"a\"\n"
-                 ".balign 8\n"
-                 ".quad 1b, 2b\n"
-                 ".popsection\n"
+    asm volatile("1: rdmsr\n" GODWIT_SAFE_TAIL
                  : "+a"(lo), "+d"(hi), [ok] "+r"(ok)
                  : "c"(msr)
                  : "memory");
@@ -150,13 +155,7 @@ inline bool rdmsr_safe(u32 msr, u64& value) {
 // hypervisor, through the same exception table.
 inline bool wrmsr_safe(u32 msr, u64 value) {
     u32 ok = 0;
-    asm volatile("1: wrmsr\n"
-                 "   mov $1, %[ok]\n"
-                 "2:\n"
-                 ".pushsection .godwit_extable, \"a\"\n"
-                 ".balign 8\n"
-                 ".quad 1b, 2b\n"
-                 ".popsection\n"
+    asm volatile("1: wrmsr\n" GODWIT_SAFE_TAIL
                  : [ok] "+r"(ok)
                  : "c"(msr), "a"(static_cast<u32>(value)), "d"(static_cast<u32>(value >> 32))
                  : "memory");
@@ -180,13 +179,7 @@ inline void xsave64(void* area, u64 mask) {
 // XRSTOR that reports a #GP (a state the CPU refuses) instead of faulting the hypervisor.
 inline bool xrstor64_safe(const void* area, u64 mask) {
     u32 ok = 0;
-    asm volatile("1: xrstor64 (%[area])\n"
-                 "   mov $1, %[ok]\n"
-                 "2:\n"
-                 ".pushsection .godwit_extable, \"a\"\n"
-                 ".balign 8\n"
-                 ".quad 1b, 2b\n"
-                 ".popsection\n"
+    asm volatile("1: xrstor64 (%[area])\n" GODWIT_SAFE_TAIL
                  : [ok] "+r"(ok)
                  : [area] "r"(area), "a"(static_cast<u32>(mask)), "d"(static_cast<u32>(mask >> 32))
                  : "memory");
@@ -197,13 +190,7 @@ inline void fxsave64(void* area) {
 }
 inline bool fxrstor64_safe(const void* area) {
     u32 ok = 0;
-    asm volatile("1: fxrstor64 (%[area])\n"
-                 "   mov $1, %[ok]\n"
-                 "2:\n"
-                 ".pushsection .godwit_extable, \"a\"\n"
-                 ".balign 8\n"
-                 ".quad 1b, 2b\n"
-                 ".popsection\n"
+    asm volatile("1: fxrstor64 (%[area])\n" GODWIT_SAFE_TAIL
                  : [ok] "+r"(ok)
                  : [area] "r"(area)
                  : "memory");

@@ -47,17 +47,16 @@ bool first_few(u32& counter) {
 }
 
 // An ICR write of the root (the whole register: in xAPIC mode the hardware's ICR high, which
-// the root wrote before, << 32 | the low half being written).
-void icr_write(u64 icr, bool x2apic) {
+// the root wrote before, << 32 | the low half being written). False when the hardware
+// refuses it (x2APIC: reserved bits set), which the root gets as #GP, as it would have.
+bool icr_write(u64 icr, bool x2apic) {
     x86::IcrCommand command = x86::decode_icr(icr, x2apic);
     bool startup = command.mode == x86::DeliveryMode::startup;
     if (command.mode != x86::DeliveryMode::init && !startup) {
         if (x2apic)
-            x86::wrmsr(x86::x2apic_icr_msr, icr);
-        else
-            *reinterpret_cast<volatile u32*>(apic_page + x86::xapic_icr_low) =
-                static_cast<u32>(icr);
-        return;
+            return x86::wrmsr_safe(x86::x2apic_icr_msr, icr);
+        *reinterpret_cast<volatile u32*>(apic_page + x86::xapic_icr_low) = static_cast<u32>(icr);
+        return true;
     }
     static u32 logical_logged = 0;
     if (command.logical && command.shorthand == x86::Shorthand::none && first_few(logical_logged))
@@ -80,6 +79,7 @@ void icr_write(u64 icr, bool x2apic) {
                 apic_ids[i]);
         lapic_send_ipi(apic_ids[i], low);
     }
+    return true;
 }
 
 // Once every root vCPU has been started, the xAPIC page becomes writable again: trapping
@@ -157,9 +157,15 @@ bool root_apic_ept_violation(VmxVcpu& v, const VmExit& e) {
     read_gprs(v, gprs);
     u64 value = x86::store_value(c.decoded, gprs);
     u32 offset = static_cast<u32>(e.guest_physical & (page_size - 1));
-    if (offset == x86::xapic_icr_low && c.decoded.access_size == 4) {
+    if (offset + c.decoded.access_size > page_size) { // would reach past the APIC page
+        v.inject_gp();
+        return true;
+    }
+    // In x2APIC mode the MMIO page is not the APIC (Vol. 3A 11.12.1): the write goes to
+    // the hardware as written, with no ICR meaning.
+    if (offset == x86::xapic_icr_low && c.decoded.access_size == 4 && !x2apic_now()) {
         u32 high = *reinterpret_cast<volatile u32*>(apic_page + x86::xapic_icr_high);
-        icr_write((u64{high} << 32) | value, false);
+        (void)icr_write((u64{high} << 32) | value, false); // xAPIC ignores reserved bits
     } else {
         switch (c.decoded.access_size) { // what the instruction did, on the hardware
         case 1:
@@ -188,7 +194,10 @@ bool root_apic_wrmsr(VmxVcpu& v, const VmExit& e) {
             v.inject_gp();
             return true;
         }
-        icr_write(value, true);
+        if (!icr_write(value, true)) {
+            v.inject_gp();
+            return true;
+        }
         v.skip_instruction(e.instruction_length);
         return true;
     }

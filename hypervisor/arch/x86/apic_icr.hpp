@@ -56,10 +56,11 @@ constexpr IcrCommand decode_icr(u64 icr, bool x2apic) {
                                                         : static_cast<u32>((icr >> 56) & 0xFF));
 }
 
-// The low 32 bits for one physical-destination copy of `low` (no shorthand, physical mode):
-// how a trapped broadcast is sent to each CPU it is allowed to reach.
+// The low 32 bits for one physical-destination copy of `low`: vector, delivery mode, level
+// and trigger only (no shorthand, physical mode, no reserved bits, which x2APIC refuses with
+// #GP): how a trapped INIT or STARTUP IPI is sent to each CPU it is allowed to reach.
 constexpr u32 icr_low_for_one_target(u32 low) {
-    return low & ~((3u << 18) | (1u << 11));
+    return low & 0xC7FFu;
 }
 
 static_assert(decode_icr(0x0000'0000'0000'4500ull, false).mode == DeliveryMode::init);
@@ -67,6 +68,6 @@ static_assert(decode_icr(0x0100'0000'0000'4608ull, false).destination == 1);
 static_assert(decode_icr(0x0000'0003'000C'4500ull, true).shorthand ==
               Shorthand::all_excluding_self);
 static_assert(decode_icr(0x0000'0003'0000'4500ull, true).destination == 3);
-static_assert(icr_low_for_one_target(0x000C'4E08) == 0x4608); // logical, all-but-self
+static_assert(icr_low_for_one_target(0xFFFF'FE08) == 0xC608); // shorthand, logical, reserved
 
 } // namespace godwit::hv::x86

@@ -61,7 +61,7 @@ function(godwit_add_fuzzer)
   add_custom_command(
     OUTPUT ${out}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${PROJECT_BINARY_DIR}/fuzz
-    COMMAND ${GODWIT_CLANGXX} -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined
+    COMMAND ${GODWIT_CLANGXX} -std=c++20 -O1 -g1 -fsanitize=fuzzer,address,undefined
             -fno-sanitize-recover=undefined ${inc_flags} ${F_FLAGS} ${F_SOURCES} -o ${out}
     DEPENDS ${F_SOURCES}
     COMMENT "Building libFuzzer target ${F_NAME}"

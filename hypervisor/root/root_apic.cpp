@@ -125,10 +125,6 @@ void root_apic_set_state(u32 index, root::ApState state) {
     __atomic_store_n(&states[index], static_cast<u8>(state), __ATOMIC_RELEASE);
 }
 
-root::ApState root_apic_state(u32 index) {
-    return static_cast<root::ApState>(__atomic_load_n(&states[index], __ATOMIC_ACQUIRE));
-}
-
 bool root_apic_ept_violation(VmxVcpu& v, const VmExit& e) {
     bool write = ((e.qualification >> 1) & 1) != 0;
     if (apic_page == 0 || (e.guest_physical & ~(page_size - 1)) != apic_page || !write)

@@ -23,7 +23,6 @@ const char* root_apic_prepare(ept::EptTable& root_ept, u8* msr_bitmap);
 
 // The state of the root vCPU on CPU `index` (the APs set `waiting_for_sipi` once parked).
 void root_apic_set_state(u32 index, root::ApState state);
-root::ApState root_apic_state(u32 index);
 
 // Exit handlers; each returns false when the exit is not its own (another EPT violation,
 // another MSR), and otherwise has completed or faulted the instruction.

@@ -54,11 +54,16 @@ std::string serialize(const google::protobuf::MessageLite& m) {
     return s;
 }
 
+bool cancelled(const SourceOptions& o) {
+    return o.cancel != nullptr && o.cancel->load();
+}
+
 // Sends pages, choosing per page: zero run, XBZRLE delta or raw; paces to the bandwidth cap.
 class PageSender {
   public:
     PageSender(RecordWriter& w, const GuestMemory& m, const SourceOptions& o, Report& r)
-        : writer_(w), memory_(m), options_(o), report_(r) {
+        : writer_(w), memory_(m), options_(o), report_(r),
+          batch_limit_(raw_batch_limit(o.bandwidth_limit)) {
         page_.resize(page_size);
         batch_.resize(batch_header + batch_pages * page_size);
     }
@@ -116,7 +121,7 @@ class PageSender {
             index[i] = static_cast<std::uint8_t>(pfn >> (8 * i));
         ++raw_count_;
         ++report_.pages_raw;
-        if (raw_count_ == batch_pages)
+        if (raw_count_ == batch_limit_)
             flush_raw();
     }
 
@@ -127,6 +132,13 @@ class PageSender {
     }
 
   private:
+    // Under a bandwidth cap a raw batch holds about a tenth of a second's worth of pages, so
+    // the link sees a steady trickle rather than a 1 MiB burst and then seconds of silence.
+    static std::size_t raw_batch_limit(std::uint64_t bandwidth_limit) {
+        if (bandwidth_limit == 0)
+            return batch_pages;
+        return std::clamp<std::size_t>(bandwidth_limit / 10 / page_size, 1, batch_pages);
+    }
     void pace(std::size_t bytes) {
         if (options_.bandwidth_limit == 0)
             return;
@@ -134,8 +146,15 @@ class PageSender {
         double allowed_s =
             static_cast<double>(sent_in_window_) / static_cast<double>(options_.bandwidth_limit);
         double elapsed = std::chrono::duration<double>(clock_type::now() - window_start_).count();
-        if (allowed_s > elapsed)
-            std::this_thread::sleep_for(std::chrono::duration<double>(allowed_s - elapsed));
+        // Sleep in slices: a cancel must not wait for the pace of a slow cap.
+        auto wake = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(
+                                            std::chrono::duration<double>(allowed_s - elapsed));
+        while (clock_type::now() < wake) {
+            if (cancelled(options_))
+                throw Error(ErrorCode::cancelled, "migration cancelled");
+            std::this_thread::sleep_until(
+                std::min(wake, clock_type::now() + std::chrono::milliseconds(50)));
+        }
         if (elapsed > 1.0) {
             window_start_ = clock_type::now();
             sent_in_window_ = 0;
@@ -184,6 +203,7 @@ class PageSender {
     const SourceOptions& options_;
     Report& report_;
     std::vector<std::uint8_t> page_, delta_, batch_, xbzrle_;
+    std::size_t batch_limit_;
     std::size_t raw_count_ = 0;
     bool first_pass_ = true;
     bool final_pass_ = false;
@@ -192,10 +212,6 @@ class PageSender {
     clock_type::time_point window_start_ = clock_type::now();
     std::uint64_t sent_in_window_ = 0;
 };
-
-bool cancelled(const SourceOptions& o) {
-    return o.cancel != nullptr && o.cancel->load();
-}
 
 // A pass ends when the link has taken all but this much of its data (a socket's send queue).
 constexpr std::uint64_t drain_target_bytes = 128 << 10;

@@ -2,6 +2,7 @@
 // in-process pipe (the two-process tests do the same over real TCP/TLS).
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -208,6 +209,54 @@ TEST(Migration, PassesGoAtTheLinksPaceNotTheSocketBuffers) {
     EXPECT_GE(r.total_time_ms, 400.0);
     EXPECT_GT(bandwidth, 0.3 * rate);
     EXPECT_LT(bandwidth, 1.5 * rate);
+}
+
+// --bandwidth: the cap holds, and a cancel under a slow cap ends the migration at once
+// rather than after the pacer's sleep (at 64 KiB/s a 1 MiB batch alone was 16 s of it).
+TEST(Migration, BandwidthCapHoldsAndACancelDoesNotWaitForIt) {
+    {
+        auto a = std::make_shared<PipeEnd::Queue>(), b = std::make_shared<PipeEnd::Queue>();
+        PipeEnd src(a, b), dst(b, a);
+        testing::SyntheticGuest guest(256, 0, 11); // 1 MiB of data
+        testing::SyntheticIncomingVm incoming;
+        IncomingResult in;
+        std::thread receiver([&] { in = migrate_in(dst, incoming); });
+        SourceOptions o;
+        o.bandwidth_limit = 4 << 20; // 4 MiB/s: at least ~0.25 s for the data
+        Report r = migrate_out(src, guest, guest, guest, guest, o);
+        receiver.join();
+        ASSERT_TRUE(r.ok) << r.error;
+        ASSERT_TRUE(in.ok) << in.error;
+        EXPECT_GE(r.total_time_ms, 200.0);
+        EXPECT_LT(r.total_time_ms, 5000.0);
+    }
+    auto a = std::make_shared<PipeEnd::Queue>(), b = std::make_shared<PipeEnd::Queue>();
+    PipeEnd src(a, b), dst(b, a);
+    testing::SyntheticGuest guest(1024, 0, 12); // 4 MiB: a minute at the cap
+    testing::SyntheticIncomingVm incoming;
+    IncomingResult in;
+    std::thread receiver([&] { in = migrate_in(dst, incoming); });
+    std::atomic<bool> cancel{false};
+    SourceOptions o;
+    o.bandwidth_limit = 64 << 10;
+    o.cancel = &cancel;
+    std::thread canceller([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        cancel = true;
+    });
+    auto started = std::chrono::steady_clock::now();
+    Report r = migrate_out(src, guest, guest, guest, guest, o);
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    canceller.join();
+    src.close();
+    receiver.join();
+    EXPECT_FALSE(r.ok);
+    EXPECT_EQ(r.phase, Phase::cancelled) << r.error;
+    EXPECT_LT(seconds, 2.0);
+    EXPECT_FALSE(guest.paused());
+    EXPECT_FALSE(in.ok);
+    EXPECT_FALSE(incoming.started_);
 }
 
 TEST(Migration, DestinationRefusalRollsBackTheSource) {

@@ -162,6 +162,10 @@ def main():
 
         expect_error("duplicate name", 7, "already exists", "vm", "create", "--name", "hello",
                      "--kernel", hello, "--memory", "16")
+        # A name in use is refused before the saved file is read (reading and checking a
+        # saved VM takes a while): the file here does not even exist.
+        expect_error("restore under a name in use", 7, "already exists", "vm", "restore",
+                     os.path.join(tmp, "no-such-saved-vm"), "--name", "hello")
         expect_error("unknown VM (show)", 3, "no VM named 'nope'", "vm", "show", "nope")
         expect_error("unknown VM (start)", 3, "no VM named 'nope'", "vm", "start", "nope")
         expect_error("unknown VM (delete)", 3, "no VM named 'nope'", "vm", "delete", "nope")

@@ -200,14 +200,18 @@ control::VmInfo VmManager::create(const std::string& definition_json) {
     return info(register_vm(def, true));
 }
 
-VmManager::Vm& VmManager::register_vm(const vmm::VmDefinition& def, bool validate_kernel) {
-    vmm::VmDefinitionStore& definitions = store();
-    if (vms_.contains(def.name)) {
+void VmManager::refuse_name_in_use(const std::string& name) const {
+    if (vms_.contains(name)) {
         throw Error(ErrorCode::conflict,
                     fmt::format("a VM named '{}' already exists (`godwit vm delete {}` first, or "
                                 "choose another name)",
-                                def.name, def.name));
+                                name, name));
     }
+}
+
+VmManager::Vm& VmManager::register_vm(const vmm::VmDefinition& def, bool validate_kernel) {
+    vmm::VmDefinitionStore& definitions = store();
+    refuse_name_in_use(def.name);
     check_hypervisor_limits(def);
     std::uint64_t available = available_memory_mib();
     if (!validate_kernel) {
@@ -245,6 +249,10 @@ VmManager::Vm& VmManager::register_vm(const vmm::VmDefinition& def, bool validat
 control::VmInfo VmManager::restore(const std::string& path, const std::string& name) {
     if (path.empty() || !fs::path(path).is_absolute()) {
         throw Error(ErrorCode::usage, fmt::format("restore from an absolute path, not '{}'", path));
+    }
+    // A name in use is refused before the file is read: checking all of it takes a while.
+    if (!name.empty()) {
+        refuse_name_in_use(name);
     }
     // Reads and checks the whole file now (blocking the daemon meanwhile): a damaged saved
     // state is refused before anything is registered.

@@ -98,6 +98,7 @@ class VmManager {
     bool reap_incoming(pid_t pid);
     // reap() for a VM that left (migrated away) or never arrived (incoming that failed).
     void forget(const std::string& name);
+    void refuse_name_in_use(const std::string& name) const; // ErrorCode::conflict
     // Registers `def` (stored definition and record); validate_kernel for VMs that boot here.
     Vm& register_vm(const vmm::VmDefinition& def, bool validate_kernel);
 

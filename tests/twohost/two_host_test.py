@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                 "host-harness"))
@@ -28,11 +29,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from migration_checks import run_migration_checks  # noqa: E402
 
 failures = []
+started = time.monotonic()
 
 
 def check(condition, what, detail=""):
-    print(f"{'PASS' if condition else 'FAIL'}: {what}" + (f" ({detail})" if detail and not condition
-                                                           else ""), flush=True)
+    # The time since the start: where a slow run spent its minutes.
+    print(f"[{time.monotonic() - started:6.1f}s] {'PASS' if condition else 'FAIL'}: {what}" +
+          (f" ({detail})" if detail and not condition else ""), flush=True)
     if not condition:
         failures.append(what)
     return condition

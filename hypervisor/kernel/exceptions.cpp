@@ -4,6 +4,7 @@
 #include "arch/x86/intrinsics.hpp"
 #include "kernel/console.hpp"
 #include "kernel/end_run.hpp"
+#include "kernel/percpu.hpp"
 
 namespace godwit::hv {
 
@@ -61,6 +62,13 @@ struct ExtableEntry {
 extern "C" const ExtableEntry __extable_start[], __extable_end[];
 
 extern "C" void exception_handler(ExceptionFrame* f) {
+    // An NMI in VMX root operation belongs to the root partition: note it for its vCPU on
+    // this CPU and return (IRET unblocks NMIs). Not before this CPU has its per-CPU data.
+    constexpr u32 msr_gs_base = 0xC0000101;
+    if (f->vector == 2 && x86::rdmsr(msr_gs_base) != 0 && this_cpu().runs_root) {
+        this_cpu().root_nmi_pending = true;
+        return;
+    }
     // An instruction that may fault on purpose (probing an MSR): resume at its fixup.
     for (const ExtableEntry* e = __extable_start; e != __extable_end; ++e) {
         if (e->fault_rip == f->rip && f->vector == 13) {

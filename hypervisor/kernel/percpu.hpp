@@ -21,6 +21,11 @@ struct PerCpu {
     // how many guest entries it made: the dirty log's EPT flush waits on them.
     const void* guest;
     u64 guest_entries;
+    // An NMI that reached this CPU while it ran the hypervisor or a guest vCPU. NMIs are the
+    // root's (perf, its NMI watchdog, NMI backtraces): it gets this one injected at its vCPU's
+    // next entry (root/root_nmi.cpp).
+    volatile bool root_nmi_pending;
+    u64 nmis_for_root; // NMIs passed on to the root this way
 };
 
 PerCpu& this_cpu();

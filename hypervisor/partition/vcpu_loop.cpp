@@ -3,12 +3,18 @@
 // highest-priority interrupt or an interrupt window); the hypervisor handles CPUID, MSRs,
 // APIC/IOAPIC accesses, HLT with something to deliver and timer expiries itself and returns
 // to the VMM for port I/O, other MMIO, idleness, shutdown and root interrupts.
+#include "arch/x86/intrinsics.hpp"
 #include "arch/x86/vmx/vmcs_fields.hpp"
+#include "arch/x86/vmx/vmx_event.hpp"
 #include "arch/x86/vmx/vmx_exit.hpp"
 #include "arch/x86/vmx/vmx_exit_handlers.hpp"
 #include "kernel/console.hpp"
+#include "kernel/percpu.hpp"
 #include "partition/partition.hpp"
 #include "partition/partitions.hpp"
+#include "platform/lapic.hpp"
+#include "platform/tsc_calibration.hpp"
+#include "root/root_nmi.hpp"
 
 namespace godwit::hv::partitions {
 namespace {
@@ -24,8 +30,21 @@ enum class Next : u8 { enter, idle };
 // and 25.2): a guest that keeps producing those would otherwise hold the CPU for good.
 constexpr u32 run_exit_budget = 4096;
 
+// The root's interrupts end a guest run through external-interrupt exiting, but Bochs 2.7 only
+// re-evaluates interrupt masking at VM entry when RFLAGS.IF changes: a guest entered with
+// IF = 0 (as the hypervisor runs) never exits for the root's interrupts, and a guest that does
+// not exit on its own then holds its CPU for good (the root's timer stopped on that CPU and
+// RCU reported a stall). So a run also looks at the physical APIC every slice (the VMX-
+// preemption timer) and ends when it holds an interrupt for the root: an exit per slice on
+// hardware, where the interrupt would have ended the run already.
+constexpr u64 run_slice_per_second = 1000; // 1 ms
+
+u64 run_slice_cycles() {
+    return host_tsc_hz() / run_slice_per_second; // 0 (no slices) before the TSC is known
+}
+
 // What the vCPU does next, from its APIC's state (caller holds nothing; takes irq_lock).
-Next prepare_entry(Partition& p, Vcpu& v, godwit_hc_vcpu_run& out) {
+Next prepare_entry(Partition& p, Vcpu& v, godwit_hc_vcpu_run& out, u64 slice_end) {
     SpinLockGuard guard(p.irq_lock);
     VmxVcpu& g = v.vmx;
     u64 now = guest_tsc(v);
@@ -51,8 +70,11 @@ Next prepare_entry(Partition& p, Vcpu& v, godwit_hc_vcpu_run& out) {
     }
     bool delivered = false;
     if (!g.injection_pending()) {
-        if (v.lapic.take_nmi()) {
-            g.write(VmcsField::entry_interruption_info, 0x80000202u); // NMI, vector 2
+        if (vmx::nmi_injectable(g.read(VmcsField::guest_interruptibility)) && v.lapic.take_nmi()) {
+            // An NMI the guest sent itself or got from its IOAPIC; one that finds the guest
+            // in its NMI handler or an STI/MOV-SS shadow waits for a later entry (injecting
+            // it then would fail the entry, Vol. 3C 26.3.1.5).
+            g.write(VmcsField::entry_interruption_info, vmx::nmi_injection);
             delivered = true;
         } else if (int vector = v.lapic.pending_vector(now); vector >= 0) {
             if (g.interrupts_open()) {
@@ -76,10 +98,16 @@ Next prepare_entry(Partition& p, Vcpu& v, godwit_hc_vcpu_run& out) {
         }
         v.halted = false;
     }
-    // The LAPIC timer fires while the guest runs through the VMX-preemption timer. It is armed
-    // only for that: root interrupts end a guest's run through external-interrupt exiting.
+    // The VMX-preemption timer fires for the guest's LAPIC timer or at the end of the slice,
+    // whichever comes first.
     u64 deadline = v.lapic.timer_deadline();
-    g.set_preemption_timer(deadline != 0, deadline > now ? deadline - now : 0);
+    u64 cycles = deadline == 0 ? ~0ull : deadline > now ? deadline - now : 0;
+    if (slice_end != 0) {
+        u64 host_now = x86::rdtsc();
+        u64 slice_left = slice_end > host_now ? slice_end - host_now : 0;
+        cycles = slice_left < cycles ? slice_left : cycles;
+    }
+    g.set_preemption_timer(cycles != ~0ull, cycles);
     return Next::enter;
 }
 
@@ -103,6 +131,19 @@ void complete_port_read(Vcpu& v, u64 value) {
     v.vmx.skip_instruction(v.in_length);
 }
 
+// An EPT violation or a full PML log met in an IRET that had just ended the guest's (virtual)
+// NMI blocking: the IRET is retried, so the blocking must be back in place first (Vol. 3C
+// 28.2.1 Table 28-7 bit 12, 27.3.4). Undefined when the exit interrupted an event delivery.
+void reblock_nmis_after_iret(VmxVcpu& g, const VmExit& e) {
+    bool ept = e.reason == static_cast<u32>(ExitReason::ept_violation) ||
+               e.reason == static_cast<u32>(ExitReason::pml_full);
+    if (!ept || ((e.qualification >> 12) & 1) == 0 ||
+        (g.read(VmcsField::idt_vectoring_info) & vmx::event_valid) != 0)
+        return;
+    g.write(VmcsField::guest_interruptibility,
+            g.read(VmcsField::guest_interruptibility) | vmx::blocking_by_nmi);
+}
+
 // One exit; true when the VMM must see it (`out` filled).
 bool handle(Partition& p, Vcpu& v, u32 index, const VmExit& e, godwit_hc_vcpu_run& out, u32& wake) {
     VmxVcpu& g = v.vmx;
@@ -111,6 +152,14 @@ bool handle(Partition& p, Vcpu& v, u32 index, const VmExit& e, godwit_hc_vcpu_ru
     case ExitReason::external_interrupt:
         out.exit_reason = GODWIT_EXIT_INTERRUPTED; // the root takes it when it resumes
         return true;
+    case ExitReason::exception_or_nmi:
+        // The exception bitmap is empty: only NMIs exit here, and they are the root's.
+        if (vmx::is_nmi_exit(static_cast<u32>(g.read(VmcsField::exit_interruption_info)))) {
+            note_root_nmi_from_guest(p.id, index);
+            out.exit_reason = GODWIT_EXIT_INTERRUPTED;
+            return true;
+        }
+        break;
     case ExitReason::interrupt_window:
     case ExitReason::preemption_timer:
         return false; // prepare_entry delivers what is now due
@@ -205,8 +254,10 @@ void run_loop(Partition& part, Vcpu& v, u32 index, godwit_hc_vcpu_run& out, u32&
     u32 id = p->id;
     VmxVcpu& g = v.vmx;
     GuestFpuLoaded fpu(v);
+    const u64 slice = run_slice_cycles();
+    u64 slice_end = slice != 0 ? x86::rdtsc() + slice : 0;
     for (bool done = false; !done;) {
-        if (prepare_entry(*p, v, out) == Next::idle)
+        if (prepare_entry(*p, v, out, slice_end) == Next::idle)
             break;
         begin_guest_entry(*p);
         VmExit e = g.run();
@@ -220,8 +271,24 @@ void run_loop(Partition& part, Vcpu& v, u32 index, godwit_hc_vcpu_run& out, u32&
                                          : vmx::exit_reason_name(e.reason));
             break;
         }
+        reblock_nmis_after_iret(g, e);
         g.requeue_interrupted_event();
         done = handle(*p, v, index, e, out, wake);
+        if (!done && this_cpu().root_nmi_pending) {
+            // An NMI hit the hypervisor while it handled this exit: the root's, at once.
+            out.exit_reason = GODWIT_EXIT_INTERRUPTED;
+            out.rip = e.guest_rip;
+            done = true;
+        }
+        if (!done && slice != 0 && x86::rdtsc() >= slice_end) {
+            if (lapic_interrupt_pending()) {
+                out.exit_reason = GODWIT_EXIT_INTERRUPTED; // as an external-interrupt exit
+                out.rip = e.guest_rip;
+                done = true;
+            } else {
+                slice_end = x86::rdtsc() + slice;
+            }
+        }
         if (!done && (wake & ~(1u << index)) != 0) {
             out.exit_reason = GODWIT_EXIT_INTERRUPTED; // the VMM wakes the other vCPUs
             out.rip = e.guest_rip;

@@ -1,5 +1,7 @@
 #include "partition/vlapic.hpp"
 
+#include "arch/x86/apic_vectors.hpp"
+
 #include <bit>
 
 namespace godwit::hv {
@@ -64,11 +66,7 @@ void set_bit(u32 (&bits)[8], u32 vector, bool value) {
     word = value ? (word | bit) : (word & ~bit);
 }
 int highest_bit(const u32 (&bits)[8]) {
-    for (int i = 7; i >= 0; --i) {
-        if (bits[i] != 0)
-            return i * 32 + 31 - std::countl_zero(bits[i]);
-    }
-    return -1;
+    return x86::highest_vector(bits);
 }
 
 u64 apic_base_reserved(u8 physical_bits) {
@@ -304,9 +302,7 @@ int VirtualLapic::pending_vector(u64 now_tsc) {
         return -1;
     expire_timer(now_tsc);
     const int vector = highest_bit(irr_);
-    if (vector < 0 || (static_cast<u32>(vector) & 0xF0) <= (ppr() & 0xF0))
-        return -1;
-    return vector;
+    return x86::deliverable(vector, ppr()) ? vector : -1;
 }
 
 void VirtualLapic::acknowledge(u8 vector) {

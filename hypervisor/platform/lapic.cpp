@@ -1,5 +1,6 @@
 #include "platform/lapic.hpp"
 
+#include "arch/x86/apic_vectors.hpp"
 #include "arch/x86/intrinsics.hpp"
 #include "platform/pit.hpp"
 
@@ -13,6 +14,8 @@ constexpr u32 msr_x2apic_id = 0x802;
 constexpr u32 msr_x2apic_icr = 0x830;
 constexpr u32 msr_x2apic_svr = 0x80F;
 constexpr u32 xapic_id = 0x20, xapic_svr = 0xF0, xapic_icr_low = 0x300, xapic_icr_high = 0x310;
+constexpr u32 xapic_ppr = 0xA0, xapic_irr = 0x200; // IRR: eight registers 0x10 apart
+constexpr u32 msr_x2apic_ppr = 0x80A, msr_x2apic_irr = 0x820;
 constexpr u32 icr_init = 0x00004500;    // delivery mode INIT, level assert
 constexpr u32 icr_startup = 0x00004600; // delivery mode STARTUP
 constexpr u32 icr_pending = 1u << 12;
@@ -65,6 +68,21 @@ u32 lapic_id() {
     if (x2apic_mode())
         return static_cast<u32>(x86::rdmsr(msr_x2apic_id));
     return xapic_reg(xapic_id) >> 24;
+}
+
+bool lapic_interrupt_pending() {
+    u32 irr[8];
+    u32 ppr;
+    if (x2apic_mode()) {
+        for (u32 i = 0; i < 8; ++i)
+            irr[i] = static_cast<u32>(x86::rdmsr(msr_x2apic_irr + i));
+        ppr = static_cast<u32>(x86::rdmsr(msr_x2apic_ppr));
+    } else {
+        for (u32 i = 0; i < 8; ++i)
+            irr[i] = xapic_reg(xapic_irr + 0x10 * i);
+        ppr = xapic_reg(xapic_ppr);
+    }
+    return x86::deliverable(x86::highest_vector(irr), ppr);
 }
 
 bool lapic_start_ap(u32 apic_id, u8 vector) {

@@ -45,4 +45,15 @@ u64 measure_tsc_hz() {
     return runs[1] * pit_hz / run_ticks; // cycles per run_ticks PIT ticks, in Hz
 }
 
+namespace {
+u64 host_hz = 0;
+} // namespace
+
+u64 host_tsc_hz() {
+    return __atomic_load_n(&host_hz, __ATOMIC_RELAXED);
+}
+void set_host_tsc_hz(u64 hz) {
+    __atomic_store_n(&host_hz, hz, __ATOMIC_RELAXED);
+}
+
 } // namespace godwit::hv

@@ -9,4 +9,9 @@ namespace godwit::hv {
 // the hypervisor trusts over CPUID leaves 0x15/0x16 when the two disagree (cpuid_policy.hpp).
 u64 measure_tsc_hz();
 
+// The TSC frequency the hypervisor times its own slices with: set once at boot (measured, or
+// CPUID's when there is no PIT); 0 until then.
+u64 host_tsc_hz();
+void set_host_tsc_hz(u64 hz);
+
 } // namespace godwit::hv

@@ -19,6 +19,7 @@
 #include "partition/partitions.hpp"
 #include "platform/cmdline.hpp"
 #include "root/root_apic.hpp"
+#include "root/root_nmi.hpp"
 #include "root/root_partition.hpp"
 
 extern "C" void* memcpy(void*, const void*, godwit::hv::usize);
@@ -229,6 +230,7 @@ bool is_vmx_instruction(u32 reason) {
     if (cmdline_value(boot_info().cmdline, "trace_root_exits", value, sizeof(value)))
         parse_u64(value, trace);
     for (;;) {
+        inject_pending_root_nmi(v);
         VmExit e = v.run();
         u64 n = __atomic_add_fetch(&self.exits, 1, __ATOMIC_RELAXED);
         if (n <= trace)

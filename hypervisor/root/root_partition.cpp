@@ -116,6 +116,7 @@ u64 probe_tsc_frequency() {
     CpuidValues leaf16 = max_leaf >= 0x16 ? values(x86::cpuid(0x16, 0)) : CpuidValues{};
     u64 advertised = advertised_tsc_hz(max_leaf, leaf15, leaf16);
     u64 measured = measure_tsc_hz();
+    set_host_tsc_hz(measured != 0 ? measured : advertised);
     if (measured == 0) {
         log(LogLevel::info, "root: no PIT to check the TSC frequency against; CPUID says %lu kHz",
             advertised / 1000);

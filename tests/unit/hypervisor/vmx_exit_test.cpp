@@ -1,3 +1,4 @@
+#include "arch/x86/vmx/vmx_event.hpp"
 #include "arch/x86/vmx/vmx_exit.hpp"
 
 #include <string>
@@ -13,6 +14,22 @@ TEST(VmxExit, ReasonField) {
     EXPECT_TRUE(r.entry_failure);
     EXPECT_EQ(std::string(exit_reason_name(48)), "EPT violation");
     EXPECT_EQ(std::string(exit_reason_name(999)), "unhandled exit reason");
+}
+
+// NMI exiting: which exits are NMIs, and when one may be injected (Vol. 3C 25.9.2, 26.3.1.5).
+TEST(VmxExit, NmiEvents) {
+    EXPECT_EQ(nmi_injection, 0x80000202u);
+    EXPECT_TRUE(is_nmi_exit(0x80000202u));
+    EXPECT_TRUE(is_nmi_exit(0x80001202u));  // with "NMI unblocking due to IRET"
+    EXPECT_FALSE(is_nmi_exit(0x00000202u)); // not valid
+    EXPECT_FALSE(is_nmi_exit(0x80000b0du)); // #GP: hardware exception with error code
+    EXPECT_FALSE(is_nmi_exit(0x80000603u)); // INT3: software exception
+    EXPECT_FALSE(is_nmi_exit(0));
+    EXPECT_TRUE(nmi_injectable(0));
+    EXPECT_TRUE(nmi_injectable(1u << 2)); // blocking by SMI: not ours to honour
+    EXPECT_FALSE(nmi_injectable(blocking_by_sti));
+    EXPECT_FALSE(nmi_injectable(blocking_by_mov_ss));
+    EXPECT_FALSE(nmi_injectable(blocking_by_nmi));
 }
 
 TEST(VmxExit, CrAccess) {

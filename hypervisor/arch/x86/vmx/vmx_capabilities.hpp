@@ -40,6 +40,7 @@ struct CapabilityMsrs {
 namespace pin {
 inline constexpr u32 external_interrupt_exiting = 1u << 0;
 inline constexpr u32 nmi_exiting = 1u << 3;
+inline constexpr u32 virtual_nmis = 1u << 5;
 inline constexpr u32 preemption_timer = 1u << 6;
 } // namespace pin
 namespace proc {

@@ -109,8 +109,18 @@ bool VmxVcpu::create(const VcpuConfig& c, const char** error) {
 
     u32 pin = 0, proc = 0, proc2 = 0, exit = 0, entry = 0;
     bool real_mode = c.mode == GuestMode::real_mode;
+    // Guest partitions exit on the root's interrupts and NMIs. NMI exiting goes with "virtual
+    // NMIs": a guest's own NMI blocking is then virtual (its IRET ends it). Without them that
+    // blocking is physical and, with NMI exiting, no guest IRET ends it (Vol. 3C 25.3,
+    // 26.6.1): in Bochs the guest state saved at the first NMI exit kept NMIs blocked, and
+    // that CPU took no interrupt after it (an RCU stall in the root). A CPU without virtual
+    // NMIs (every VT-x CPU since 2008 has them) keeps the old behaviour: a root NMI during a
+    // guest run reaches the guest.
+    constexpr u32 root_nmis = vmx::pin::nmi_exiting | vmx::pin::virtual_nmis;
+    bool nmis = c.exit_on_interrupts && ((caps.pinbased >> 32) & root_nmis) == root_nmis;
     u32 pin_required = (c.preemption_timer ? vmx::pin::preemption_timer : 0) |
-                       (c.exit_on_interrupts ? vmx::pin::external_interrupt_exiting : 0);
+                       (c.exit_on_interrupts ? vmx::pin::external_interrupt_exiting : 0) |
+                       (nmis ? root_nmis : 0);
     u32 proc_required = vmx::proc::activate_secondary |
                         (c.root ? vmx::proc::use_msr_bitmaps
                                 : vmx::proc::hlt_exiting | vmx::proc::unconditional_io_exiting) |

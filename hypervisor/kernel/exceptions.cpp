@@ -64,8 +64,7 @@ extern "C" const ExtableEntry __extable_start[], __extable_end[];
 extern "C" void exception_handler(ExceptionFrame* f) {
     // An NMI in VMX root operation belongs to the root partition: note it for its vCPU on
     // this CPU and return (IRET unblocks NMIs). Not before this CPU has its per-CPU data.
-    constexpr u32 msr_gs_base = 0xC0000101;
-    if (f->vector == 2 && x86::rdmsr(msr_gs_base) != 0 && this_cpu().runs_root) {
+    if (f->vector == 2 && this_cpu_ready() && this_cpu().runs_root) {
         this_cpu().root_nmi_pending = true;
         return;
     }

@@ -14,6 +14,10 @@ u32 online_count = 0;
 
 } // namespace
 
+bool this_cpu_ready() {
+    return x86::rdmsr(msr_gs_base) != 0;
+}
+
 PerCpu& this_cpu() {
     return *reinterpret_cast<PerCpu*>(x86::read_gs_qword0());
 }

@@ -29,6 +29,7 @@ struct PerCpu {
 };
 
 PerCpu& this_cpu();
+bool this_cpu_ready();  // GS base points at this CPU's PerCpu (false early in boot)
 u32 cpu_count();        // CPUs that came online (BSP + started APs)
 PerCpu& cpu(u32 index); // index < cpu_count()
 

@@ -2,8 +2,6 @@
 
 #include "arch/x86/apic_vectors.hpp"
 
-#include <bit>
-
 namespace godwit::hv {
 namespace {
 
@@ -64,9 +62,6 @@ void set_bit(u32 (&bits)[8], u32 vector, bool value) {
     u32& word = bits[(vector >> 5) & 7];
     const u32 bit = 1u << (vector & 31);
     word = value ? (word | bit) : (word & ~bit);
-}
-int highest_bit(const u32 (&bits)[8]) {
-    return x86::highest_vector(bits);
 }
 
 u64 apic_base_reserved(u8 physical_bits) {
@@ -149,7 +144,7 @@ u64 VirtualLapic::apic_base_msr() const {
 
 u32 VirtualLapic::ppr() const {
     // SDM 10.8.3.1: PPR = TPR if TPR[7:4] >= ISRV[7:4], else ISRV[7:4] << 4.
-    const int isrv = highest_bit(isr_);
+    const int isrv = x86::highest_vector(isr_);
     const u32 isr_class = isrv < 0 ? 0 : static_cast<u32>(isrv) & 0xF0;
     return (tpr_ & 0xF0) >= isr_class ? tpr_ : isr_class;
 }
@@ -301,7 +296,7 @@ int VirtualLapic::pending_vector(u64 now_tsc) {
     if (!hardware_enabled())
         return -1;
     expire_timer(now_tsc);
-    const int vector = highest_bit(irr_);
+    const int vector = x86::highest_vector(irr_);
     return x86::deliverable(vector, ppr()) ? vector : -1;
 }
 
@@ -313,7 +308,7 @@ void VirtualLapic::acknowledge(u8 vector) {
 void VirtualLapic::eoi(ApicBus& bus) {
     // SDM 10.8.5: EOI retires the highest-priority in-service interrupt; level-triggered
     // ones (TMR set) are broadcast to the IOAPIC (no directed EOI: SVR bit 12 unsupported).
-    const int vector = highest_bit(isr_);
+    const int vector = x86::highest_vector(isr_);
     if (vector < 0)
         return;
     set_bit(isr_, static_cast<u32>(vector), false);

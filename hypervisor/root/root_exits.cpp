@@ -6,6 +6,7 @@
 #include "abi/godwit_hypercall.h"
 #include "arch/x86/intrinsics.hpp"
 #include "arch/x86/vmx/vmcs_fields.hpp"
+#include "arch/x86/vmx/vmx_event.hpp"
 #include "arch/x86/vmx/vmx_exit.hpp"
 #include "arch/x86/vmx/vmx_exit_handlers.hpp"
 #include "arch/x86/vmx/vmx_state.hpp"
@@ -185,7 +186,7 @@ void handle_ept_violation(VmxVcpu& v, const VmExit& e) {
     if ((e.qualification >> 12) & 1) {
         // The access was in an IRET that unblocked NMIs: block them again (Vol. 3C 28.2.3).
         u64 interruptibility = v.read(VmcsField::guest_interruptibility);
-        v.write(VmcsField::guest_interruptibility, interruptibility | 8);
+        v.write(VmcsField::guest_interruptibility, interruptibility | vmx::blocking_by_nmi);
     }
     v.inject_gp();
 }

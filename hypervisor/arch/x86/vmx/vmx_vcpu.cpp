@@ -3,6 +3,7 @@
 #include "arch/x86/intrinsics.hpp"
 #include "arch/x86/vmx/vmcs.hpp"
 #include "arch/x86/vmx/vmx_capabilities.hpp"
+#include "arch/x86/vmx/vmx_event.hpp"
 #include "arch/x86/vmx/vmx_exit.hpp"
 #include "arch/x86/vmx/vmx_state.hpp"
 #include "kernel/percpu.hpp"
@@ -300,7 +301,7 @@ bool VmxVcpu::injection_pending() const {
 
 bool VmxVcpu::interrupts_open() const {
     constexpr u64 rflags_if = 1u << 9;
-    constexpr u64 sti_or_mov_ss_blocking = 3;
+    constexpr u64 sti_or_mov_ss_blocking = vmx::blocking_by_sti | vmx::blocking_by_mov_ss;
     return (read(VmcsField::guest_rflags) & rflags_if) != 0 &&
            (read(VmcsField::guest_interruptibility) & sti_or_mov_ss_blocking) == 0;
 }
@@ -448,7 +449,7 @@ void VmxVcpu::skip_instruction(u32 length) {
     // The emulated instruction has completed, so the STI / MOV-SS shadow it sat in is over
     // (Vol. 3C 25.4.2, 27.3.3). Left set, `sti; hlt` would keep interrupts blocked after the
     // HLT: the timer that should wake the vCPU could never be injected.
-    constexpr u64 sti_or_mov_ss_blocking = 3;
+    constexpr u64 sti_or_mov_ss_blocking = vmx::blocking_by_sti | vmx::blocking_by_mov_ss;
     u64 blocking = vmx::vmcs_read(VmcsField::guest_interruptibility);
     if ((blocking & sti_or_mov_ss_blocking) != 0)
         x86::vmwrite(static_cast<u64>(VmcsField::guest_interruptibility),
